@@ -1,0 +1,23 @@
+"""The numerics of leastaction: tableaux and the one sweep over the doubled phase space."""
+
+from .runge_kutta import RungeKutta, discretise, uniform_grid
+from .solve import Solution, forward, sweep, tangent_sweep, tension
+from .tableau import (
+    BOSH3,
+    EULER,
+    HEUN,
+    KUTTA3,
+    MIDPOINT,
+    RALSTON,
+    RK4,
+    RK38,
+    TABLEAUX,
+    ButcherTableau,
+    tableau,
+)
+
+__all__ = [
+    "BOSH3", "EULER", "HEUN", "KUTTA3", "MIDPOINT", "RALSTON", "RK4", "RK38", "TABLEAUX",
+    "ButcherTableau", "RungeKutta", "Solution", "discretise", "forward", "sweep",
+    "tableau", "tangent_sweep", "tension", "uniform_grid",
+]

@@ -1,0 +1,149 @@
+"""Actions, the Hamiltonian and the Euler-Lagrange (stationarity) residuals.
+
+Continuous time (DESIGN.md 2.1):
+
+    S[x, p] = l(x(T)) + integral_0^T p . ( f(x, theta, t) - dx/dt ) dt,
+    H(x, p, theta, t) = p . f(x, theta, t) + r(x, theta, t).
+
+Discrete time (DESIGN.md 2.3):
+
+    S_d = l(x_N) + sum_k p_{k+1} . ( Phi_k(x_k, theta_k) - x_{k+1} ).
+
+Stationarity of `S_d` in `p_{k+1}` is the forward pass, in `x_k` the conjugate
+(backpropagation) recursion. Every derivative here is local: `jax.vjp` of one
+evaluation of `f` or of one layer map.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PyTree, Scalar
+
+from .loss import Loss
+from .system import LayerMaps, VectorField
+
+RunningCost = Callable[[Scalar, Float[Array, " n"], PyTree], Scalar]
+
+
+def hamiltonian(
+    field: VectorField,
+    t: Scalar,
+    x: Float[Array, " n"],
+    p: Float[Array, " n"],
+    theta: PyTree,
+    running_cost: RunningCost | None = None,
+) -> Scalar:
+    """`H(x, p, theta, t) = p . f(t, x, theta) + r(t, x, theta)`."""
+    h = jnp.vdot(p, field(t, x, theta))
+    if running_cost is not None:
+        h = h + running_cost(t, x, theta)
+    return h
+
+
+def hamilton_equations(field: VectorField, t, x, p, theta, running_cost=None):
+    """`(dH/dp, -dH/dx)`: the right-hand sides of Hamilton's equations,
+
+        dx/dt = dH/dp = f,    dp/dt = -dH/dx = -(df/dx)^T p - dr/dx,
+
+    from `jax.vjp` of one evaluation of `H`.
+    """
+    _, pullback = jax.vjp(lambda x_, p_: hamiltonian(field, t, x_, p_, theta, running_cost), x, p)
+    dh_dx, dh_dp = pullback(jnp.ones((), x.dtype))
+    return dh_dp, -dh_dx
+
+
+def _fields_on_grid(field, ts, xs, theta):
+    return jax.vmap(lambda t, x: field(t, x, theta))(ts, xs)
+
+
+def continuous_action(
+    field: VectorField,
+    ts: Float[Array, " T"],
+    xs: Float[Array, "T n"],
+    ps: Float[Array, "T n"],
+    theta: PyTree,
+    loss: Loss,
+) -> Scalar:
+    """`S[x, p]` on a sampled trajectory: `dx/dt` by second-order finite
+    differences (`jnp.gradient`), the time integral by the trapezoidal rule."""
+    dxdt = jnp.gradient(xs, ts, axis=0)
+    integrand = jnp.sum(ps * (_fields_on_grid(field, ts, xs, theta) - dxdt), axis=-1)
+    return loss(xs[-1]) + jnp.trapezoid(integrand, ts)
+
+
+def euler_lagrange_residuals(
+    field: VectorField,
+    ts: Float[Array, " T"],
+    xs: Float[Array, "T n"],
+    ps: Float[Array, "T n"],
+    theta: PyTree,
+    running_cost: RunningCost | None = None,
+) -> tuple[Float[Array, "T n"], Float[Array, "T n"]]:
+    """Residuals of Hamilton's equations on a sampled trajectory:
+
+        r_x = dx/dt - dH/dp,    r_p = dp/dt + dH/dx,
+
+    with time derivatives from `jnp.gradient` (second order in the sample spacing).
+    Both vanish, up to the finite-difference error, on the stationary point of `S`.
+    """
+    rhs_x, rhs_p = jax.vmap(lambda t, x, p: hamilton_equations(field, t, x, p, theta, running_cost))(
+        ts, xs, ps
+    )
+    return jnp.gradient(xs, ts, axis=0) - rhs_x, jnp.gradient(ps, ts, axis=0) - rhs_p
+
+
+def batched_layer(system: LayerMaps, k, x, theta_k):
+    """`Phi_k` applied to one state `(n,)` or, by `jax.vmap`, to a batch `(B, n)`."""
+    if x.ndim == 2:
+        return jax.vmap(lambda x_: system.layer(k, x_, theta_k))(x)
+    return system.layer(k, x, theta_k)
+
+
+def discrete_action(
+    system: LayerMaps,
+    theta: PyTree,
+    xs: Sequence[Array],
+    ps: Sequence[Array],
+    loss: Loss,
+    loss_weight: float = 1.0,
+) -> Scalar:
+    """`S_d = w l(x_N) + sum_k p_{k+1} . (Phi_k(x_k, theta_k) - x_{k+1})`, `w = loss_weight`.
+
+    `xs[k]`, `ps[k]` for `k = 0..N` (a tuple, or an array with a leading axis
+    `N + 1`); each may carry a batch axis, over which the pairing sums.
+    """
+    total = loss_weight * loss(xs[-1])
+    for k in range(system.depth):
+        phi = batched_layer(system, k, xs[k], system.theta_at(theta, k))
+        total = total + jnp.vdot(ps[k + 1], phi - xs[k + 1])
+    return total
+
+
+def stationarity_residuals(
+    system: LayerMaps,
+    theta: PyTree,
+    xs: Sequence[Array],
+    ps: Sequence[Array],
+    loss: Loss,
+) -> dict[str, list[Array]]:
+    """The stationarity conditions of `S_d`, as residuals that vanish at the solution:
+
+    - ``forward[k]  = dS_d/dp_{k+1} = Phi_k(x_k) - x_{k+1}``, `k = 0..N-1`;
+    - ``conjugate[k] = dS_d/dx_k = (dPhi_k/dx_k)^T p_{k+1} - p_k``, `k = 1..N-1`
+      (`x_0` is clamped), followed by the terminal residual ``grad l(x_N) - p_N``.
+
+    Each term uses `jax.vjp` of one layer map (or of the loss) only.
+    """
+    forward, conjugate = [], []
+    for k in range(system.depth):
+        theta_k = system.theta_at(theta, k)
+        phi, pullback = jax.vjp(lambda x_: batched_layer(system, k, x_, theta_k), xs[k])
+        forward.append(phi - xs[k + 1])
+        if k >= 1:
+            conjugate.append(pullback(ps[k + 1])[0] - ps[k])
+    _, grad_l = loss.grad(xs[-1])
+    conjugate.append(grad_l - ps[-1])
+    return {"forward": forward, "conjugate": conjugate}

@@ -1,0 +1,167 @@
+"""The `System` abstraction: what flows.
+
+A system is either a continuous vector field
+
+    dx/dt = f(t, x, theta)                                   (`VectorField`)
+
+or a sequence of layer maps
+
+    x_{k+1} = Phi_k(x_k, theta_k),   k = 0 .. N-1            (`LayerMaps`)
+
+Parameters are a pytree `theta` passed explicitly, so that gradients
+`dl/dtheta` have the same structure as `theta`. Systems are equinox modules:
+static structure (widths, activation, step size) lives in the module, the
+parameters do not.
+
+A state is a vector `x` of shape `(n,)`; a batch of states has shape `(B, n)`.
+Systems are written for one state; batching is `jax.vmap` in the sweep.
+"""
+
+
+import abc
+from typing import ClassVar, Literal
+
+import equinox as eqx
+from equinox import AbstractClassVar, AbstractVar
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, PRNGKeyArray, PyTree, Scalar
+
+Layout = Literal["unrolled", "stacked", "shared"]
+
+
+class System(eqx.Module):
+    """Base class of everything that flows.
+
+    Subclasses provide `init(key) -> theta`, the parameter pytree with the
+    shapes the system expects, and `input_dim`, the dimension of `x_0`.
+    """
+
+    @abc.abstractmethod
+    def init(self, key: PRNGKeyArray, dtype=jnp.float64) -> PyTree:
+        """Random parameters `theta` with the shapes this system expects."""
+
+    @property
+    @abc.abstractmethod
+    def input_dim(self) -> int:
+        """Dimension `n_0` of the initial state `x_0`."""
+
+    def check(self, theta: PyTree, x0: Array) -> None:
+        """Raise a `ValueError` naming the problem if `theta` or `x0` do not fit.
+
+        Checks the pytree structure and every leaf shape of `theta` against
+        `init`, the trailing dimension of `x0`, and that all values are finite.
+        """
+        expected = jax.eval_shape(self.init, jax.random.key(0))
+        check_params(theta, expected, owner=type(self).__name__)
+        x0 = jnp.asarray(x0)
+        if x0.ndim not in (1, 2):
+            raise ValueError(
+                f"{type(self).__name__}: x0 must have shape (n,) or (batch, n); got shape {x0.shape}"
+            )
+        if x0.shape[-1] != self.input_dim:
+            raise ValueError(
+                f"{type(self).__name__}: x0 has dimension {x0.shape[-1]} but the system's input "
+                f"dimension is {self.input_dim} (x0 shape {x0.shape})"
+            )
+        check_finite(x0, "x0")
+        check_finite(theta, "theta")
+
+
+class VectorField(System):
+    """A continuous-time system `dx/dt = f(t, x, theta)`."""
+
+    state_dim: AbstractVar[int]
+
+    @abc.abstractmethod
+    def __call__(self, t: Scalar, x: Float[Array, " n"], theta: PyTree) -> Float[Array, " n"]:
+        """The vector field `f(t, x, theta)`."""
+
+    @property
+    def input_dim(self) -> int:
+        return self.state_dim
+
+
+class LayerMaps(System):
+    """A discrete-time system `x_{k+1} = Phi_k(x_k, theta_k)`, `k = 0..depth-1`.
+
+    `layout` says how `theta_k` is read from `theta`:
+
+    - ``"unrolled"``: `theta` is a tuple with one pytree per layer (widths may
+      change; the sweep is a Python loop, unrolled under `jit`);
+    - ``"stacked"``: every leaf of `theta` has a leading axis of length
+      `depth` (the sweep is a `jax.lax.scan`);
+    - ``"shared"``: every layer reads the same `theta` (weight sharing, or a
+      discretised vector field; the gradient sums over layers).
+    """
+
+    layout: ClassVar[Layout]
+    depth: AbstractVar[int]
+
+    @abc.abstractmethod
+    def layer(self, k, x: Float[Array, " n_k"], theta_k: PyTree) -> Float[Array, " n_k1"]:
+        """One layer map `x_{k+1} = Phi_k(x_k, theta_k)`."""
+
+    def conjugate(
+        self, k, x: Float[Array, " n_k"], theta_k: PyTree, p_next: Float[Array, " n_k1"]
+    ) -> tuple[Float[Array, " n_k"], PyTree]:
+        """One conjugate step, local to layer `k`:
+
+            p_k = (dPhi_k/dx_k)^T p_{k+1},   dl/dtheta_k = (dPhi_k/dtheta_k)^T p_{k+1}
+
+        computed with `jax.vjp` of this one layer map. Subclasses that know a
+        finer structure (Runge-Kutta stages) override it.
+        """
+        _, pullback = jax.vjp(lambda x_, th: self.layer(k, x_, th), x, theta_k)
+        return pullback(p_next)
+
+    def tangent(self, k, x: Float[Array, " n_k"], theta_k: PyTree, v: Float[Array, " n_k"]):
+        """One tangent step `v_{k+1} = (dPhi_k/dx_k) v_k` (`jax.jvp` of one layer map)."""
+        return jax.jvp(lambda x_: self.layer(k, x_, theta_k), (x,), (v,))[1]
+
+    def theta_at(self, theta: PyTree, k) -> PyTree:
+        """The parameters `theta_k` read by layer `k`."""
+        if self.layout == "unrolled":
+            return theta[k]
+        if self.layout == "stacked":
+            return jax.tree.map(lambda a: a[k], theta)
+        return theta
+
+
+def check_params(theta: PyTree, expected: PyTree, owner: str = "system") -> None:
+    """Compare a parameter pytree with the expected structure and shapes."""
+    got_paths, got_def = jax.tree_util.tree_flatten_with_path(theta)
+    exp_paths, exp_def = jax.tree_util.tree_flatten_with_path(expected)
+    if got_def != exp_def:
+        raise ValueError(
+            f"{owner}: parameters have structure {got_def}, expected {exp_def} "
+            "(wrong number of layers or missing/extra parameter names)"
+        )
+    for (path, leaf), (_, exp) in zip(got_paths, exp_paths):
+        shape = np.shape(leaf)
+        if tuple(shape) != tuple(exp.shape):
+            raise ValueError(
+                f"{owner}: parameter theta{jax.tree_util.keystr(path)} has shape {tuple(shape)}, "
+                f"expected {tuple(exp.shape)} (mismatched shapes between layers and parameters)"
+            )
+
+
+def check_finite(tree: PyTree, name: str) -> None:
+    """Raise a `ValueError` if any leaf of `tree` holds NaN or infinity.
+
+    Under tracing (inside `jit`) the values are unknown and nothing is checked.
+    """
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        if isinstance(leaf, jax.core.Tracer):
+            continue
+        arr = np.asarray(leaf)
+        if not np.issubdtype(arr.dtype, np.inexact):
+            continue
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            where = jax.tree_util.keystr(path)
+            raise ValueError(
+                f"{name}{where} holds {int(bad.sum())} non-finite value(s) (NaN or inf); "
+                "inputs and parameters must be finite"
+            )
