@@ -74,14 +74,15 @@ class RungeKutta(LayerMaps):
         if not np.all(np.diff(ts) > 0):
             raise ValueError("time grid must be strictly increasing")
 
-    def _time(self, k):
+    def _time(self, k, dtype):
+        """`(t_k, h_k)` in the dtype of the state (a float64 grid does not promote float32 states)."""
         t = self.ts[k]
-        return t, self.ts[k + 1] - t
+        return t.astype(dtype), (self.ts[k + 1] - t).astype(dtype)
 
     def _stages(self, k, x, theta):
         """The stage values `X_i` and slopes `K_i` of step `k`."""
         a, c = self.tableau.a, self.tableau.c
-        t, h = self._time(k)
+        t, h = self._time(k, x.dtype)
         xs_, ks_ = [], []
         for i in range(self.tableau.stages):
             xi = x
@@ -93,13 +94,13 @@ class RungeKutta(LayerMaps):
         return xs_, ks_
 
     def layer(self, k, x, theta):
-        _, h = self._time(k)
+        _, h = self._time(k, x.dtype)
         _, ks_ = self._stages(k, x, theta)
         return x + h * sum(bi * ki for bi, ki in zip(self.tableau.b, ks_) if bi != 0.0)
 
     def conjugate(self, k, x, theta, p_next):
         a, b, c = self.tableau.a, self.tableau.b, self.tableau.c
-        t, h = self._time(k)
+        t, h = self._time(k, x.dtype)
         stages, _ = self._stages(k, x, theta)
         s = self.tableau.stages
         mu = [None] * s

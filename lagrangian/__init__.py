@@ -11,6 +11,7 @@ from .action import (
     hamilton_equations,
     hamiltonian,
     stationarity_residuals,
+    time_derivative,
 )
 from .doubled import copies, doubled_action, mean_and_difference
 from .fields import HarmonicOscillator, Linear, MLPField, NeuralODE, Pendulum
@@ -25,5 +26,5 @@ __all__ = [
     "VectorField", "activation", "batched_layer", "bilinear_invariant", "check_finite",
     "check_params", "continuous_action", "copies", "discrete_action", "doubled_action", "energy",
     "euler_lagrange_residuals", "hamilton_equations", "hamiltonian", "mean_and_difference",
-    "stationarity_residuals", "symplectic_form", "symplecticity_defect",
+    "stationarity_residuals", "symplectic_form", "symplecticity_defect", "time_derivative",
 ]

@@ -55,6 +55,25 @@ def hamilton_equations(field: VectorField, t, x, p, theta, running_cost=None):
     return dh_dp, -dh_dx
 
 
+def time_derivative(xs: Float[Array, "T ..."], ts: Float[Array, " T"]) -> Float[Array, "T ..."]:
+    """`dx/dt` on a (possibly non-uniform) grid, second order everywhere: central
+    differences inside (`jnp.gradient`), second-order one-sided differences at the ends."""
+    if ts.shape[0] < 3:
+        raise ValueError(f"need at least 3 samples for a second-order time derivative; got {ts.shape[0]}")
+    inside = jnp.gradient(xs, ts, axis=0)
+
+    def one_sided(f0, f1, f2, h1, h2):
+        return (
+            -(2 * h1 + h2) / (h1 * (h1 + h2)) * f0
+            + (h1 + h2) / (h1 * h2) * f1
+            - h1 / (h2 * (h1 + h2)) * f2
+        )
+
+    start = one_sided(xs[0], xs[1], xs[2], ts[1] - ts[0], ts[2] - ts[1])
+    end = -one_sided(xs[-1], xs[-2], xs[-3], ts[-1] - ts[-2], ts[-2] - ts[-3])
+    return inside.at[0].set(start).at[-1].set(end)
+
+
 def _fields_on_grid(field, ts, xs, theta):
     return jax.vmap(lambda t, x: field(t, x, theta))(ts, xs)
 
@@ -68,8 +87,8 @@ def continuous_action(
     loss: Loss,
 ) -> Scalar:
     """`S[x, p]` on a sampled trajectory: `dx/dt` by second-order finite
-    differences (`jnp.gradient`), the time integral by the trapezoidal rule."""
-    dxdt = jnp.gradient(xs, ts, axis=0)
+    differences (`time_derivative`), the time integral by the trapezoidal rule."""
+    dxdt = time_derivative(xs, ts)
     integrand = jnp.sum(ps * (_fields_on_grid(field, ts, xs, theta) - dxdt), axis=-1)
     return loss(xs[-1]) + jnp.trapezoid(integrand, ts)
 
@@ -86,13 +105,13 @@ def euler_lagrange_residuals(
 
         r_x = dx/dt - dH/dp,    r_p = dp/dt + dH/dx,
 
-    with time derivatives from `jnp.gradient` (second order in the sample spacing).
+    with time derivatives from `time_derivative` (second order in the sample spacing).
     Both vanish, up to the finite-difference error, on the stationary point of `S`.
     """
     rhs_x, rhs_p = jax.vmap(lambda t, x, p: hamilton_equations(field, t, x, p, theta, running_cost))(
         ts, xs, ps
     )
-    return jnp.gradient(xs, ts, axis=0) - rhs_x, jnp.gradient(ps, ts, axis=0) - rhs_p
+    return time_derivative(xs, ts) - rhs_x, time_derivative(ps, ts) - rhs_p
 
 
 def batched_layer(system: LayerMaps, k, x, theta_k):

@@ -149,4 +149,4 @@ class Recurrent(LayerMaps):
         }
 
     def layer(self, k, x, theta):
-        return jnp.tanh(theta["W"] @ x + theta["U"] @ self.inputs[k] + theta["b"])
+        return jnp.tanh(theta["W"] @ x + theta["U"] @ self.inputs[k].astype(x.dtype) + theta["b"])

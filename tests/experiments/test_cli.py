@@ -1,0 +1,144 @@
+"""The `leastaction` command line: list, run, and its one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from experiments.catalog import CATALOG
+from experiments.cli import app
+
+from .conftest import SMALL
+
+
+def test_list_shows_quickstart(cli):
+    result = cli.invoke(app, ["list"])
+    assert result.exit_code == 0, result.output
+    assert "quickstart" in result.output
+    assert "neural ODE" in result.output
+
+
+def test_run_summary_names_folder_and_gradient_error(quickstart_folder, cli, tmp_path):
+    out = tmp_path / "summary"
+    result = cli.invoke(app, ["run", "quickstart", "--out", str(out), *SMALL])
+    assert result.exit_code == 0, result.output
+    assert str(out) in result.output
+    assert "gradient.relative_l2_error" in result.output
+
+
+def test_quiet_prints_only_the_folder(cli, tmp_path):
+    out = tmp_path / "quiet"
+    result = cli.invoke(app, ["run", "quickstart", "--out", str(out), "--quiet", *SMALL])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == str(out)
+    assert (out / "results.json").is_file()
+
+
+def test_unknown_experiment_lists_valid_names(cli, tmp_path):
+    result = cli.invoke(app, ["run", "no-such-experiment", "--out", str(tmp_path / "x")])
+    assert result.exit_code != 0
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+    assert "unknown experiment 'no-such-experiment'" in result.output
+    for name in CATALOG:
+        assert name in result.output
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("nonsense=1", "unknown config key 'nonsense'"),
+        ("steps=2.5", "config key 'steps' expects int"),
+        ("seed=abc", "config key 'seed' expects int"),
+        ("t_final=soon", "config key 't_final' expects float"),
+        ("scale=nan", "config key 'scale' must be finite"),
+        ("t_final=inf", "config key 't_final' must be finite"),
+        ("dim=3", "config key 'dim' must be 2"),
+        ("steps=0", "config key 'steps' must be >= 1"),
+        ("method=rk5", "config key 'method'"),
+        ("steps", "--set expects key=value"),
+    ],
+)
+def test_bad_setting_is_one_line_error(cli, tmp_path, setting, message):
+    out = tmp_path / "bad"
+    result = cli.invoke(app, ["run", "quickstart", "--out", str(out), "--set", setting])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert os.listdir(tmp_path) == []
+
+
+def test_unknown_key_error_lists_valid_keys(cli, tmp_path):
+    result = cli.invoke(app, ["run", "quickstart", "--out", str(tmp_path / "x"), "--set", "stpes=3"])
+    assert result.exit_code == 2
+    for key in ("seed", "dim", "steps", "t_final", "batch", "scale", "method"):
+        assert key in result.output
+
+
+def test_existing_folder_without_force_is_untouched(cli, tmp_path):
+    out = tmp_path / "existing"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    result = cli.invoke(app, ["run", "quickstart", "--out", str(out), *SMALL])
+    assert result.exit_code == 2
+    assert "already exists; pass --force to overwrite" in result.output
+    assert os.listdir(out) == ["keep.txt"]
+    assert (out / "keep.txt").read_text() == "precious"
+    assert sorted(os.listdir(tmp_path)) == ["existing"]
+
+
+def test_force_replaces_existing_folder(cli, tmp_path):
+    out = tmp_path / "existing"
+    out.mkdir()
+    (out / "stale.txt").write_text("old run")
+    result = cli.invoke(app, ["run", "quickstart", "--out", str(out), "--force", *SMALL])
+    assert result.exit_code == 0, result.output
+    assert not (out / "stale.txt").exists()
+    assert json.loads((out / "results.json").read_text())["gradient"]["relative_l2_error"] <= 1e-12
+    assert sorted(os.listdir(tmp_path)) == ["existing"]
+
+
+def test_parent_that_is_a_file_is_a_clear_error(cli, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    out = blocker / "run"
+    result = cli.invoke(app, ["run", "quickstart", "--out", str(out), *SMALL])
+    assert result.exit_code == 2
+    assert "cannot create output folder" in result.output
+    assert str(blocker) in result.output
+    assert "Traceback" not in result.output
+
+
+def test_unwritable_parent_is_a_clear_error(cli, tmp_path):
+    parent = tmp_path / "locked"
+    parent.mkdir()
+    parent.chmod(0o500)
+    try:
+        if os.access(parent, os.W_OK):
+            pytest.skip("running as a user (root) for whom chmod does not remove write access")
+        result = cli.invoke(app, ["run", "quickstart", "--out", str(parent / "run"), *SMALL])
+        assert result.exit_code == 2
+        assert f"{parent} is not writable" in result.output
+    finally:
+        parent.chmod(0o700)
+
+
+def test_failure_inside_experiment_leaves_nothing(cli, tmp_path, monkeypatch):
+    def explode(config, folder, progress):
+        progress(1, 2, "writing something first")
+        (folder.path / "partial.txt").write_text("half done")
+        raise RuntimeError("experiment failed midway")
+
+    broken = CATALOG["quickstart"].__class__(
+        name="quickstart", description="fails", config=CATALOG["quickstart"].config, run=explode
+    )
+    monkeypatch.setitem(CATALOG, "quickstart", broken)
+    out = tmp_path / "nested" / "deeper" / "run"
+    result = cli.invoke(app, ["run", "quickstart", "--out", str(out), *SMALL])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, RuntimeError)
+    assert os.listdir(tmp_path) == []

@@ -1,0 +1,179 @@
+"""Experiment folders: contents, provenance, reproducibility, all-or-nothing runs."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import tomllib
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from experiments import CATALOG, read_config, run
+from experiments.cli import app
+from experiments.manifest import PACKAGES
+from experiments.runner import default_output_dir, jsonable
+
+EXPECTED_FILES = {
+    "config.toml",
+    "manifest.json",
+    "results.json",
+    "log.txt",
+    "figures/phase_space.png",
+    "figures/phase_space.pdf",
+    "tables/gradient_check.md",
+    "tables/gradient_check.tex",
+}
+
+
+def _files(folder: Path) -> set[str]:
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+
+
+def _assert_close(a, b, where="results", tol=1e-12):
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            _assert_close(a[k], b[k], f"{where}.{k}", tol)
+    elif isinstance(a, list):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_close(x, y, f"{where}[{i}]", tol)
+    elif isinstance(a, float):
+        assert math.isclose(a, b, rel_tol=tol, abs_tol=tol), f"{where}: {a} != {b}"
+    else:
+        assert a == b, where
+
+
+def test_quickstart_writes_every_file(quickstart_folder):
+    assert _files(quickstart_folder) == EXPECTED_FILES
+    assert not any(quickstart_folder.parent.glob("*.tmp-*"))
+
+
+def test_config_is_the_resolved_config(quickstart_folder):
+    with open(quickstart_folder / "config.toml", "rb") as handle:
+        document = tomllib.load(handle)
+    assert document["experiment"] == "quickstart"
+    assert document["config"] == {
+        "seed": 0, "dim": 2, "steps": 6, "t_final": 1.5, "batch": 4, "scale": 2.0, "method": "euler",
+    }
+    assert read_config(quickstart_folder) == ("quickstart", document["config"])
+
+
+def test_manifest_records_provenance_and_hashes(quickstart_folder):
+    manifest = json.loads((quickstart_folder / "manifest.json").read_text())
+    assert manifest["experiment"] == "quickstart"
+    assert manifest["seed"] == 0
+    assert set(manifest["versions"]) == set(PACKAGES)
+    assert manifest["versions"]["jax"]
+    for key in ("python", "platform", "machine", "processor"):
+        assert manifest["platform"][key]
+    assert manifest["wall_time_seconds"] > 0
+    start = datetime.fromisoformat(manifest["start_utc"])
+    end = datetime.fromisoformat(manifest["end_utc"])
+    assert start.tzinfo is not None and start <= end
+    assert set(manifest["git"]) == {"commit", "dirty"}
+    assert set(manifest["files"]) == EXPECTED_FILES - {"manifest.json"}
+    for name, digest in manifest["files"].items():
+        assert hashlib.sha256((quickstart_folder / name).read_bytes()).hexdigest() == digest, name
+
+
+def test_results_gradient_is_exact(quickstart_folder):
+    results = json.loads((quickstart_folder / "results.json").read_text())
+    gradient = results["gradient"]
+    assert gradient["relative_l2_error"] <= 1e-12
+    assert gradient["max_abs_error"] <= 1e-12
+    assert abs(gradient["cosine_similarity"] - 1) <= 1e-12
+    assert abs(gradient["norm_ratio"] - 1) <= 1e-12
+    assert set(gradient["per_leaf"]) == {"W", "b"}
+    assert results["bilinear_invariant"]["max_relative_deviation"] <= 1e-12
+    assert results["bilinear_invariant"]["relative_error_vs_jvp"] <= 1e-12
+    assert results["stationarity"]["max_residual"] <= 1e-12
+    assert math.isfinite(results["energy"]["max_relative_deviation"])
+
+
+def test_tables_are_markdown_and_booktabs(quickstart_folder):
+    md = (quickstart_folder / "tables/gradient_check.md").read_text()
+    tex = (quickstart_folder / "tables/gradient_check.tex").read_text()
+    assert "| parameter |" in md and "| total |" in md
+    for rule in (r"\toprule", r"\midrule", r"\bottomrule"):
+        assert tex.count(rule) == 1
+    assert "W &" in tex and "total &" in tex
+
+
+def test_log_records_the_steps(quickstart_folder):
+    log = (quickstart_folder / "log.txt").read_text()
+    assert "experiment quickstart" in log
+    assert "step 1/6" in log and "finished in" in log
+
+
+def test_rerun_from_config_gives_the_same_results(quickstart_folder, cli, tmp_path):
+    name, values = read_config(quickstart_folder)
+    settings = [arg for key, value in values.items() for arg in ("--set", f"{key}={value}")]
+    out = tmp_path / "again"
+    result = cli.invoke(app, ["run", name, "--out", str(out), "--quiet", *settings])
+    assert result.exit_code == 0, result.output
+    first = json.loads((quickstart_folder / "results.json").read_text())
+    second = json.loads((out / "results.json").read_text())
+    _assert_close(first, second)
+    assert (out / "config.toml").read_bytes() == (quickstart_folder / "config.toml").read_bytes()
+
+
+def test_api_run_takes_typed_overrides_from_config_toml(quickstart_folder, tmp_path):
+    _, values = read_config(quickstart_folder)
+    record = run(CATALOG["quickstart"], values, out=tmp_path / "api")
+    assert record.folder == (tmp_path / "api").absolute()
+    assert record.config == dataclasses.replace(CATALOG["quickstart"].config, steps=6, batch=4, t_final=1.5)
+    first = json.loads((quickstart_folder / "results.json").read_text())
+    _assert_close(first, record.results)
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, RuntimeError])
+def test_interrupted_run_leaves_nothing_and_keeps_the_old_folder(tmp_path, error):
+    def interrupted(config, folder, progress):
+        (folder.path / "figures").mkdir()
+        (folder.path / "figures" / "half.png").write_bytes(b"not an image")
+        raise error("stop")
+
+    experiment = dataclasses.replace(CATALOG["quickstart"], run=interrupted)
+    out = tmp_path / "run"
+    with pytest.raises(error):
+        run(experiment, out=out)
+    assert os.listdir(tmp_path) == []
+
+    out.mkdir()
+    (out / "old.txt").write_text("previous run")
+    with pytest.raises(error):
+        run(experiment, out=out, force=True)
+    assert sorted(os.listdir(tmp_path)) == ["run"]
+    assert os.listdir(out) == ["old.txt"]
+
+
+def test_validation_happens_before_any_folder_exists(tmp_path):
+    with pytest.raises(ValueError, match="'batch'"):
+        run(CATALOG["quickstart"], {"batch": "many"}, out=tmp_path / "a" / "b")
+    assert os.listdir(tmp_path) == []
+
+
+def test_default_output_dir_is_timestamped_and_unique(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    first = default_output_dir("quickstart", now)
+    assert first == Path("runs/quickstart-20260102-030405")
+    first.mkdir(parents=True)
+    assert default_output_dir("quickstart", now) == Path("runs/quickstart-20260102-030405-2")
+
+
+def test_jsonable_converts_arrays_and_reports_non_finite():
+    import numpy as np
+
+    warnings = []
+    out = jsonable({"a": np.float64(1.5), "b": np.arange(3), "c": float("nan"), "d": np.int32(4)},
+                   warn=warnings.append)
+    assert out == {"a": 1.5, "b": [0, 1, 2], "c": None, "d": 4}
+    assert warnings == ["results.c is nan; written as null"]
+    json.dumps(out, allow_nan=False)

@@ -1,0 +1,45 @@
+"""Tableaux are validated data with their order."""
+
+import pytest
+
+import integrators as I
+
+
+def test_registry_names_and_orders():
+    orders = {name: t.order for name, t in I.TABLEAUX.items()}
+    assert orders["euler"] == 1 and orders["rk4"] == 4 and orders["bosh3"] == 3
+    assert all(t.explicit for t in I.TABLEAUX.values())
+    assert I.tableau("classical-rk4") is I.RK4
+
+
+def test_unknown_tableau_is_named():
+    with pytest.raises(ValueError, match="unknown integrator 'rk99'.*euler"):
+        I.tableau("rk99")
+
+
+def test_row_sum_condition_is_checked():
+    with pytest.raises(ValueError, match=r"row-sum condition c_i = sum_j a_ij fails at stage 1"):
+        I.ButcherTableau("bad", ((0.0, 0.0), (0.5, 0.0)), (0.5, 0.5), (0.0, 1.0), 2)
+
+
+def test_shapes_are_checked():
+    with pytest.raises(ValueError, match=r"a must have shape \(2, 2\)"):
+        I.ButcherTableau("bad", ((0.0,),), (0.5, 0.5), (0.0, 1.0), 2)
+    with pytest.raises(ValueError, match=r"c must have shape \(2,\)"):
+        I.ButcherTableau("bad", ((0.0, 0.0), (1.0, 0.0)), (0.5, 0.5), (0.0,), 2)
+
+
+def test_implicit_tableau_is_refused_by_explicit_stepper():
+    import lagrangian as L
+
+    implicit_midpoint = I.ButcherTableau("implicit-midpoint", ((0.5,),), (1.0,), (0.5,), 2)
+    assert not implicit_midpoint.explicit
+    with pytest.raises(ValueError, match="implicit"):
+        I.discretise(L.NeuralODE(2), I.uniform_grid(1.0, 4), implicit_midpoint)
+
+
+def test_bad_grids():
+    with pytest.raises(ValueError, match="steps must be >= 1"):
+        I.uniform_grid(1.0, 0)
+    with pytest.raises(ValueError, match="t0 < t_final"):
+        I.uniform_grid(-1.0, 10)
