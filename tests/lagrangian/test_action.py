@@ -116,3 +116,12 @@ def test_hamiltonian_with_running_cost():
     # dp/dt = -(df/dx)^T p - dr/dx
     jac = np.array([[0.0, 1.0], [-4.0 * np.cos(0.3), 0.0]])
     np.testing.assert_allclose(dp, -jac.T @ np.asarray(p) - np.asarray(x), rtol=1e-14)
+
+
+def test_time_derivative_is_exact_for_quadratics_on_a_non_uniform_grid():
+    ts = jnp.array([0.0, 0.1, 0.35, 0.4, 0.9, 1.0])
+    xs = jnp.stack([3.0 * ts**2 - ts + 2.0, -ts**2], axis=-1)
+    expected = jnp.stack([6.0 * ts - 1.0, -2.0 * ts], axis=-1)
+    np.testing.assert_allclose(L.time_derivative(xs, ts), expected, atol=1e-12)
+    with pytest.raises(ValueError, match="at least 3 samples"):
+        L.time_derivative(xs[:2], ts[:2])
