@@ -7,10 +7,11 @@ import os
 
 import pytest
 
+from experiments import read_config
 from experiments.catalog import CATALOG
 from experiments.cli import app
 
-from .conftest import SMALL
+from .conftest import SMALL, assert_results_close
 
 
 def test_list_shows_quickstart(cli):
@@ -20,12 +21,11 @@ def test_list_shows_quickstart(cli):
     assert "neural ODE" in result.output
 
 
-def test_run_summary_names_folder_and_gradient_error(quickstart_folder, cli, tmp_path):
-    out = tmp_path / "summary"
-    result = cli.invoke(app, ["run", "quickstart", "--out", str(out), *SMALL])
-    assert result.exit_code == 0, result.output
-    assert str(out) in result.output
-    assert "gradient.relative_l2_error" in result.output
+def test_run_summary_names_folder_and_gradient_error(quickstart_run):
+    out, output = quickstart_run
+    assert f"folder: {out}" in output
+    assert "gradient.relative_l2_error" in output
+    assert "quickstart finished in" in output
 
 
 def test_quiet_prints_only_the_folder(cli, tmp_path):
@@ -91,15 +91,22 @@ def test_existing_folder_without_force_is_untouched(cli, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["existing"]
 
 
-def test_force_replaces_existing_folder(cli, tmp_path):
+def test_force_replaces_existing_folder_with_a_rerun_from_its_config(quickstart_run, cli, tmp_path):
+    """Re-running with the values of `config.toml` (through `--set`) reproduces
+    results.json; with `--force` the run replaces a folder that already exists."""
+    first, _ = quickstart_run
     out = tmp_path / "existing"
     out.mkdir()
     (out / "stale.txt").write_text("old run")
-    result = cli.invoke(app, ["run", "quickstart", "--out", str(out), "--force", *SMALL])
+    name, values = read_config(first)
+    settings = [arg for key, value in values.items() for arg in ("--set", f"{key}={value}")]
+    result = cli.invoke(app, ["run", name, "--out", str(out), "--force", *settings])
     assert result.exit_code == 0, result.output
     assert not (out / "stale.txt").exists()
-    assert json.loads((out / "results.json").read_text())["gradient"]["relative_l2_error"] <= 1e-12
     assert sorted(os.listdir(tmp_path)) == ["existing"]
+    assert (out / "config.toml").read_bytes() == (first / "config.toml").read_bytes()
+    assert_results_close(json.loads((first / "results.json").read_text()),
+                         json.loads((out / "results.json").read_text()))
 
 
 def test_parent_that_is_a_file_is_a_clear_error(cli, tmp_path):

@@ -5,23 +5,34 @@ from __future__ import annotations
 import pytest
 
 from experiments.catalog import CATALOG, get
-from experiments.catalog.quickstart import QuickstartConfig, initial_points, run
-from experiments.runner import RunFolder
-
-
-class _Log:
-    def info(self, message):
-        pass
+from experiments.catalog.quickstart import QuickstartConfig, initial_points, measure
+from experiments.runner import no_progress
 
 
 @pytest.mark.parametrize("method", ["heun", "midpoint", "rk4", "bosh3"])
-def test_gradient_matches_jax_grad_for_every_tableau(tmp_path, method):
+def test_gradient_matches_jax_grad_for_every_tableau(method):
     config = QuickstartConfig(steps=4, batch=3, t_final=1.0, method=method)
-    results = run(config, RunFolder(tmp_path, _Log()), lambda done, total, what: None)
+    lines = []
+    m = measure(config, lines.append, no_progress)
+    results = m.results
     assert results["gradient"]["relative_l2_error"] <= 1e-12
     assert results["bilinear_invariant"]["max_relative_deviation"] <= 1e-12
+    assert results["bilinear_invariant"]["relative_error_vs_jvp"] <= 1e-12
     assert results["stationarity"]["max_residual"] <= 1e-12
-    assert (tmp_path / "figures" / "phase_space.pdf").is_file()
+    assert m.xs.shape == m.ps.shape == (5, 3, 2)
+    assert any("relative L2 error" in line for line in lines)
+
+
+def test_energy_drift_shrinks_with_the_step():
+    """`H = p . f` is conserved by the continuous flow: its drift on the grid is
+    discretisation error, first order for Euler, smaller for RK4."""
+    drift = {
+        (method, steps): measure(QuickstartConfig(steps=steps, batch=2, t_final=1.0, method=method),
+                                 lambda line: None, no_progress).results["energy"]["max_relative_deviation"]
+        for method, steps in (("euler", 10), ("euler", 20), ("rk4", 20))
+    }
+    assert drift[("euler", 20)] < 0.7 * drift[("euler", 10)]
+    assert drift[("rk4", 20)] < drift[("euler", 20)]
 
 
 def test_initial_points_lie_on_the_circle():

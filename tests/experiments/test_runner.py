@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from experiments import CATALOG, read_config, run
-from experiments.cli import app
 from experiments.manifest import PACKAGES
 from experiments.runner import default_output_dir, jsonable
+
+from .conftest import assert_results_close
 
 EXPECTED_FILES = {
     "config.toml",
@@ -34,38 +35,26 @@ def _files(folder: Path) -> set[str]:
     return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
 
 
-def _assert_close(a, b, where="results", tol=1e-12):
-    if isinstance(a, dict):
-        assert a.keys() == b.keys(), where
-        for k in a:
-            _assert_close(a[k], b[k], f"{where}.{k}", tol)
-    elif isinstance(a, list):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            _assert_close(x, y, f"{where}[{i}]", tol)
-    elif isinstance(a, float):
-        assert math.isclose(a, b, rel_tol=tol, abs_tol=tol), f"{where}: {a} != {b}"
-    else:
-        assert a == b, where
-
-
 def test_quickstart_writes_every_file(quickstart_folder):
-    assert _files(quickstart_folder) == EXPECTED_FILES
-    assert not any(quickstart_folder.parent.glob("*.tmp-*"))
+    folder = quickstart_folder
+    assert _files(folder) == EXPECTED_FILES
+    assert not any(folder.parent.glob("*.tmp-*"))
 
 
 def test_config_is_the_resolved_config(quickstart_folder):
-    with open(quickstart_folder / "config.toml", "rb") as handle:
+    folder = quickstart_folder
+    with open(folder / "config.toml", "rb") as handle:
         document = tomllib.load(handle)
     assert document["experiment"] == "quickstart"
     assert document["config"] == {
         "seed": 0, "dim": 2, "steps": 6, "t_final": 1.5, "batch": 4, "scale": 2.0, "method": "euler",
     }
-    assert read_config(quickstart_folder) == ("quickstart", document["config"])
+    assert read_config(folder) == ("quickstart", document["config"])
 
 
 def test_manifest_records_provenance_and_hashes(quickstart_folder):
-    manifest = json.loads((quickstart_folder / "manifest.json").read_text())
+    folder = quickstart_folder
+    manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["experiment"] == "quickstart"
     assert manifest["seed"] == 0
     assert set(manifest["versions"]) == set(PACKAGES)
@@ -79,11 +68,12 @@ def test_manifest_records_provenance_and_hashes(quickstart_folder):
     assert set(manifest["git"]) == {"commit", "dirty"}
     assert set(manifest["files"]) == EXPECTED_FILES - {"manifest.json"}
     for name, digest in manifest["files"].items():
-        assert hashlib.sha256((quickstart_folder / name).read_bytes()).hexdigest() == digest, name
+        assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest, name
 
 
 def test_results_gradient_is_exact(quickstart_folder):
-    results = json.loads((quickstart_folder / "results.json").read_text())
+    folder = quickstart_folder
+    results = json.loads((folder / "results.json").read_text())
     gradient = results["gradient"]
     assert gradient["relative_l2_error"] <= 1e-12
     assert gradient["max_abs_error"] <= 1e-12
@@ -97,8 +87,9 @@ def test_results_gradient_is_exact(quickstart_folder):
 
 
 def test_tables_are_markdown_and_booktabs(quickstart_folder):
-    md = (quickstart_folder / "tables/gradient_check.md").read_text()
-    tex = (quickstart_folder / "tables/gradient_check.tex").read_text()
+    folder = quickstart_folder
+    md = (folder / "tables/gradient_check.md").read_text()
+    tex = (folder / "tables/gradient_check.tex").read_text()
     assert "| parameter |" in md and "| total |" in md
     for rule in (r"\toprule", r"\midrule", r"\bottomrule"):
         assert tex.count(rule) == 1
@@ -106,30 +97,20 @@ def test_tables_are_markdown_and_booktabs(quickstart_folder):
 
 
 def test_log_records_the_steps(quickstart_folder):
-    log = (quickstart_folder / "log.txt").read_text()
+    folder = quickstart_folder
+    log = (folder / "log.txt").read_text()
     assert "experiment quickstart" in log
     assert "step 1/6" in log and "finished in" in log
 
 
-def test_rerun_from_config_gives_the_same_results(quickstart_folder, cli, tmp_path):
-    name, values = read_config(quickstart_folder)
-    settings = [arg for key, value in values.items() for arg in ("--set", f"{key}={value}")]
-    out = tmp_path / "again"
-    result = cli.invoke(app, ["run", name, "--out", str(out), "--quiet", *settings])
-    assert result.exit_code == 0, result.output
-    first = json.loads((quickstart_folder / "results.json").read_text())
-    second = json.loads((out / "results.json").read_text())
-    _assert_close(first, second)
-    assert (out / "config.toml").read_bytes() == (quickstart_folder / "config.toml").read_bytes()
-
-
 def test_api_run_takes_typed_overrides_from_config_toml(quickstart_folder, tmp_path):
-    _, values = read_config(quickstart_folder)
+    folder = quickstart_folder
+    _, values = read_config(folder)
     record = run(CATALOG["quickstart"], values, out=tmp_path / "api")
     assert record.folder == (tmp_path / "api").absolute()
     assert record.config == dataclasses.replace(CATALOG["quickstart"].config, steps=6, batch=4, t_final=1.5)
-    first = json.loads((quickstart_folder / "results.json").read_text())
-    _assert_close(first, record.results)
+    first = json.loads((folder / "results.json").read_text())
+    assert_results_close(first, record.results)
 
 
 @pytest.mark.parametrize("error", [KeyboardInterrupt, RuntimeError])

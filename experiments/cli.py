@@ -1,0 +1,124 @@
+"""The `leastaction` command line.
+
+    leastaction list
+    leastaction run NAME [--out DIR] [--force] [--set key=value]... [--quiet]
+
+Errors a user can fix (an unknown experiment, a bad `--set`, an output folder
+that exists or cannot be written) are one line on stderr and exit code 2, with
+no traceback and no folder left behind.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from . import config as configs
+from . import runner
+from .catalog import CATALOG, get
+
+app = typer.Typer(
+    name="leastaction",
+    help="Backpropagation simulated as physics: run experiments that write re-runnable folders.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+USAGE_ERROR = 2
+INTERRUPTED = 130
+
+
+def _console(stderr: bool = False) -> Console:
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def _fail(message: str, code: int = USAGE_ERROR) -> typer.Exit:
+    _console(stderr=True).print(f"error: {message}", markup=False)
+    return typer.Exit(code)
+
+
+@app.command("list")
+def list_experiments() -> None:
+    """List the experiments in the catalogue with their default configs."""
+    table = Table(title="leastaction experiments", title_justify="left")
+    table.add_column("name", style="bold", no_wrap=True)
+    table.add_column("description")
+    table.add_column("config (defaults)")
+    for name in sorted(CATALOG):
+        experiment = CATALOG[name]
+        defaults = " ".join(f"{k}={v!r}" for k, v in configs.as_dict(experiment.config).items())
+        table.add_row(name, experiment.description, defaults)
+    Console(highlight=False).print(table)
+
+
+def _format(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3e}" if value != 0 and not 1e-3 <= abs(value) < 1e4 else f"{value:.6g}"
+    return str(value)
+
+
+@app.command("run")
+def run_experiment(
+    name: Annotated[str, typer.Argument(help="experiment name (see `leastaction list`)")],
+    out: Annotated[
+        Optional[Path],
+        typer.Option("--out", "-o", help="output folder [default: runs/NAME-YYYYmmdd-HHMMSS]"),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="replace an existing output folder")] = False,
+    settings: Annotated[
+        Optional[list[str]],
+        typer.Option("--set", "-s", help="override a config value, key=value (repeatable)"),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress; print only the folder")] = False,
+) -> None:
+    """Run an experiment into a new folder (config, manifest, results, figures, tables, log)."""
+    try:
+        experiment = get(name)
+        overrides = configs.parse_assignments(settings or [])
+        experiment.resolve(overrides)
+        if out is not None:
+            runner.check_output_dir(out.absolute(), force)
+    except ValueError as error:
+        raise _fail(str(error)) from None
+
+    console = _console()
+    started = time.perf_counter()
+    try:
+        if quiet:
+            record = runner.run(experiment, overrides, out=out, force=force)
+        else:
+            columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                       MofNCompleteColumn(), TimeElapsedColumn())
+            with Progress(*columns, console=_console(stderr=True), transient=True) as bar:
+                task = bar.add_task(f"{name}: resolving config", total=None)
+
+                def show(done: int, total: int, description: str) -> None:
+                    bar.update(task, completed=done, total=total, description=f"{name}: {description}")
+
+                record = runner.run(experiment, overrides, out=out, force=force, progress=show)
+    except ValueError as error:
+        raise _fail(str(error)) from None
+    except KeyboardInterrupt:
+        raise _fail("interrupted; no output folder was written", INTERRUPTED) from None
+
+    if quiet:
+        console.print(str(record.folder), markup=False)
+        return
+    elapsed = time.perf_counter() - started
+    console.print(f"{name} finished in {elapsed:.1f} s")
+    console.print(f"folder: {record.folder}", markup=False)
+    headline = record.headline(experiment.headline)
+    if headline:
+        summary = Table(show_header=False)
+        summary.add_column("result", style="bold")
+        summary.add_column("value", justify="right")
+        for key, value in headline:
+            summary.add_row(key, _format(value))
+        console.print(summary)

@@ -1,0 +1,100 @@
+"""Provenance of a run: package versions, platform, git state and file hashes.
+
+`manifest.json` is what lets a reader of an experiment folder check what ran,
+where, from which commit, and that the files in the folder are the ones the
+run wrote (`sha256` of each).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import platform
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+PACKAGES = ("leastaction", "jax", "jaxlib", "diffrax", "equinox", "numpy", "scipy", "matplotlib")
+MANIFEST = "manifest.json"
+
+
+def versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
+    """Installed version of each distribution (`None` when not installed)."""
+    found: dict[str, str | None] = {}
+    for name in packages:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def platform_info() -> dict[str, str]:
+    """Python version and the machine the run used."""
+    import jax
+
+    return {
+        "python": platform.python_version(),
+        "python_implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "system": platform.system(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "jax_backend": jax.default_backend(),
+        "jax_enable_x64": bool(jax.config.jax_enable_x64),
+    }
+
+
+def git_state(directory: Path) -> dict[str, str | bool | None]:
+    """`{"commit": sha, "dirty": bool}` for the checkout holding `directory`.
+
+    `dirty` means tracked files differ from the commit (`git status --porcelain
+    --untracked-files=no`): run folders and other untracked files written next
+    to the code do not count. Both are `None` when `directory` is not in a git
+    checkout or `git` is not installed.
+    """
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(directory), *args],
+            capture_output=True, text=True, check=True, timeout=30,
+        ).stdout
+
+    try:
+        commit = git("rev-parse", "HEAD").strip()
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no").strip())
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": commit, "dirty": dirty}
+
+
+def sha256(path: Path) -> str:
+    """Hex SHA-256 digest of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_hashes(folder: Path, exclude: tuple[str, ...] = (MANIFEST,)) -> dict[str, str]:
+    """`{relative/posix/path: sha256}` for every file under `folder`, sorted."""
+    folder = Path(folder)
+    return {
+        path.relative_to(folder).as_posix(): sha256(path)
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path.relative_to(folder).as_posix() not in exclude
+    }
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def iso(moment: datetime) -> str:
+    """ISO 8601 in UTC with a `Z` suffix, to the microsecond."""
+    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def command_line() -> list[str]:
+    return list(sys.argv)

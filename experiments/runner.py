@@ -1,0 +1,349 @@
+"""Experiment folders: an `Experiment` run from a resolved config into a folder
+that holds everything needed to read, re-run and verify it (DESIGN.md 4).
+
+    DIR/config.toml      the full resolved configuration and the experiment name
+    DIR/manifest.json    versions, platform, git commit, seed, timings, SHA-256 of every file
+    DIR/results.json     every number the figures and tables show
+    DIR/figures/*.png|pdf
+    DIR/tables/*.md|tex
+    DIR/log.txt          what the run logged (progress steps, messages, warnings)
+
+A run is all or nothing. The config is resolved and the output location
+checked before any work; the folder is built in a temporary sibling
+`DIR.tmp-XXXXXXXX` and renamed to `DIR` only once complete. On any exception,
+`KeyboardInterrupt` included, the temporary folder (and any parent folder the
+run created) is deleted, so a failed run leaves nothing behind. With `force`,
+an existing `DIR` is replaced only after the new folder is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+import tomllib
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import tomli_w
+
+from . import config as configs
+from . import manifest as provenance
+from .tables import Table
+
+CONFIG, RESULTS, LOG = "config.toml", "results.json", "log.txt"
+FIGURES, TABLES = "figures", "tables"
+
+
+class Progress(Protocol):
+    """Told when an experiment finishes step `done` of `total` (`description` says which)."""
+
+    def __call__(self, done: int, total: int, description: str) -> None: ...
+
+
+def no_progress(done: int, total: int, description: str) -> None:
+    """A `Progress` that shows nothing (the step is still written to `log.txt`)."""
+
+
+class RunFolder:
+    """What an experiment's `run` writes into: figures, tables and log lines.
+
+    `path` is the folder being built (a temporary sibling of the final one).
+    """
+
+    def __init__(self, path: Path, logger: logging.Logger):
+        self.path = Path(path)
+        self._logger = logger
+
+    def log(self, message: str) -> None:
+        """Append a line to `log.txt`."""
+        self._logger.info(message)
+
+    def save_figure(self, fig, stem: str) -> list[Path]:
+        """Write `figures/stem.png` and `figures/stem.pdf` and close the figure."""
+        from .plots import save_figure
+
+        paths = save_figure(fig, self.path / FIGURES, stem)
+        self.log(f"wrote {', '.join(p.relative_to(self.path).as_posix() for p in paths)}")
+        return paths
+
+    def save_table(self, table: Table, stem: str) -> list[Path]:
+        """Write `tables/stem.md` and `tables/stem.tex` (booktabs)."""
+        paths = table.save(self.path / TABLES, stem)
+        self.log(f"wrote {', '.join(p.relative_to(self.path).as_posix() for p in paths)}")
+        return paths
+
+
+RunFunction = Callable[[Any, RunFolder, Progress], Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A registered experiment: `run(config, folder, progress) -> results`.
+
+    Attributes:
+        name: the name used on the command line (`leastaction run NAME`).
+        description: one line for `leastaction list`.
+        config: the default configuration, a frozen dataclass whose defaults
+            fix the type of each key.
+        run: computes the results dict (JSON-able numbers) and writes figures
+            and tables through the `RunFolder`; reports steps to `progress`.
+        headline: dotted keys of `results` shown in the end-of-run summary.
+    """
+
+    name: str
+    description: str
+    config: Any
+    run: RunFunction
+    headline: tuple[str, ...] = field(default=())
+
+    def __post_init__(self):
+        if not self.name or not all(ch.isalnum() or ch in "-_" for ch in self.name):
+            raise ValueError(f"experiment names are non-empty [A-Za-z0-9_-]; got {self.name!r}")
+        configs.check_defaults(self.config)
+
+    def resolve(self, overrides: Mapping[str, Any] | None = None) -> Any:
+        """The default config with `overrides` applied (a `ValueError` naming any bad key)."""
+        return configs.resolve(self.config, overrides or {}, experiment=self.name)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What a completed run produced: its folder and the contents of its files."""
+
+    folder: Path
+    config: Any
+    results: dict[str, Any]
+    manifest: dict[str, Any]
+
+    def headline(self, keys: Sequence[str]) -> list[tuple[str, Any]]:
+        """`(key, value)` for each dotted key present in `results`."""
+        found = []
+        for key in keys:
+            value: Any = self.results
+            for part in key.split("."):
+                if not isinstance(value, Mapping) or part not in value:
+                    break
+                value = value[part]
+            else:
+                found.append((key, value))
+        return found
+
+
+def default_output_dir(name: str, now: datetime | None = None, root: Path = Path("runs")) -> Path:
+    """`runs/NAME-YYYYmmdd-HHMMSS` (UTC) under the current directory, made unique
+    with a `-2`, `-3`... suffix if that folder already exists."""
+    stamp = (now or provenance.utc_now()).strftime("%Y%m%d-%H%M%S")
+    candidate = root / f"{name}-{stamp}"
+    n = 2
+    while os.path.lexists(candidate):
+        candidate = root / f"{name}-{stamp}-{n}"
+        n += 1
+    return candidate
+
+
+def check_output_dir(out: Path, force: bool) -> None:
+    """Raise a `ValueError` if a run could not (or must not) write `out`."""
+    if os.path.lexists(out):
+        if not force:
+            raise ValueError(f"output folder {out} already exists; pass --force to overwrite")
+        if out.is_symlink() or not out.is_dir():
+            raise ValueError(f"output path {out} exists and is not a folder; refusing to replace it")
+    ancestor = out.parent
+    while not os.path.lexists(ancestor):
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ValueError(f"cannot create output folder {out}: {ancestor} is not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot create output folder {out}: {ancestor} is not writable")
+
+
+def _make_parents(parent: Path) -> list[Path]:
+    """Create `parent` and missing ancestors; return the folders created (deepest last)."""
+    missing = []
+    folder = parent
+    while not os.path.lexists(folder):
+        missing.append(folder)
+        folder = folder.parent
+    for folder in reversed(missing):
+        os.mkdir(folder)
+    return list(reversed(missing))
+
+
+def _remove_empty(folders: Sequence[Path]) -> None:
+    for folder in reversed(folders):
+        try:
+            os.rmdir(folder)
+        except OSError:
+            return
+
+
+def jsonable(value: Any, where: str = "results", warn: Callable[[str], None] | None = None) -> Any:
+    """`value` as plain JSON types: arrays to (nested) lists, numpy scalars to
+    Python numbers; non-finite floats become `null` (reported through `warn`)."""
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v, f"{where}.{k}", warn) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v, f"{where}[{i}]", warn) for i, v in enumerate(value)]
+    if isinstance(value, (str, bool)) or value is None:
+        return value
+    if isinstance(value, (int, np.integer)) and not isinstance(value, np.bool_):
+        return int(value)
+    if hasattr(value, "shape") or isinstance(value, (float, np.floating, np.bool_)):
+        array = np.asarray(value)
+        if array.ndim:
+            return jsonable(array.tolist(), where, warn)
+        item = array.item()
+        if isinstance(item, float) and not math.isfinite(item):
+            if warn:
+                warn(f"{where} is {item}; written as null")
+            return None
+        return item
+    raise TypeError(f"{where}: cannot write a {type(value).__name__} to results.json")
+
+
+def write_config(path: Path, experiment: str, config: Any) -> None:
+    """`config.toml`: `experiment = NAME` and a `[config]` table of every key."""
+    document = {"experiment": experiment, "config": configs.as_dict(config)}
+    Path(path).write_text(tomli_w.dumps(document), encoding="utf-8")
+
+
+def read_config(path: Path) -> tuple[str, dict[str, Any]]:
+    """`(experiment name, {key: value})` from a `config.toml` written by a run
+    (the file itself, or the run folder holding it)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CONFIG
+    with open(path, "rb") as handle:
+        document = tomllib.load(handle)
+    if not isinstance(document.get("experiment"), str) or not isinstance(document.get("config"), dict):
+        raise ValueError(f"{path} is not a run config: expected `experiment = NAME` and a [config] table")
+    return document["experiment"], dict(document["config"])
+
+
+def _file_logger(path: Path) -> tuple[logging.Logger, logging.Handler]:
+    logger = logging.getLogger(f"experiments.run.{uuid.uuid4().hex}")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    handler = logging.FileHandler(path, encoding="utf-8")
+    formatter = logging.Formatter("%(asctime)s.%(msecs)03dZ %(levelname)-7s %(message)s", "%Y-%m-%dT%H:%M:%S")
+    formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
+    logger.addHandler(handler)
+    return logger, handler
+
+
+def run(
+    experiment: Experiment,
+    overrides: Mapping[str, Any] | None = None,
+    out: Path | str | None = None,
+    force: bool = False,
+    progress: Progress = no_progress,
+) -> RunRecord:
+    """Run `experiment` with `overrides` into the folder `out` (all or nothing).
+
+    Args:
+        experiment: the registered experiment.
+        overrides: `{key: value}`; strings are parsed with the default's type.
+        out: the output folder; `runs/NAME-TIMESTAMP` under the current directory if `None`.
+        force: replace an existing `out` (only once the new folder is complete).
+        progress: told about each step of the run.
+
+    Raises:
+        ValueError: a bad config key or value, or an output folder that exists
+            (without `force`) or cannot be created, before any work is done.
+    """
+    config = experiment.resolve(overrides)
+    out = Path(os.path.abspath(out if out is not None else default_output_dir(experiment.name)))
+    check_output_dir(out, force)
+    try:
+        created = _make_parents(out.parent)
+    except OSError as error:
+        raise ValueError(f"cannot create output folder {out}: {error.strerror or error}") from None
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f"{out.name}.tmp-", dir=out.parent))
+    except OSError as error:
+        _remove_empty(created)
+        raise ValueError(f"cannot create output folder {out}: {error.strerror or error}") from None
+
+    handler = None
+    captured = logging.getLogger("py.warnings")
+    try:
+        start, clock = provenance.utc_now(), time.perf_counter()
+        write_config(tmp / CONFIG, experiment.name, config)
+        logger, handler = _file_logger(tmp / LOG)
+        captured.addHandler(handler)
+        logging.captureWarnings(True)
+        logger.info(f"experiment {experiment.name}: {experiment.description}")
+        logger.info("config: " + ", ".join(f"{k}={v!r}" for k, v in configs.as_dict(config).items()))
+
+        def report(done: int, total: int, description: str) -> None:
+            logger.info(f"step {done}/{total}: {description}")
+            progress(done, total, description)
+
+        folder = RunFolder(tmp, logger)
+        results = experiment.run(config, folder, report)
+        if not isinstance(results, Mapping):
+            raise TypeError(f"experiment {experiment.name!r} returned {type(results).__name__}, not a dict")
+        results = jsonable(results, warn=logger.warning)
+        (tmp / RESULTS).write_text(json.dumps(results, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+        end, wall = provenance.utc_now(), time.perf_counter() - clock
+        logger.info(f"finished in {wall:.3f} s")
+        logging.captureWarnings(False)
+        captured.removeHandler(handler)
+        handler.close()
+        handler = None
+
+        values = configs.as_dict(config)
+        manifest = {
+            "experiment": experiment.name,
+            "description": experiment.description,
+            "seed": values.get("seed"),
+            "config": values,
+            "start_utc": provenance.iso(start),
+            "end_utc": provenance.iso(end),
+            "wall_time_seconds": wall,
+            "output_folder": str(out),
+            "command": provenance.command_line(),
+            "versions": provenance.versions(),
+            "platform": provenance.platform_info(),
+            "git": provenance.git_state(Path(__file__).resolve().parent),
+            "files": provenance.file_hashes(tmp),
+        }
+        (tmp / provenance.MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        _publish(tmp, out, force)
+    except BaseException:
+        if handler is not None:
+            logging.captureWarnings(False)
+            captured.removeHandler(handler)
+            handler.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+        _remove_empty(created)
+        raise
+    return RunRecord(folder=out, config=config, results=results, manifest=manifest)
+
+
+def _publish(tmp: Path, out: Path, force: bool) -> None:
+    """Rename the finished `tmp` to `out`, replacing an existing `out` only if `force`."""
+    if not os.path.lexists(out):
+        os.rename(tmp, out)
+        return
+    if not force:
+        raise ValueError(f"output folder {out} already exists; pass --force to overwrite")
+    old = out.parent / f"{out.name}.old-{uuid.uuid4().hex[:8]}"
+    os.rename(out, old)
+    try:
+        os.rename(tmp, out)
+    except BaseException:
+        os.rename(old, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
