@@ -12,9 +12,9 @@ layer map (or of one evaluation of `f` per Runge-Kutta stage), never
 share a shape (layouts ``"stacked"`` and ``"shared"``) and an unrolled Python
 loop under `jit` when widths change (``"unrolled"``). A batch `x0` of shape
 `(B, n)` is handled by `jax.vmap` over each step; the loss averages over it.
+The memory strategy (`integrators.memory`) decides where the backward sweep
+gets `x_k` from: stored, recomputed from checkpoints, or reconstructed.
 """
-
-from __future__ import annotations
 
 from collections.abc import Sequence
 
@@ -25,94 +25,228 @@ from jaxtyping import Array, PyTree, Scalar
 
 from lagrangian import LayerMaps, Loss, batched_layer
 
+from .memory import Checkpoint, Memory, Reversible, StoreAll
+
 
 class Solution(eqx.Module):
     """The stationary point of the discrete action.
 
-    `xs[k]` and `ps[k]`, `k = 0..N`, are the forward and conjugate fields (an
-    array with leading axis `N + 1`, or a tuple when widths change); `grad` is
-    `dl/dtheta` with the structure of `theta`; `grad_x0 = p_0`; `loss = l(x_N)`.
+    - `xs[k]`, `ps[k]`, `k = 0..N`: the forward and conjugate fields on the
+      layer states (an array with leading axis `N + 1`, or a tuple when widths
+      change); `None` unless the memory strategy is `StoreAll`.
+    - `grad`: `dl/dtheta`, with the structure of `theta`.
+    - `grad_x0`: `dl/dx_0`; `x_final`: `x_N`; `loss`: `l(x_N)`.
+    - `reconstruction_error`: for `Reversible`, `max |x_0^rec - x_0| / max |x_0|`
+      after the backward reconstruction; `None` otherwise.
     """
 
-    xs: Array | tuple[Array, ...]
-    ps: Array | tuple[Array, ...]
+    xs: Array | tuple[Array, ...] | None
+    ps: Array | tuple[Array, ...] | None
     grad: PyTree
+    grad_x0: Array
+    x_final: Array
     loss: Scalar
-
-    @property
-    def grad_x0(self) -> Array:
-        return self.ps[0]
+    reconstruction_error: Scalar | None = None
 
 
-def _conjugate_step(system: LayerMaps, k, x, theta_k, p_next):
-    """`system.conjugate` for one state or, by `jax.vmap`, a batch (theta-cotangents summed)."""
+# --- one step, for one state or a batch -------------------------------------------------
+
+
+def _batched(fn, x, *per_sample):
+    """Apply `fn(x, *per_sample)` to one state, or `jax.vmap` it over a batch."""
     if x.ndim == 1:
-        return system.conjugate(k, x, theta_k, p_next)
-    p, g = jax.vmap(system.conjugate, in_axes=(None, 0, None, 0))(k, x, theta_k, p_next)
+        return fn(x, *per_sample)
+    return jax.vmap(fn)(x, *per_sample)
+
+
+def _embed(system, x0, theta):
+    return _batched(lambda x: system.embed(x, theta), x0)
+
+
+def _project(system, z):
+    return _batched(system.project, z)
+
+
+def _conjugate_step(system: LayerMaps, k, z, theta_k, p_next):
+    """`system.conjugate` for one state or a batch (theta-cotangents summed over it)."""
+    if z.ndim == 1:
+        return system.conjugate(k, z, theta_k, p_next)
+    p, g = jax.vmap(system.conjugate, in_axes=(None, 0, None, 0))(k, z, theta_k, p_next)
     return p, jax.tree.map(lambda a: jnp.sum(a, axis=0), g)
 
 
-def _stack(first: Array, rest: Array) -> Array:
-    return jnp.concatenate([first[None], rest], axis=0)
+def _inverse_step(system, k, z_next, theta_k):
+    return _batched(lambda z: system.inverse(k, z, theta_k), z_next)
 
 
-@eqx.filter_jit
-def forward(system: LayerMaps, theta: PyTree, x0: Array):
-    """The forward sweep `x_{k+1} = Phi_k(x_k, theta_k)`: all states `x_0..x_N`.
-
-    Plain JAX operations: `jax.grad` through this function is the reference the
-    least-action sweep is checked against.
-    """
-    if system.layout == "unrolled":
-        xs = [x0]
-        for k in range(system.depth):
-            xs.append(batched_layer(system, k, xs[-1], theta[k]))
-        return tuple(xs)
-
-    def body(x, inputs):
-        k, theta_k = inputs
-        x_next = batched_layer(system, k, x, system.theta_at(theta, k) if theta_k is None else theta_k)
-        return x_next, x_next
-
-    per_layer = theta if system.layout == "stacked" else None
-    _, tail = jax.lax.scan(body, x0, (jnp.arange(system.depth), per_layer))
-    return _stack(x0, tail)
+def _masked_forward(system, theta, k, z):
+    """`Phi_k(z)` for `k < N`, identity for the padding steps `k >= N`."""
+    z_next = batched_layer(system, k, z, system.theta_at(theta, k))
+    return jnp.where(k < system.depth, z_next, z)
 
 
-@eqx.filter_jit
-def _conjugate_sweep(system: LayerMaps, theta: PyTree, xs, p_final: Array):
-    """The backward sweep from `p_N`, reading the stored states `xs`."""
-    if system.layout == "unrolled":
-        ps, grads = [p_final], []
-        for k in reversed(range(system.depth)):
-            p, g = _conjugate_step(system, k, xs[k], theta[k], ps[0])
-            ps.insert(0, p)
-            grads.insert(0, g)
-        return tuple(ps), tuple(grads)
-
-    ks = jnp.arange(system.depth)
+def _masked_conjugate(system, theta, k, z, p_next, grads):
+    """One conjugate step, accumulated into `grads`; identity for padding steps."""
+    p, g = _conjugate_step(system, k, z, system.theta_at(theta, k), p_next)
+    valid = k < system.depth
+    p = jnp.where(valid, p, p_next)
+    g = jax.tree.map(lambda a: jnp.where(valid, a, jnp.zeros_like(a)), g)
     if system.layout == "stacked":
-
-        def body(p_next, inputs):
-            k, x, theta_k = inputs
-            p, g = _conjugate_step(system, k, x, theta_k, p_next)
-            return p, (p, g)
-
-        _, (ps, grads) = jax.lax.scan(body, p_final, (ks, xs[:-1], theta), reverse=True)
-        return jnp.concatenate([ps, p_final[None]]), grads
-
-    def body_shared(carry, inputs):
-        p_next, total = carry
-        k, x = inputs
-        p, g = _conjugate_step(system, k, x, theta, p_next)
-        return (p, jax.tree.map(jnp.add, total, g)), p
-
-    zero = jax.tree.map(jnp.zeros_like, theta)
-    (_, grads), ps = jax.lax.scan(body_shared, (p_final, zero), (ks, xs[:-1]), reverse=True)
-    return jnp.concatenate([ps, p_final[None]]), grads
+        grads = jax.tree.map(lambda total, a: total.at[k].add(a, mode="drop"), grads, g)
+    else:
+        grads = jax.tree.map(jnp.add, grads, g)
+    return p, grads
 
 
-def sweep(system: LayerMaps, theta: PyTree, x0: Array, loss: Loss, check: bool = True) -> Solution:
+# --- spans of steps -----------------------------------------------------------------------
+
+
+def _run(system, theta, z, k0, length):
+    """`length` forward steps from global step `k0`, keeping only the last state."""
+
+    def body(z, k):
+        return _masked_forward(system, theta, k, z), None
+
+    z, _ = jax.lax.scan(body, z, k0 + jnp.arange(length))
+    return z
+
+
+def _backward_stored(system, theta, zs, p_end, grads, ks):
+    """The conjugate sweep over steps `ks` reading stored input states `zs[i] = z_{ks[i]}`."""
+
+    def body(carry, inputs):
+        p, total = carry
+        k, z = inputs
+        p, total = _masked_conjugate(system, theta, k, z, p, total)
+        return (p, total), p
+
+    (p, grads), ps = jax.lax.scan(body, (p_end, grads), (ks, zs), reverse=True)
+    return p, grads, ps
+
+
+def _backward_recursive(system, theta, z_start, p_end, grads, k0, level, m):
+    """Recursive checkpointing over `m ** level` steps from global step `k0`.
+
+    Level 1 stores its `m` states and sweeps back; level `l > 1` stores the `m`
+    start states of its sub-segments and recurses into them in reverse order.
+    """
+    ks = k0 + jnp.arange(m)
+    if level == 1:
+
+        def store(z, k):
+            return _masked_forward(system, theta, k, z), z
+
+        _, zs = jax.lax.scan(store, z_start, ks)
+        p, grads, _ = _backward_stored(system, theta, zs, p_end, grads, ks)
+        return p, grads
+
+    sub = m ** (level - 1)
+
+    def store_starts(z, j):
+        return _run(system, theta, z, k0 + j * sub, sub), z
+
+    _, starts = jax.lax.scan(store_starts, z_start, jnp.arange(m))
+
+    def body(carry, inputs):
+        p, total = carry
+        j, z = inputs
+        return _backward_recursive(system, theta, z, p, total, k0 + j * sub, level - 1, m), None
+
+    (p, grads), _ = jax.lax.scan(body, (p_end, grads), (jnp.arange(m), starts), reverse=True)
+    return p, grads
+
+
+# --- the sweep ----------------------------------------------------------------------------
+
+
+def _terminal(system, loss, z_final, loss_weight):
+    """`l(x_N)` and `p_N = w grad l(project(z_N))`: `jax.vjp` of one loss evaluation."""
+    value, pullback = jax.vjp(lambda z: loss(_project(system, z)), z_final)
+    return value, pullback(jnp.asarray(loss_weight, value.dtype))[0]
+
+
+def _zero_grads(theta):
+    return jax.tree.map(jnp.zeros_like, theta)
+
+
+@eqx.filter_jit
+def _solve_unrolled(system, theta, x0, loss, loss_weight):
+    zs = [_embed(system, x0, theta)]
+    for k in range(system.depth):
+        zs.append(batched_layer(system, k, zs[-1], theta[k]))
+    value, p = _terminal(system, loss, zs[-1], loss_weight)
+    ps, grads = [p], [None] * system.depth
+    for k in reversed(range(system.depth)):
+        p, grads[k] = _conjugate_step(system, k, zs[k], theta[k], p)
+        ps.insert(0, p)
+    return _finish(system, theta, x0, tuple(zs), tuple(ps), tuple(grads), value, zs[-1])
+
+
+@eqx.filter_jit
+def _solve_scan(system, theta, x0, loss, loss_weight, memory):
+    n = system.depth
+    z0 = _embed(system, x0, theta)
+    grads = _zero_grads(theta)
+    rec_error = None
+    if isinstance(memory, StoreAll):
+
+        def store(z, k):
+            return _masked_forward(system, theta, k, z), z
+
+        z_final, zs = jax.lax.scan(store, z0, jnp.arange(n))
+        value, p_final = _terminal(system, loss, z_final, loss_weight)
+        _, grads, ps = _backward_stored(system, theta, zs, p_final, grads, jnp.arange(n))
+        zs = jnp.concatenate([zs, z_final[None]])
+        ps = jnp.concatenate([ps, p_final[None]])
+        return _finish(system, theta, x0, zs, ps, grads, value, z_final)
+    if isinstance(memory, Checkpoint):
+        levels, m = memory.segment(n)
+        z_final = _run(system, theta, z0, 0, m**levels)
+        value, p_final = _terminal(system, loss, z_final, loss_weight)
+        p0, grads = _backward_recursive(system, theta, z0, p_final, grads, 0, levels, m)
+        return _finish(system, theta, x0, None, p0, grads, value, z_final)
+    if isinstance(memory, Reversible):
+        z_final = _run(system, theta, z0, 0, n)
+        value, p_final = _terminal(system, loss, z_final, loss_weight)
+
+        def body(carry, k):
+            z_next, p, total = carry
+            z = _inverse_step(system, k, z_next, system.theta_at(theta, k))
+            p, total = _masked_conjugate(system, theta, k, z, p, total)
+            return (z, p, total), None
+
+        (z0_rec, p0, grads), _ = jax.lax.scan(body, (z_final, p_final, grads), jnp.arange(n), reverse=True)
+        rec_error = jnp.max(jnp.abs(z0_rec - z0)) / jnp.maximum(jnp.max(jnp.abs(z0)), jnp.finfo(z0.dtype).tiny)
+        return _finish(system, theta, x0, None, p0, grads, value, z_final, rec_error)
+    raise TypeError(f"unknown memory strategy {memory!r}")
+
+
+def _finish(system, theta, x0, zs, ps, grads, value, z_final, rec_error=None):
+    """Pull `p_0` back through `embed` (its theta-dependence joins the gradient)."""
+    p0 = ps[0] if zs is not None else ps
+    _, pullback = jax.vjp(lambda x, th: _embed(system, x, th), x0, theta)
+    grad_x0, grad_embed = pullback(p0)
+    grads = jax.tree.map(jnp.add, grads, grad_embed)
+    return Solution(
+        xs=zs,
+        ps=ps if zs is not None else None,
+        grad=grads,
+        grad_x0=grad_x0,
+        x_final=_project(system, z_final),
+        loss=value,
+        reconstruction_error=rec_error,
+    )
+
+
+def sweep(
+    system: LayerMaps,
+    theta: PyTree,
+    x0: Array,
+    loss: Loss,
+    memory: Memory = StoreAll(),
+    loss_weight: float = 1.0,
+    check: bool = True,
+) -> Solution:
     """Solve the stationarity conditions of `S_d`: forward pass, conjugate field, gradient.
 
     Args:
@@ -120,15 +254,62 @@ def sweep(system: LayerMaps, theta: PyTree, x0: Array, loss: Loss, check: bool =
         theta: parameters, a pytree matching `system.init`.
         x0: initial state `(n,)` or batch `(B, n)`.
         loss: the terminal loss `l(x_N)` (batch-averaged).
+        memory: `StoreAll()` (default), `Checkpoint(levels)` or `Reversible()`.
+        loss_weight: `w` in `p_N = w grad l`; the sweep then returns `w dl/dtheta`
+            (`w = beta` is the doubled-variable tension, DESIGN.md 2.2).
         check: validate shapes and finiteness first (a clear `ValueError` otherwise).
+
+    Example:
+        >>> system = lagrangian.MLP((2, 8, 1))
+        >>> sol = sweep(system, system.init(jax.random.key(0)), jnp.ones(2), lagrangian.SquaredError())
+        >>> sol.grad   # dl/dtheta, one dict per layer
     """
     x0 = jnp.asarray(x0)
+    if not isinstance(memory, Memory):
+        raise TypeError(f"memory must be a Memory strategy (StoreAll, Checkpoint, Reversible); got {memory!r}")
     if check:
         system.check(theta, x0)
-    xs = forward(system, theta, x0)
-    value, p_final = loss.grad(xs[-1])
-    ps, grads = _conjugate_sweep(system, theta, xs, p_final)
-    return Solution(xs=xs, ps=ps, grad=grads, loss=value)
+    if system.layout == "unrolled":
+        if not isinstance(memory, StoreAll):
+            raise ValueError(
+                f"{type(system).__name__} has layers of changing shape (layout 'unrolled'); "
+                f"only StoreAll memory applies to it, not {type(memory).__name__}"
+            )
+        return _solve_unrolled(system, theta, x0, loss, loss_weight)
+    if isinstance(memory, Reversible) and not hasattr(system, "inverse"):
+        raise ValueError(
+            f"{type(system).__name__} has no algebraic inverse; Reversible memory needs a reversible "
+            "scheme (integrators.ReversibleHeun or integrators.AsynchronousLeapfrog)"
+        )
+    return _solve_scan(system, theta, x0, loss, loss_weight, memory)
+
+
+@eqx.filter_jit
+def forward(system: LayerMaps, theta: PyTree, x0: Array):
+    """The forward sweep `x_{k+1} = Phi_k(x_k, theta_k)`: all layer states `z_0..z_N`.
+
+    Plain JAX operations: `jax.grad` through this function is the reference the
+    least-action sweep is checked against. Read the physical state with
+    `system.project` (identity except for augmented-state schemes).
+    """
+    z0 = _embed(system, x0, theta)
+    if system.layout == "unrolled":
+        zs = [z0]
+        for k in range(system.depth):
+            zs.append(batched_layer(system, k, zs[-1], theta[k]))
+        return tuple(zs)
+
+    def body(z, k):
+        z_next = batched_layer(system, k, z, system.theta_at(theta, k))
+        return z_next, z_next
+
+    _, tail = jax.lax.scan(body, z0, jnp.arange(system.depth))
+    return jnp.concatenate([z0[None], tail])
+
+
+def output(system: LayerMaps, theta: PyTree, x0: Array) -> Array:
+    """The physical final state `x_N = project(z_N)` of the forward map."""
+    return _project(system, forward(system, theta, x0)[-1])
 
 
 @eqx.filter_jit
@@ -147,13 +328,12 @@ def tangent_sweep(system: LayerMaps, theta: PyTree, xs: Sequence[Array], v0: Arr
         return tuple(vs)
 
     def body(v, inputs):
-        k, x, theta_k = inputs
-        v_next = step(k, x, theta if theta_k is None else theta_k, v)
+        k, x = inputs
+        v_next = step(k, x, system.theta_at(theta, k), v)
         return v_next, v_next
 
-    per_layer = theta if system.layout == "stacked" else None
-    _, tail = jax.lax.scan(body, v0, (jnp.arange(system.depth), xs[:-1], per_layer))
-    return _stack(v0, tail)
+    _, tail = jax.lax.scan(body, v0, (jnp.arange(system.depth), xs[:-1]))
+    return jnp.concatenate([v0[None], tail])
 
 
 def tension(system: LayerMaps, theta: PyTree, x0: Array, loss: Loss, beta: float):
@@ -164,10 +344,5 @@ def tension(system: LayerMaps, theta: PyTree, x0: Array, loss: Loss, beta: float
     `(x_plus, x_minus, dS_beta/dtheta)`; the identities `x- = beta * p` and
     `dS_beta/dtheta = beta * dl/dtheta` are what the tests check.
     """
-    beta = float(beta)
-    x0 = jnp.asarray(x0)
-    system.check(theta, x0)
-    x_plus = forward(system, theta, x0)
-    _, grad_l = loss.grad(x_plus[-1])
-    x_minus, grad = _conjugate_sweep(system, theta, x_plus, beta * grad_l)
-    return x_plus, x_minus, grad
+    solution = sweep(system, theta, x0, loss, loss_weight=float(beta))
+    return solution.xs, solution.ps, solution.grad

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PyTree, Scalar
@@ -121,6 +122,7 @@ def batched_layer(system: LayerMaps, k, x, theta_k):
     return system.layer(k, x, theta_k)
 
 
+@eqx.filter_jit
 def discrete_action(
     system: LayerMaps,
     theta: PyTree,
@@ -141,6 +143,7 @@ def discrete_action(
     return total
 
 
+@eqx.filter_jit
 def stationarity_residuals(
     system: LayerMaps,
     theta: PyTree,

@@ -120,6 +120,18 @@ class LayerMaps(System):
         """One tangent step `v_{k+1} = (dPhi_k/dx_k) v_k` (`jax.jvp` of one layer map)."""
         return jax.jvp(lambda x_: self.layer(k, x_, theta_k), (x,), (v,))[1]
 
+    def embed(self, x0: Float[Array, " n"], theta: PyTree) -> Float[Array, " m"]:
+        """The state `z_0` the layers start from (identity by default).
+
+        Schemes on an augmented state override it, e.g. the asynchronous
+        leapfrog starts from `z_0 = (x_0, f(t_0, x_0, theta))`.
+        """
+        return x0
+
+    def project(self, z: Float[Array, " m"]) -> Float[Array, " n"]:
+        """The physical state `x` read from a layer state `z` (identity by default)."""
+        return z
+
     def theta_at(self, theta: PyTree, k) -> PyTree:
         """The parameters `theta_k` read by layer `k`."""
         if self.layout == "unrolled":

@@ -76,7 +76,7 @@ def test_cross_entropy_loss_on_classifier(key):
     assert rel_l2(I.sweep(system, theta, x0, loss).grad, reference_grad(system, theta, x0, loss)) <= 1e-12
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=12, deadline=None)
 @given(
     widths=st.lists(st.integers(1, 9), min_size=2, max_size=6),
     activation=st.sampled_from(sorted(L.ACTIVATIONS)),
@@ -89,7 +89,7 @@ def test_random_mlps(widths, activation, seed, scale, batch):
     _check_random(system, seed, batch)
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=10, deadline=None)
 @given(
     depth=st.integers(1, 40),
     dim=st.integers(1, 8),
@@ -102,7 +102,7 @@ def test_random_resnets(depth, dim, seed, scale, h, batch):
     _check_random(L.ResNet(dim=dim, depth=depth, h=h, scale=scale), seed, batch)
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=8, deadline=None)
 @given(
     steps=st.integers(1, 30),
     dim=st.integers(1, 8),
