@@ -1,25 +1,46 @@
-"""The numerics of leastaction: tableaux and the one sweep over the doubled phase space."""
+"""The numerics of leastaction: tableaux, their partners, the schemes that step a
+field on a grid, memory strategies, and the one sweep over the doubled phase space."""
 
-from .runge_kutta import RungeKutta, discretise, uniform_grid
+from .discretisation import Discretisation, uniform_grid
+from .discretise import discretise, method_names
 from .memory import Checkpoint, Memory, Reversible, StoreAll, memory_named
+from .partner import partner_tableau
+from .reversible import AsynchronousLeapfrog, ReversibleHeun
+from .runge_kutta import RungeKutta
 from .solve import Solution, forward, output, sweep, tangent_sweep, tension
+from .splitting import Splitting
 from .tableau import (
     BOSH3,
+    DOPRI5,
     EULER,
+    GAUSS1,
+    GAUSS2,
+    GAUSS3,
     HEUN,
     KUTTA3,
+    LEAPFROG,
+    LOBATTO_IIIA,
+    LOBATTO_IIIB,
     MIDPOINT,
     RALSTON,
     RK4,
     RK38,
+    SPLITTINGS,
+    SYMPLECTIC_EULER,
     TABLEAUX,
+    TSIT5,
+    YOSHIDA4,
     ButcherTableau,
+    SplittingTableau,
     tableau,
 )
 
 __all__ = [
-    "BOSH3", "EULER", "HEUN", "KUTTA3", "MIDPOINT", "RALSTON", "RK4", "RK38", "TABLEAUX",
-    "ButcherTableau", "Checkpoint", "Memory", "Reversible", "RungeKutta", "Solution", "StoreAll",
-    "discretise", "forward", "memory_named", "output", "sweep",
-    "tableau", "tangent_sweep", "tension", "uniform_grid",
+    "BOSH3", "DOPRI5", "EULER", "GAUSS1", "GAUSS2", "GAUSS3", "HEUN", "KUTTA3", "LEAPFROG",
+    "LOBATTO_IIIA", "LOBATTO_IIIB", "MIDPOINT", "RALSTON", "RK4", "RK38", "SPLITTINGS",
+    "SYMPLECTIC_EULER", "TABLEAUX", "TSIT5", "YOSHIDA4", "AsynchronousLeapfrog", "ButcherTableau",
+    "Checkpoint", "Discretisation", "Memory", "Reversible", "ReversibleHeun", "RungeKutta",
+    "Solution", "Splitting", "SplittingTableau", "StoreAll", "discretise", "forward",
+    "memory_named", "method_names", "output", "partner_tableau", "sweep", "tableau",
+    "tangent_sweep", "tension", "uniform_grid",
 ]

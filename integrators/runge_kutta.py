@@ -1,128 +1,115 @@
-"""A vector field on a time grid, stepped by a Runge-Kutta tableau, is a layered system.
+"""Runge-Kutta layer maps and their conjugate steps.
 
-    Phi_k(x) = x + h_k sum_i b_i K_i,   K_i = f(t_k + c_i h_k, X_i, theta),
-    X_i = x + h_k sum_j a_ij K_j,       h_k = t_{k+1} - t_k.
+    Phi_k(x) = x + h sum_i b_i K_i,   K_i = f(t_k + c_i h, X_i, theta),
+    X_i = x + h sum_j a_ij K_j.
 
-The conjugate of one step is the stage-wise discrete adjoint (the stationarity
-of the discrete action written stage by stage), valid for every explicit
-tableau, including those with some `b_i = 0`:
+The conjugate of one step is the stationarity of the discrete action written
+stage by stage. With `lambda_i` the cotangent of `K_i` and
+`mu_i = (df/dx(X_i))^T lambda_i`,
 
-    lambda_i = h b_i p' + h sum_{j > i} a_ji mu_j,
-    (mu_i, g_i) = (df/dX_i, df/dtheta)^T lambda_i   (jax.vjp of one evaluation of f),
-    p = p' + sum_i mu_i,   dl/dtheta += sum_i g_i.
+    lambda_i = h b_i p' + h sum_j a_ji mu_j,
+    p = p' + sum_i mu_i,   dl/dtheta += sum_i (df/dtheta(X_i))^T lambda_i.
 
-When all `b_i != 0`, `lambda_i = h b_i P_i` and this is the partitioned partner
-method of Sanz-Serna (2016), `A_hat_ij = b_j - b_j a_ji / b_i`.
+For explicit tableaux this is a back-substitution (j > i) using `jax.vjp` of
+one evaluation of `f` per stage, and holds for every tableau, including those
+with some `b_i = 0`. When all `b_i != 0`, `lambda_i = h b_i P_i` and it is the
+partitioned partner method of `integrators.partner_tableau`. For implicit
+tableaux the forward stages are solved by Newton's method (optimistix) and the
+`lambda` equations, linear, by one dense solve with the stage Jacobians
+(each `jax.vjp` of one evaluation of `f`).
 """
-
-from __future__ import annotations
-
-from typing import ClassVar
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, PRNGKeyArray
+import optimistix as optx
 
-from lagrangian import LayerMaps, VectorField
-
-from .tableau import ButcherTableau, tableau as tableau_named
-
-
-def uniform_grid(t_final: float, steps: int, t0: float = 0.0, dtype=jnp.float64) -> Float[Array, " N1"]:
-    """`steps + 1` equally spaced times from `t0` to `t_final`."""
-    if int(steps) < 1:
-        raise ValueError(f"the number of steps must be >= 1; got {steps}")
-    if not np.isfinite(t_final) or not np.isfinite(t0) or t_final <= t0:
-        raise ValueError(f"need finite t0 < t_final; got t0={t0}, t_final={t_final}")
-    return jnp.linspace(t0, t_final, int(steps) + 1, dtype=dtype)
+from .discretisation import Discretisation
+from .tableau import ButcherTableau
 
 
-class RungeKutta(LayerMaps):
-    """`field` discretised on the grid `ts` by the explicit `tableau` (layout ``"shared"``)."""
+class RungeKutta(Discretisation):
+    """`field` on the grid `ts`, stepped by the Runge-Kutta `tableau`.
 
-    layout: ClassVar[str] = "shared"
-    field: VectorField
-    ts: Float[Array, " N1"]
+    Implicit tableaux solve their stages by Newton's method to `rtol`/`atol`
+    (max-norm on the stage slopes); the gradient is then exact up to that
+    tolerance.
+    """
+
     tableau: ButcherTableau = eqx.field(static=True)
+    rtol: float = eqx.field(static=True, default=1e-14)
+    atol: float = eqx.field(static=True, default=1e-14)
+    max_newton_steps: int = eqx.field(static=True, default=50)
 
-    def __check_init__(self):
-        if not self.tableau.explicit:
-            raise ValueError(
-                f"tableau {self.tableau.name!r} is implicit; RungeKutta steps explicit tableaux only"
-            )
-        if self.ts.ndim != 1 or self.ts.shape[0] < 2:
-            raise ValueError(f"time grid must be a vector of at least 2 times; got shape {self.ts.shape}")
-
-    @property
-    def depth(self) -> int:
-        return self.ts.shape[0] - 1
-
-    @property
-    def input_dim(self) -> int:
-        return self.field.input_dim
-
-    def init(self, key: PRNGKeyArray, dtype=jnp.float64):
-        return self.field.init(key, dtype)
-
-    def check(self, theta, x0):
-        super().check(theta, x0)
-        ts = np.asarray(self.ts)
-        if not np.all(np.isfinite(ts)):
-            raise ValueError("time grid holds non-finite values")
-        if not np.all(np.diff(ts) > 0):
-            raise ValueError("time grid must be strictly increasing")
-
-    def _time(self, k, dtype):
-        """`(t_k, h_k)` in the dtype of the state (a float64 grid does not promote float32 states)."""
-        t = self.ts[k]
-        return t.astype(dtype), (self.ts[k + 1] - t).astype(dtype)
-
-    def _stages(self, k, x, theta):
-        """The stage values `X_i` and slopes `K_i` of step `k`."""
+    def stages(self, k, x, theta):
+        """The stage values `X_i` and slopes `K_i` of step `k`, each of shape `(s, n)`
+        (explicit recursion, or a Newton solve of `K_i = f(t + c_i h, X_i)`)."""
         a, c = self.tableau.a, self.tableau.c
-        t, h = self._time(k, x.dtype)
-        xs_, ks_ = [], []
-        for i in range(self.tableau.stages):
+        t, h = self.time(k, x.dtype)
+        s = self.tableau.stages
+
+        def stage_input(i, ks):
             xi = x
-            for j in range(i):
+            for j in range(s):
                 if a[i][j] != 0.0:
-                    xi = xi + (h * a[i][j]) * ks_[j]
-            xs_.append(xi)
-            ks_.append(self.field(t + c[i] * h, xi, theta))
-        return xs_, ks_
+                    xi = xi + (h * a[i][j]) * ks[j]
+            return xi
+
+        if self.tableau.explicit:
+            xs, ks = [], []
+            for i in range(s):
+                xs.append(stage_input(i, ks))
+                ks.append(self.field(t + c[i] * h, xs[i], theta))
+            return jnp.stack(xs), jnp.stack(ks)
+
+        def residual(ks, _):
+            return jnp.stack([ks[i] - self.field(t + c[i] * h, stage_input(i, ks), theta) for i in range(s)])
+
+        guess = jnp.broadcast_to(self.field(t, x, theta), (s,) + x.shape)
+        solver = optx.Newton(rtol=self.rtol, atol=self.atol)
+        ks = optx.root_find(residual, solver, guess, max_steps=self.max_newton_steps).value
+        return jnp.stack([stage_input(i, ks) for i in range(s)]), ks
 
     def layer(self, k, x, theta):
-        _, h = self._time(k, x.dtype)
-        _, ks_ = self._stages(k, x, theta)
-        return x + h * sum(bi * ki for bi, ki in zip(self.tableau.b, ks_) if bi != 0.0)
+        _, h = self.time(k, x.dtype)
+        _, ks = self.stages(k, x, theta)
+        return x + h * sum(bi * ki for bi, ki in zip(self.tableau.b, ks) if bi != 0.0)
 
     def conjugate(self, k, x, theta, p_next):
         a, b, c = self.tableau.a, self.tableau.b, self.tableau.c
-        t, h = self._time(k, x.dtype)
-        stages, _ = self._stages(k, x, theta)
+        t, h = self.time(k, x.dtype)
+        xs, _ = self.stages(k, x, theta)
         s = self.tableau.stages
-        mu = [None] * s
-        p = p_next
-        grad = jax.tree.map(jnp.zeros_like, theta)
-        for i in reversed(range(s)):
-            lam = (h * b[i]) * p_next if b[i] != 0.0 else jnp.zeros_like(p_next)
-            for j in range(i + 1, s):
-                if a[j][i] != 0.0:
-                    lam = lam + (h * a[j][i]) * mu[j]
-            _, pullback = jax.vjp(lambda x_, th: self.field(t + c[i] * h, x_, th), stages[i], theta)
-            mu[i], g_i = pullback(lam)
-            p = p + mu[i]
-            grad = jax.tree.map(jnp.add, grad, g_i)
+        pullbacks = [
+            jax.vjp(lambda x_, th, i=i: self.field(t + c[i] * h, x_, th), xs[i], theta)[1]
+            for i in range(s)
+        ]
+        if self.tableau.explicit:
+            cotangents = [None] * s
+            for i in reversed(range(s)):
+                lam = (h * b[i]) * p_next
+                for j in range(i + 1, s):
+                    if a[j][i] != 0.0:
+                        lam = lam + (h * a[j][i]) * cotangents[j][0]
+                cotangents[i] = pullbacks[i](lam)
+        else:
+            lams = self._implicit_cotangents(h, p_next, pullbacks)
+            cotangents = [pullbacks[i](lams[i]) for i in range(s)]
+        p = p_next + sum(mu for mu, _ in cotangents)
+        grad = jax.tree.map(lambda *g: sum(g), *[g for _, g in cotangents])
         return p, grad
 
-
-def discretise(
-    field: VectorField,
-    ts: Float[Array, " N1"],
-    method: ButcherTableau | str = "euler",
-) -> RungeKutta:
-    """The layer maps of `field` on the grid `ts` for the tableau `method` (or its name)."""
-    tab = tableau_named(method) if isinstance(method, str) else method
-    return RungeKutta(field=field, ts=jnp.asarray(ts), tableau=tab)
+    def _implicit_cotangents(self, h, p_next, pullbacks):
+        """Solve `lambda_i - h sum_j a_ji J_j^T lambda_j = h b_i p'` (dense, `s n` unknowns)."""
+        s, n = self.tableau.stages, p_next.shape[0]
+        eye = jnp.eye(n, dtype=p_next.dtype)
+        # J_j^T as a matrix: column m is J_j^T e_m (one vjp per basis vector, vmapped).
+        jt = [jax.vmap(lambda e, j=j: pullbacks[j](e)[0])(eye).T for j in range(s)]
+        a = np.asarray(self.tableau.a)
+        blocks = [
+            [(eye if i == j else 0.0 * eye) - (h * a[j][i]) * jt[j] for j in range(s)] for i in range(s)
+        ]
+        rhs = jnp.concatenate([(h * self.tableau.b[i]) * p_next for i in range(s)])
+        lam = jnp.linalg.solve(jnp.block(blocks), rhs)
+        return [lam[i * n : (i + 1) * n] for i in range(s)]

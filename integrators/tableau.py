@@ -1,23 +1,29 @@
-"""Butcher tableaux as frozen data, each with its classical order.
+"""Integrators as frozen data, each with its classical order.
 
-A Runge-Kutta method with coefficients `(a_ij, b_i, c_i)` advances
-`dx/dt = f(t, x)` by
+A Runge-Kutta method (`ButcherTableau`) with coefficients `(a_ij, b_i, c_i)`
+advances `dx/dt = f(t, x)` by
 
-    X_i = x + h sum_j a_ij K_j,   K_i = f(t + c_i h, X_i),   x' = x + h sum_i b_i K_i.
+    X_i = x + h sum_j a_ij K_j,   K_i = f(t + c_i h, X_i),   x' = x + h sum_i b_i K_i,
 
-A new integrator is a new `ButcherTableau`, not a new loop.
+and, when it has an embedded pair, estimates its local error as
+`h sum_i e_i K_i` with `e = b - b_embedded`. A splitting method
+(`SplittingTableau`) for a separable field `x = (q, v)`, `dq/dt = f_q(v)`,
+`dv/dt = f_v(q)` is a sequence of kicks `v += c h f_v(q)` and drifts
+`q += d h f_q(v)`; each sub-step is symplectic, so the composition is.
+
+A new integrator is a new tableau, not a new loop.
 """
-
-from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import diffrax
 import numpy as np
 
 
 @dataclass(frozen=True)
 class ButcherTableau:
-    """Coefficients `a` (s x s), `b` (s), `c` (s) and the classical `order`.
+    """Coefficients `a` (s x s), `b` (s), `c` (s), the classical `order`, and
+    optionally embedded error weights `b_error = b - b_embedded` of order `embedded_order`.
 
     Stored as tuples so that a tableau is hashable and static under `jax.jit`.
     Validated on construction: shapes agree and `c_i = sum_j a_ij`.
@@ -28,6 +34,8 @@ class ButcherTableau:
     b: tuple[float, ...]
     c: tuple[float, ...]
     order: int
+    b_error: tuple[float, ...] | None = None
+    embedded_order: int | None = None
     aliases: tuple[str, ...] = field(default=())
 
     def __post_init__(self):
@@ -41,6 +49,8 @@ class ButcherTableau:
             raise ValueError(f"tableau {self.name!r}: a must have shape ({s}, {s}) to match b; got {a.shape}")
         if c.shape != (s,):
             raise ValueError(f"tableau {self.name!r}: c must have shape ({s},) to match b; got {c.shape}")
+        if self.b_error is not None and np.shape(self.b_error) != (s,):
+            raise ValueError(f"tableau {self.name!r}: b_error must have shape ({s},); got {np.shape(self.b_error)}")
         if not (np.isfinite(a).all() and np.isfinite(b).all() and np.isfinite(c).all()):
             raise ValueError(f"tableau {self.name!r}: coefficients must be finite")
         rows = a.sum(axis=1)
@@ -63,29 +73,48 @@ class ButcherTableau:
         """True when `a` is strictly lower triangular (every stage is explicit)."""
         return bool(np.all(np.triu(np.asarray(self.a)) == 0.0))
 
+    @property
+    def symplectic(self) -> bool:
+        """Cooper's condition `b_i a_ij + b_j a_ji = b_i b_j` (the method is its own partner)."""
+        a, b = np.asarray(self.a), np.asarray(self.b)
+        m = b[:, None] * a + (b[:, None] * a).T - np.outer(b, b)
+        return bool(np.max(np.abs(m)) < 1e-13)
 
-def _explicit(name, rows, b, order, aliases=()):
-    """Build an explicit tableau from the rows of its strictly lower part of `a`."""
+
+def _explicit(name, rows, b, order, aliases=(), b_error=None, embedded_order=None):
+    """An explicit tableau from the rows of the strictly lower part of `a`."""
     s = len(b)
     a = [[0.0] * s for _ in range(s)]
     for i, row in enumerate(rows, start=1):
         a[i][: len(row)] = [float(v) for v in row]
     c = [sum(r) for r in a]
+    err = None if b_error is None else tuple(float(v) for v in b_error)
     return ButcherTableau(
-        name, tuple(map(tuple, a)), tuple(float(v) for v in b), tuple(c), order, tuple(aliases)
+        name, tuple(map(tuple, a)), tuple(float(v) for v in b), tuple(c), order, err, embedded_order, tuple(aliases)
     )
+
+
+def _from_diffrax(name, solver, order, embedded_order, aliases=()):
+    """An explicit tableau read from a diffrax solver (with its embedded error weights)."""
+    t = solver.tableau
+    return _explicit(name, [list(r) for r in t.a_lower], list(t.b_sol), order, aliases, list(t.b_error), embedded_order)
+
+
+def _implicit(name, a, b, order, aliases=()):
+    a = tuple(tuple(float(v) for v in row) for row in a)
+    return ButcherTableau(name, a, tuple(float(v) for v in b), tuple(sum(r) for r in a), order, aliases=tuple(aliases))
 
 
 EULER = _explicit("euler", [], [1.0], 1, ("forward-euler",))
 """Forward Euler, order 1, one stage. Its layer map `x + h f(x)` is a ResNet block."""
 
-HEUN = _explicit("heun", [[1.0]], [0.5, 0.5], 2, ("explicit-trapezoid",))
-"""Heun's method (explicit trapezoid), order 2, two stages."""
+HEUN = _from_diffrax("heun", diffrax.Heun, 2, 1, ("explicit-trapezoid",))
+"""Heun's method (explicit trapezoid), order 2, two stages; embedded Euler."""
 
-MIDPOINT = _explicit("midpoint", [[0.5]], [0.0, 1.0], 2, ("explicit-midpoint",))
-"""Explicit midpoint, order 2, two stages; `b_1 = 0`, so it needs the stage-wise adjoint."""
+MIDPOINT = _from_diffrax("midpoint", diffrax.Midpoint, 2, 1, ("explicit-midpoint",))
+"""Explicit midpoint, order 2, two stages; `b_1 = 0`, so it needs the stage-wise conjugate."""
 
-RALSTON = _explicit("ralston", [[2 / 3]], [0.25, 0.75], 2)
+RALSTON = _from_diffrax("ralston", diffrax.Ralston, 2, 1)
 """Ralston's second-order method (minimum error bound among 2-stage order-2 methods)."""
 
 KUTTA3 = _explicit("kutta3", [[0.5], [-1.0, 2.0]], [1 / 6, 2 / 3, 1 / 6], 3)
@@ -99,17 +128,107 @@ RK38 = _explicit(
 )
 """Kutta's 3/8 rule, order 4, four stages."""
 
-BOSH3 = _explicit("bosh3", [[0.5], [0.0, 0.75], [2 / 9, 1 / 3, 4 / 9]], [2 / 9, 1 / 3, 4 / 9, 0.0], 3, ("bogacki-shampine",))
-"""Bogacki-Shampine 3(2), order 3 (FSAL: its fourth stage has `b_4 = 0`)."""
+BOSH3 = _from_diffrax("bosh3", diffrax.Bosh3, 3, 2, ("bogacki-shampine",))
+"""Bogacki-Shampine 3(2), four stages (FSAL: `b_4 = 0`)."""
+
+DOPRI5 = _from_diffrax("dopri5", diffrax.Dopri5, 5, 4, ("dormand-prince",))
+"""Dormand-Prince 5(4), seven stages (FSAL: `b_2 = b_7 = 0`)."""
+
+TSIT5 = _from_diffrax("tsit5", diffrax.Tsit5, 5, 4, ("tsitouras",))
+"""Tsitouras 5(4), seven stages (FSAL: `b_7 = 0`)."""
+
+_S3 = np.sqrt(3.0)
+_S15 = np.sqrt(15.0)
+
+GAUSS1 = _implicit("gauss-legendre-1", [[0.5]], [1.0], 2, ("implicit-midpoint",))
+"""Gauss-Legendre with one stage (implicit midpoint), order 2, symplectic."""
+
+GAUSS2 = _implicit(
+    "gauss-legendre-2",
+    [[1 / 4, 1 / 4 - _S3 / 6], [1 / 4 + _S3 / 6, 1 / 4]],
+    [1 / 2, 1 / 2],
+    4,
+)
+"""Gauss-Legendre with two stages, order 4, symplectic."""
+
+GAUSS3 = _implicit(
+    "gauss-legendre-3",
+    [
+        [5 / 36, 2 / 9 - _S15 / 15, 5 / 36 - _S15 / 30],
+        [5 / 36 + _S15 / 24, 2 / 9, 5 / 36 - _S15 / 24],
+        [5 / 36 + _S15 / 30, 2 / 9 + _S15 / 15, 5 / 36],
+    ],
+    [5 / 18, 4 / 9, 5 / 18],
+    6,
+)
+"""Gauss-Legendre with three stages, order 6, symplectic."""
+
+LOBATTO_IIIA = _implicit("lobatto-iiia", [[0.0, 0.0], [0.5, 0.5]], [0.5, 0.5], 2, ("trapezoid",))
+"""Lobatto IIIA with two stages (the implicit trapezoidal rule), order 2. Its
+partner is Lobatto IIIB; the pair on `(x, p)` is the Stormer-Verlet scheme."""
+
+LOBATTO_IIIB = _implicit("lobatto-iiib", [[0.5, 0.0], [0.5, 0.0]], [0.5, 0.5], 2)
+"""Lobatto IIIB with two stages, order 2: the partner of Lobatto IIIA."""
 
 TABLEAUX: dict[str, ButcherTableau] = {
-    t.name: t for t in (EULER, HEUN, MIDPOINT, RALSTON, KUTTA3, RK4, RK38, BOSH3)
+    t.name: t
+    for t in (
+        EULER, HEUN, MIDPOINT, RALSTON, KUTTA3, RK4, RK38, BOSH3, DOPRI5, TSIT5,
+        GAUSS1, GAUSS2, GAUSS3, LOBATTO_IIIA, LOBATTO_IIIB,
+    )
 }
 
 
-def tableau(name: str) -> ButcherTableau:
-    """The registered tableau called `name` (or one of its aliases)."""
-    for t in TABLEAUX.values():
+@dataclass(frozen=True)
+class SplittingTableau:
+    """A splitting (composition) method: `steps` is a sequence of
+    `("kick", c)` (`v += c h f_v(q)`) and `("drift", d)` (`q += d h f_q(v)`)
+    sub-steps whose drift and kick coefficients each sum to one."""
+
+    name: str
+    steps: tuple[tuple[str, float], ...]
+    order: int
+    aliases: tuple[str, ...] = field(default=())
+
+    def __post_init__(self):
+        kinds = {kind for kind, _ in self.steps}
+        if not self.steps or not kinds <= {"kick", "drift"}:
+            raise ValueError(f"splitting {self.name!r}: steps must be ('kick' | 'drift', coefficient) pairs")
+        for kind in ("kick", "drift"):
+            total = sum(c for k, c in self.steps if k == kind)
+            if abs(total - 1.0) > 1e-12:
+                raise ValueError(f"splitting {self.name!r}: {kind} coefficients sum to {total!r}, not 1")
+
+
+def _compose_leapfrog(name, weights, order, aliases=()):
+    """The composition `LF(w_1 h) o ... o LF(w_m h)` of kick-drift-kick leapfrogs,
+    merging adjacent half-kicks."""
+    steps: list[tuple[str, float]] = []
+    for w in weights:
+        if steps and steps[-1][0] == "kick":
+            steps[-1] = ("kick", steps[-1][1] + w / 2)
+        else:
+            steps.append(("kick", w / 2))
+        steps += [("drift", w), ("kick", w / 2)]
+    return SplittingTableau(name, tuple(steps), order, tuple(aliases))
+
+
+LEAPFROG = _compose_leapfrog("leapfrog", [1.0], 2, ("stormer-verlet", "velocity-verlet"))
+"""Kick-drift-kick leapfrog (Stormer-Verlet), order 2, symplectic."""
+
+SYMPLECTIC_EULER = SplittingTableau("symplectic-euler", (("kick", 1.0), ("drift", 1.0)), 1)
+"""Symplectic Euler (kick then drift), order 1."""
+
+_W1 = 1.0 / (2.0 - 2.0 ** (1 / 3))
+YOSHIDA4 = _compose_leapfrog("yoshida4", [_W1, 1.0 - 2.0 * _W1, _W1], 4, ("forest-ruth",))
+"""Yoshida's fourth-order triple-jump composition of leapfrog, symplectic."""
+
+SPLITTINGS: dict[str, SplittingTableau] = {t.name: t for t in (LEAPFROG, SYMPLECTIC_EULER, YOSHIDA4)}
+
+
+def tableau(name: str) -> ButcherTableau | SplittingTableau:
+    """The registered tableau or splitting called `name` (or one of its aliases)."""
+    for t in (*TABLEAUX.values(), *SPLITTINGS.values()):
         if name == t.name or name in t.aliases:
             return t
-    raise ValueError(f"unknown integrator {name!r}; choose one of {sorted(TABLEAUX)}")
+    raise ValueError(f"unknown integrator {name!r}; choose one of {sorted(TABLEAUX) + sorted(SPLITTINGS)}")

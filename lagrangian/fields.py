@@ -7,6 +7,8 @@ with shared weights.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -69,7 +71,13 @@ class Linear(VectorField):
 
 
 class HarmonicOscillator(VectorField):
-    """`x = (q, v)`, `dq/dt = v`, `dv/dt = -omega^2 q`; `theta = {"omega": ()}`."""
+    """`x = (q, v)`, `dq/dt = v`, `dv/dt = -omega^2 q`; `theta = {"omega": ()}`.
+
+    Separable (`dq/dt` depends on `v` only, `dv/dt` on `q` only); its physical
+    energy is `E = v^2 / 2 + omega^2 q^2 / 2` (`physical_energy`).
+    """
+
+    separable: ClassVar[bool] = True
 
     state_dim: int = eqx.field(static=True, default=2)
     omega: float = eqx.field(static=True, default=1.0)
@@ -85,9 +93,17 @@ class HarmonicOscillator(VectorField):
         q, v = x[0], x[1]
         return jnp.stack([v, -theta["omega"] ** 2 * q])
 
+    def physical_energy(self, x, theta):
+        return 0.5 * x[..., 1] ** 2 + 0.5 * theta["omega"] ** 2 * x[..., 0] ** 2
+
 
 class Pendulum(VectorField):
-    """`x = (q, v)`, `dq/dt = v`, `dv/dt = -omega^2 sin q`; `theta = {"omega": ()}`."""
+    """`x = (q, v)`, `dq/dt = v`, `dv/dt = -omega^2 sin q`; `theta = {"omega": ()}`.
+
+    Separable; its physical energy is `E = v^2 / 2 - omega^2 cos q` (`physical_energy`).
+    """
+
+    separable: ClassVar[bool] = True
 
     state_dim: int = eqx.field(static=True, default=2)
     omega: float = eqx.field(static=True, default=1.0)
@@ -102,3 +118,6 @@ class Pendulum(VectorField):
     def __call__(self, t, x, theta):
         q, v = x[0], x[1]
         return jnp.stack([v, -theta["omega"] ** 2 * jnp.sin(q)])
+
+    def physical_energy(self, x, theta):
+        return 0.5 * x[..., 1] ** 2 - theta["omega"] ** 2 * jnp.cos(x[..., 0])

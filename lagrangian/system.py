@@ -70,9 +70,14 @@ class System(eqx.Module):
 
 
 class VectorField(System):
-    """A continuous-time system `dx/dt = f(t, x, theta)`."""
+    """A continuous-time system `dx/dt = f(t, x, theta)`.
+
+    `separable = True` declares a state `x = (q, v)` with `dq/dt` depending on
+    `v` only and `dv/dt` on `q` only (required by splitting methods).
+    """
 
     state_dim: AbstractVar[int]
+    separable: ClassVar[bool] = False
 
     @abc.abstractmethod
     def __call__(self, t: Scalar, x: Float[Array, " n"], theta: PyTree) -> Float[Array, " n"]:

@@ -1,0 +1,61 @@
+"""A vector field on a time grid, stepped by some scheme, is a layered system.
+
+`Discretisation` is the common base of every time-stepping scheme: it holds
+the field `f(t, x, theta)` and the grid `t_0 < ... < t_N`, shares `theta`
+across steps (layout ``"shared"``), and its layer `Phi_k` advances from `t_k`
+to `t_{k+1}`. Padding steps with `h_k = 0` (a repeated final time, used by the
+adaptive grids) are identity maps.
+"""
+
+from typing import ClassVar
+
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from lagrangian import LayerMaps, VectorField
+
+
+def uniform_grid(t_final: float, steps: int, t0: float = 0.0, dtype=jnp.float64) -> Float[Array, " N1"]:
+    """`steps + 1` equally spaced times from `t0` to `t_final`."""
+    if int(steps) < 1:
+        raise ValueError(f"the number of steps must be >= 1; got {steps}")
+    if not np.isfinite(t_final) or not np.isfinite(t0) or t_final <= t0:
+        raise ValueError(f"need finite t0 < t_final; got t0={t0}, t_final={t_final}")
+    return jnp.linspace(t0, t_final, int(steps) + 1, dtype=dtype)
+
+
+class Discretisation(LayerMaps):
+    """Base class: `field` on the grid `ts`, one layer per step."""
+
+    layout: ClassVar[str] = "shared"
+    field: VectorField
+    ts: Float[Array, " N1"]
+
+    def __check_init__(self):
+        if self.ts.ndim != 1 or self.ts.shape[0] < 2:
+            raise ValueError(f"time grid must be a vector of at least 2 times; got shape {self.ts.shape}")
+
+    @property
+    def depth(self) -> int:
+        return self.ts.shape[0] - 1
+
+    @property
+    def input_dim(self) -> int:
+        return self.field.input_dim
+
+    def init(self, key: PRNGKeyArray, dtype=jnp.float64):
+        return self.field.init(key, dtype)
+
+    def check(self, theta, x0):
+        super().check(theta, x0)
+        ts = np.asarray(self.ts)
+        if not np.all(np.isfinite(ts)):
+            raise ValueError("time grid holds non-finite values")
+        if not np.all(np.diff(ts) >= 0) or ts[-1] <= ts[0]:
+            raise ValueError("time grid must be increasing (repeated final times are allowed as padding)")
+
+    def time(self, k, dtype):
+        """`(t_k, h_k)` in the dtype of the state (a float64 grid does not promote float32 states)."""
+        t = self.ts[k]
+        return t.astype(dtype), (self.ts[k + 1] - t).astype(dtype)
