@@ -1,6 +1,7 @@
 """The numerics of leastaction: tableaux, their partners, the schemes that step a
 field on a grid, memory strategies, and the one sweep over the doubled phase space."""
 
+from .adaptive import AdaptiveGrid, adaptive_grid
 from .discretisation import Discretisation, uniform_grid
 from .discretise import discretise, method_names
 from .memory import Checkpoint, Memory, Reversible, StoreAll, memory_named
@@ -38,9 +39,9 @@ from .tableau import (
 __all__ = [
     "BOSH3", "DOPRI5", "EULER", "GAUSS1", "GAUSS2", "GAUSS3", "HEUN", "KUTTA3", "LEAPFROG",
     "LOBATTO_IIIA", "LOBATTO_IIIB", "MIDPOINT", "RALSTON", "RK4", "RK38", "SPLITTINGS",
-    "SYMPLECTIC_EULER", "TABLEAUX", "TSIT5", "YOSHIDA4", "AsynchronousLeapfrog", "ButcherTableau",
+    "SYMPLECTIC_EULER", "TABLEAUX", "TSIT5", "YOSHIDA4", "AdaptiveGrid", "AsynchronousLeapfrog", "ButcherTableau",
     "Checkpoint", "Discretisation", "Memory", "Reversible", "ReversibleHeun", "RungeKutta",
-    "Solution", "Splitting", "SplittingTableau", "StoreAll", "discretise", "forward",
+    "Solution", "Splitting", "SplittingTableau", "StoreAll", "adaptive_grid", "discretise", "forward",
     "memory_named", "method_names", "output", "partner_tableau", "sweep", "tableau",
     "tangent_sweep", "tension", "uniform_grid",
 ]

@@ -30,3 +30,22 @@ def reference_grad(system, theta, x0, loss):
 
 def cast(tree, dtype):
     return jax.tree.map(lambda a: jnp.asarray(a, dtype), tree)
+
+
+def van_loan_gradient(a: np.ndarray, x0: np.ndarray, t_final: float) -> tuple[np.ndarray, np.ndarray]:
+    """Closed form for `dx/dt = A x`, `l = 0.5 |x(T)|^2`: `(x(T), dl/dA)`, where
+
+        dl/dA = integral_0^T e^{A^T (T-s)} x(T) x0^T e^{A^T s} ds
+
+    is the top-right block of `expm(T [[A^T, x(T) x0^T], [0, A^T]])` (Van Loan 1978),
+    computed with scipy, which shares no code with the project.
+    """
+    import scipy.linalg
+
+    n = a.shape[0]
+    x_final = scipy.linalg.expm(a * t_final) @ x0
+    block = np.zeros((2 * n, 2 * n))
+    block[:n, :n] = a.T
+    block[:n, n:] = np.outer(x_final, x0)
+    block[n:, n:] = a.T
+    return x_final, scipy.linalg.expm(t_final * block)[:n, n:]

@@ -15,16 +15,11 @@ import scipy.linalg
 
 import integrators as I
 import lagrangian as L
+from tests.helpers import van_loan_gradient
 
 
-def closed_form_gradient(a: np.ndarray, x0: np.ndarray, t_final: float) -> np.ndarray:
-    n = a.shape[0]
-    x_final = scipy.linalg.expm(a * t_final) @ x0
-    block = np.zeros((2 * n, 2 * n))
-    block[:n, :n] = a.T
-    block[:n, n:] = np.outer(x_final, x0)
-    block[n:, n:] = a.T
-    return scipy.linalg.expm(t_final * block)[:n, n:]
+def closed_form_gradient(a, x0, t_final):
+    return van_loan_gradient(a, x0, t_final)[1]
 
 
 @pytest.mark.parametrize("dim", [2, 5])

@@ -58,16 +58,6 @@ def test_gradient_equals_backprop(name, batch, dtype, key):
     assert rel_l2(solution.grad_x0, ref_x0) <= TOL[dtype]
 
 
-@pytest.mark.parametrize("method", sorted(I.TABLEAUX))
-def test_every_explicit_tableau_is_backprop(method, key):
-    """The stage-wise conjugate of each explicit tableau (b_i = 0 included)."""
-    system = I.discretise(L.MLPField(3, hidden=6), I.uniform_grid(1.5, 12), method)
-    theta = system.init(key)
-    x0 = jax.random.normal(key, (4, 3))
-    loss = L.SquaredError()
-    assert rel_l2(I.sweep(system, theta, x0, loss).grad, reference_grad(system, theta, x0, loss)) <= 1e-12
-
-
 def test_cross_entropy_loss_on_classifier(key):
     system = L.MLP((6, 7, 4), readout=True)
     theta = system.init(key)

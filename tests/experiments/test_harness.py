@@ -1,0 +1,310 @@
+"""The comparison harness: registries, references, peers, and a compare that can fail.
+
+The full default comparison (every method on every problem) is the job of
+`leastaction compare`; here one reduced comparison (two problems, the methods
+that apply to them) runs through the CLI and is shared by the read-only tests.
+"""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import integrators
+import lagrangian
+from experiments import harness
+from experiments.cli import app
+from experiments.harness import peers, problems as problem_registry
+from experiments.harness.methods import LeastAction, Method, Prepared
+
+REDUCED_PROBLEMS = ["resnet", "node-d2-rk4"]
+REDUCED_METHODS = [
+    "jax-grad", "jax-jvp", "finite-diff", "diffrax-checkpoint", "diffrax-backsolve", "torch",
+    "least-action", "least-action-checkpoint", "tension", "least-action-heun",
+]
+if "least-action-reversible-heun" in harness.METHODS:
+    REDUCED_METHODS.append("least-action-reversible-heun")
+
+
+def _args(problems, methods):
+    out = []
+    for p in problems:
+        out += ["--problem", p]
+    for m in methods:
+        out += ["--method", m]
+    return out
+
+
+@pytest.fixture(scope="module")
+def reduced(tmp_path_factory, cli):
+    """`leastaction compare` on two problems and the methods above: (folder, results, output)."""
+    out = tmp_path_factory.mktemp("compare") / "reduced"
+    result = cli.invoke(app, ["compare", *_args(REDUCED_PROBLEMS, REDUCED_METHODS), "--out", str(out),
+                              "--repeats", "2"])
+    assert result.exit_code == 0, result.output
+    return out, json.loads((out / "results.json").read_text()), result.output
+
+
+def _cell(results, method, problem):
+    (cell,) = [c for c in results["cells"] if c["method"] == method and c["problem"] == problem]
+    return cell
+
+
+# --- registries ----------------------------------------------------------------------------
+
+
+def test_default_registries_hold_every_problem_and_method():
+    for name in ["mlp", "resnet", "recurrent", "linear-rk4", "harmonic-rk4", "pendulum-rk4",
+                 *(f"node-d{d}-{s}" for d in (2, 16, 64) for s in ("euler", "rk4"))]:
+        assert name in harness.PROBLEMS
+    for name in ["jax-grad", "jax-jvp", "finite-diff", "diffrax-checkpoint", "diffrax-backsolve", "torch",
+                 "least-action", "least-action-checkpoint", "least-action-checkpoint-log", "tension"]:
+        assert name in harness.METHODS
+    for tab in integrators.TABLEAUX.values():
+        assert f"least-action-{tab.name}" in harness.METHODS
+    kinds = {m.kind for m in harness.METHODS.values()}
+    assert kinds == {"reference", "peer", "project"}
+
+
+def test_every_default_pair_is_applicable_or_has_a_reason():
+    """The default comparison covers every pair: each is either computed or n/a with a reason,
+    and every method applies to at least one default problem."""
+    built = [harness.problem_named(name) for name in harness.PROBLEMS]
+    for method in harness.METHODS.values():
+        reasons = [method.applies(problem) for problem in built]
+        assert all(r is None or (isinstance(r, str) and r) for r in reasons), method.name
+        if method.name == "torch" and peers.torch_missing():
+            continue
+        assert any(r is None for r in reasons), f"{method.name} applies to no default problem"
+    torch = harness.METHODS["torch"]
+    assert torch.applies(harness.problem_named("pendulum-rk4")) is not None
+
+
+def test_problems_are_deterministic_and_families_share_weights():
+    a, b = harness.problem_named("node-d16-euler", seed=3), harness.problem_named("node-d16-euler", seed=3)
+    rk4 = harness.problem_named("node-d16-rk4", seed=3)
+    other = harness.problem_named("node-d16-euler", seed=4)
+    for x, y in [(a.theta, b.theta), (a.theta, rk4.theta), (a.x0, rk4.x0)]:
+        assert all(np.array_equal(u, v) for u, v in zip(jax.tree.leaves(x), jax.tree.leaves(y)))
+    assert not np.array_equal(a.theta["W"], other.theta["W"])
+    assert harness.problem_named("mlp", dtype=jnp.float32).x0.dtype == jnp.float32
+
+
+# --- continuous references -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["linear-rk4", "harmonic-rk4"])
+def test_closed_form_is_the_limit_of_the_discrete_gradient(name):
+    """The Van Loan closed form agrees with jax.grad of RK4 on a fine grid (error O(h^4))."""
+    problem = harness.problem_named(name)
+    exact = problem.continuous(problem)
+    fine = problem.rediscretise("rk4-fine", lambda f, ts: integrators.discretise(
+        f, integrators.uniform_grid(float(ts[-1]), 400), "rk4"))
+    discrete = jax.grad(fine.loss_at)(fine.theta)
+    assert harness.gradient_errors(discrete, exact)["relative_l2_error"] < 1e-10
+
+
+# --- the reduced comparison through the CLI --------------------------------------------------
+
+
+def test_reduced_compare_writes_a_complete_folder(reduced):
+    out, results, output = reduced
+    for path in ["results.json", "config.toml", "manifest.json", "log.txt", "figures/heatmap.png",
+                 "figures/heatmap.pdf", "tables/comparison.md", "tables/comparison.tex", "tables/matrix.md",
+                 "tables/matrix.tex", "tables/continuous.md", "tables/not_applicable.tex"]:
+        assert (out / path).is_file(), path
+    assert "\\toprule" in (out / "tables/matrix.tex").read_text()
+    assert len(results["cells"]) == len(REDUCED_PROBLEMS) * len(REDUCED_METHODS)
+    assert results["summary"]["project_failures"] == 0
+    assert "relative L2 error vs jax-grad" in output
+    assert f"folder: {out}" in output
+
+
+def test_project_methods_pass_and_references_agree(reduced):
+    _, results, _ = reduced
+    for c in results["cells"]:
+        if c["status"] == "n/a":
+            assert c["reason"]
+            continue
+        if c["kind"] == "project":
+            assert c["status"] == "pass", c
+            assert c["errors"]["relative_l2_error"] <= 1e-12
+        assert c["timing"]["median_seconds"] > 0
+    assert _cell(results, "finite-diff", "resnet")["errors"]["relative_l2_error"] <= 1e-6
+    assert _cell(results, "jax-jvp", "node-d2-rk4")["errors"]["relative_l2_error"] <= 1e-12
+    assert _cell(results, "diffrax-checkpoint", "node-d2-rk4")["errors"]["relative_l2_error"] <= 1e-12
+
+
+def test_inapplicable_pairs_are_marked_not_dropped(reduced):
+    _, results, _ = reduced
+    diffrax_resnet = _cell(results, "diffrax-checkpoint", "resnet")
+    assert diffrax_resnet["status"] == "n/a" and "not an ODE problem" in diffrax_resnet["reason"]
+    assert _cell(results, "least-action-heun", "resnet")["status"] == "n/a"
+    heun = _cell(results, "least-action-heun", "node-d2-rk4")
+    assert heun["status"] == "pass" and heun["target"] == "node-d2-heun"
+
+
+def test_backsolve_is_reported_next_to_the_continuous_reference(reduced):
+    """BacksolveAdjoint is judged by no tolerance; its error against the continuous gradient
+    is of the order of the exact methods' discretisation error, not of rounding."""
+    _, results, _ = reduced
+    backsolve = _cell(results, "diffrax-backsolve", "node-d2-rk4")
+    exact = _cell(results, "least-action", "node-d2-rk4")
+    assert backsolve["status"] == "reported" and backsolve["tolerance"] is None
+    assert 1e-12 < backsolve["errors"]["relative_l2_error"] < 1e-3
+    assert exact["continuous"]["relative_l2_error"] < 1e-4
+    assert backsolve["continuous"]["relative_l2_error"] < 1e-4
+    heun = _cell(results, "least-action-heun", "node-d2-rk4")
+    assert heun["continuous"]["relative_l2_error"] > exact["continuous"]["relative_l2_error"]
+
+
+@pytest.mark.skipif(peers.torch_missing() is not None, reason=str(peers.torch_missing()))
+def test_torch_agrees_with_least_action_on_mlp_and_resnet():
+    comparison = harness.compare(problems=["mlp", "resnet"], methods=["torch", "least-action"], repeats=1)
+    for problem in ("mlp", "resnet"):
+        torch_cell = comparison.cell("torch", problem)
+        ours = comparison.cell("least-action", problem)
+        assert torch_cell.status == "pass"
+        assert harness.gradient_errors(torch_cell.gradient, ours.gradient)["relative_l2_error"] <= 1e-12
+
+
+# --- the harness can fail --------------------------------------------------------------------
+
+
+class FlippedResNet(lagrangian.ResNet):
+    """A ResNet whose conjugate step has the wrong sign: p_k = -(dPhi_k/dx_k)^T p_{k+1}."""
+
+    def conjugate(self, k, x, theta_k, p_next):
+        p, grad = super().conjugate(k, x, theta_k, p_next)
+        return -p, grad
+
+
+class SignError(Method):
+    """Test-only project method: the least-action sweep with the conjugate field's sign flipped."""
+
+    name = "sign-error"
+    kind = "project"
+    description = "least-action sweep with a sign error in the conjugate field (test only)"
+
+    def applies(self, problem):
+        return None if isinstance(problem.system, lagrangian.ResNet) else "ResNet only"
+
+    def prepare(self, problem):
+        s = problem.system
+        flipped = FlippedResNet(dim=s.dim, depth=s.depth, h=s.h, activation=s.activation, scale=s.scale)
+
+        def fn(theta, x0):
+            return integrators.sweep(flipped, theta, x0, problem.loss, check=False).grad, {}
+
+        return Prepared(fn, (problem.theta, problem.x0))
+
+
+def test_wrong_method_makes_compare_exit_nonzero(cli, tmp_path, monkeypatch):
+    monkeypatch.setitem(harness.METHODS, "sign-error", SignError())
+    out = tmp_path / "wrong"
+    result = cli.invoke(app, ["compare", "-p", "resnet", "-m", "jax-grad", "-m", "least-action",
+                              "-m", "sign-error", "--out", str(out), "--repeats", "1"])
+    assert result.exit_code == 1, result.output
+    assert "sign-error on resnet (fail)" in result.output
+    results = json.loads((out / "results.json").read_text())
+    assert results["summary"]["failed_cells"] == ["sign-error on resnet (fail)"]
+    assert _cell(results, "least-action", "resnet")["status"] == "pass"
+    assert _cell(results, "sign-error", "resnet")["errors"]["relative_l2_error"] > 1e-3
+
+
+def test_a_method_that_raises_is_an_error_not_a_crash():
+    class Broken(LeastAction):
+        def prepare(self, problem):
+            raise RuntimeError("deliberately broken")
+
+    comparison = harness.compare(problems=["resnet"], methods=[Broken("broken", integrators.StoreAll(), "x")],
+                                 repeats=1)
+    cell = comparison.cell("broken", "resnet")
+    assert cell.status == "error" and "deliberately broken" in cell.reason
+    assert comparison.failures() == [cell]
+
+
+# --- bad names ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args, message, valid",
+    [
+        (["-p", "no-such-problem"], "unknown problem 'no-such-problem'", "node-d64-rk4"),
+        (["-m", "no-such-method"], "unknown method 'no-such-method'", "diffrax-backsolve"),
+        (["--reference", "least-action"], "is a project method", "jax-grad"),
+        (["--reference", "nope"], "unknown method 'nope'", "finite-diff"),
+        (["--dtype", "float16"], "unknown dtype 'float16'", "float32"),
+    ],
+)
+def test_unknown_names_are_one_line_errors_listing_valid_names(cli, tmp_path, args, message, valid):
+    result = cli.invoke(app, ["compare", *args, "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and valid in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_list_shows_methods_and_problems(cli):
+    result = cli.invoke(app, ["compare", "--list"])
+    assert result.exit_code == 0, result.output
+    for name in ["least-action-checkpoint", "diffrax-backsolve", "finite-diff", "pendulum-rk4", "node-d64-euler"]:
+        assert name in result.output
+
+
+# --- float32, user-defined systems --------------------------------------------------------------
+
+
+def test_float32_comparison_passes_at_float32_tolerance():
+    methods = ["jax-grad", "least-action", "least-action-checkpoint", "tension"]
+    comparison = harness.compare(problems=["resnet", "node-d16-euler"], methods=methods, dtype="float32",
+                                 repeats=1)
+    assert not comparison.failures()
+    for c in comparison.cells:
+        assert c.tolerance == 1e-5
+        assert all(np.asarray(g).dtype == np.float32 for g in jax.tree.leaves(c.gradient))
+        assert c.errors["relative_l2_error"] <= 1e-5
+    # the continuous reference is float64 whatever the run's dtype
+    assert comparison.cell("least-action", "node-d16-euler").continuous["relative_l2_error"] > 1e-4
+
+
+class Spiral(lagrangian.VectorField):
+    """A user-defined field, `f(x) = A x + c tanh(x)`."""
+
+    state_dim: int = 3
+
+    def init(self, key, dtype=jnp.float64):
+        return {"A": jax.random.normal(key, (3, 3), dtype) / 3, "c": jnp.asarray(0.5, dtype)}
+
+    def __call__(self, t, x, theta):
+        return theta["A"] @ x + theta["c"] * jnp.tanh(x)
+
+
+def test_user_defined_systems_are_problems(key):
+    field_problem = harness.custom_problem("spiral-rk4", Spiral(), jnp.ones((2, 3)),
+                                           ts=integrators.uniform_grid(1.0, 10), key=key)
+    layered = harness.custom_problem("tiny-mlp", lagrangian.MLP((3, 5, 2)), jnp.ones(3), key=key)
+    comparison = harness.compare(problems=[field_problem, layered],
+                                 methods=["jax-grad", "least-action", "least-action-midpoint"], repeats=1)
+    assert not comparison.failures()
+    assert comparison.cell("least-action", "tiny-mlp").status == "pass"
+    assert comparison.cell("least-action-midpoint", "spiral-rk4").target == "spiral-midpoint"
+    assert comparison.cell("least-action-midpoint", "tiny-mlp").status == "n/a"
+    assert comparison.cell("least-action", "spiral-rk4").continuous["relative_l2_error"] < 1e-5
+
+
+def test_diffrax_solver_steps_exactly_like_the_tableau():
+    problem = harness.problem_named("node-d16-rk4")
+    import diffrax
+
+    solver = peers.diffrax_solver(integrators.tableau("rk4"))
+    term = diffrax.ODETerm(lambda t, y, args: jax.vmap(lambda x: problem.field(t, x, args))(y))
+    solution = diffrax.diffeqsolve(term, solver, problem.ts[0], problem.ts[-1], None, problem.x0,
+                                   args=problem.theta, stepsize_controller=diffrax.StepTo(problem.ts),
+                                   saveat=diffrax.SaveAt(t1=True))
+    ours = integrators.output(problem.system, problem.theta, problem.x0)
+    assert np.max(np.abs(np.asarray(solution.ys[-1]) - np.asarray(ours))) < 1e-14
