@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, PyTree, Scalar
 
 from lagrangian import LayerMaps, Loss, batched_layer
@@ -85,9 +86,14 @@ def _masked_forward(system, theta, k, z):
     return jnp.where(k < system.depth, z_next, z)
 
 
-def _masked_conjugate(system, theta, k, z, p_next, grads):
-    """One conjugate step, accumulated into `grads`; identity for padding steps."""
+def _masked_conjugate(system, theta, k, z, p_next, grads, jumps=None):
+    """One conjugate step, accumulated into `grads`; identity for padding steps.
+
+    `jumps[k]` (the cotangent of a saved state `x_k`) is added to `p_k`.
+    """
     p, g = _conjugate_step(system, k, z, system.theta_at(theta, k), p_next)
+    if jumps is not None:
+        p = p + jumps[k]
     valid = k < system.depth
     p = jnp.where(valid, p, p_next)
     g = jax.tree.map(lambda a: jnp.where(valid, a, jnp.zeros_like(a)), g)
@@ -111,20 +117,20 @@ def _run(system, theta, z, k0, length):
     return z
 
 
-def _backward_stored(system, theta, zs, p_end, grads, ks):
+def _backward_stored(system, theta, zs, p_end, grads, ks, jumps=None):
     """The conjugate sweep over steps `ks` reading stored input states `zs[i] = z_{ks[i]}`."""
 
     def body(carry, inputs):
         p, total = carry
         k, z = inputs
-        p, total = _masked_conjugate(system, theta, k, z, p, total)
+        p, total = _masked_conjugate(system, theta, k, z, p, total, jumps)
         return (p, total), p
 
     (p, grads), ps = jax.lax.scan(body, (p_end, grads), (ks, zs), reverse=True)
     return p, grads, ps
 
 
-def _backward_recursive(system, theta, z_start, p_end, grads, k0, level, m):
+def _backward_recursive(system, theta, z_start, p_end, grads, k0, level, m, jumps=None):
     """Recursive checkpointing over `m ** level` steps from global step `k0`.
 
     Level 1 stores its `m` states and sweeps back; level `l > 1` stores the `m`
@@ -137,7 +143,7 @@ def _backward_recursive(system, theta, z_start, p_end, grads, k0, level, m):
             return _masked_forward(system, theta, k, z), z
 
         _, zs = jax.lax.scan(store, z_start, ks)
-        p, grads, _ = _backward_stored(system, theta, zs, p_end, grads, ks)
+        p, grads, _ = _backward_stored(system, theta, zs, p_end, grads, ks, jumps)
         return p, grads
 
     sub = m ** (level - 1)
@@ -150,7 +156,7 @@ def _backward_recursive(system, theta, z_start, p_end, grads, k0, level, m):
     def body(carry, inputs):
         p, total = carry
         j, z = inputs
-        return _backward_recursive(system, theta, z, p, total, k0 + j * sub, level - 1, m), None
+        return _backward_recursive(system, theta, z, p, total, k0 + j * sub, level - 1, m, jumps), None
 
     (p, grads), _ = jax.lax.scan(body, (p_end, grads), (jnp.arange(m), starts), reverse=True)
     return p, grads
@@ -165,71 +171,89 @@ def _terminal(system, loss, z_final, loss_weight):
     return value, pullback(jnp.asarray(loss_weight, value.dtype))[0]
 
 
-def _zero_grads(theta):
-    return jax.tree.map(jnp.zeros_like, theta)
-
-
-@eqx.filter_jit
-def _solve_unrolled(system, theta, x0, loss, loss_weight):
-    zs = [_embed(system, x0, theta)]
-    for k in range(system.depth):
-        zs.append(batched_layer(system, k, zs[-1], theta[k]))
-    value, p = _terminal(system, loss, zs[-1], loss_weight)
-    ps, grads = [p], [None] * system.depth
-    for k in reversed(range(system.depth)):
-        p, grads[k] = _conjugate_step(system, k, zs[k], theta[k], p)
-        ps.insert(0, p)
-    return _finish(system, theta, x0, tuple(zs), tuple(ps), tuple(grads), value, zs[-1])
-
-
-@eqx.filter_jit
-def _solve_scan(system, theta, x0, loss, loss_weight, memory):
+def _forward_pass(system, theta, z0, store: bool, saveat: tuple[int, ...] | None = None):
+    """Forward sweep from `z0`: `(z_N, zs, saved)` with `zs = z_0..z_{N-1}` if `store`
+    (else `None`) and `saved` the states at the indices `saveat` (else `None`)."""
     n = system.depth
-    z0 = _embed(system, x0, theta)
-    grads = _zero_grads(theta)
-    rec_error = None
+    if system.layout == "unrolled":
+        zs = [z0]
+        for k in range(n):
+            zs.append(batched_layer(system, k, zs[-1], theta[k]))
+        saved = None if saveat is None else tuple(zs[i] for i in saveat)
+        return zs[-1], tuple(zs[:-1]), saved
+    buffer = None
+    if saveat is not None:
+        slots = np.full(n + 1, len(saveat))
+        slots[list(saveat)] = np.arange(len(saveat))
+        slots = jnp.asarray(slots)
+        buffer = jnp.zeros((len(saveat),) + z0.shape, z0.dtype).at[slots[0]].set(z0, mode="drop")
+
+    def body(carry, k):
+        z, buf = carry
+        z_next = _masked_forward(system, theta, k, z)
+        if buf is not None:
+            buf = buf.at[slots[k + 1]].set(z_next, mode="drop")
+        return (z_next, buf), (z if store else None)
+
+    (z_final, saved), zs = jax.lax.scan(body, (z0, buffer), jnp.arange(n))
+    return z_final, zs, saved
+
+
+def _backward_pass(system, theta, z0, z_final, zs, p_final, memory, jumps=None):
+    """Conjugate sweep from `p_N`: `(p_0, dl/dtheta, ps, reconstruction_error)`.
+
+    `ps` is the whole conjugate field for `StoreAll` (else `None`); `jumps[k]`,
+    if given, is added to `p_k` (cotangents of saved intermediate states).
+    """
+    n = system.depth
+    grads = jax.tree.map(jnp.zeros_like, theta)
+    if system.layout == "unrolled":
+        ps, grads = [p_final], [None] * n
+        for k in reversed(range(n)):
+            p, grads[k] = _conjugate_step(system, k, zs[k], theta[k], ps[0])
+            ps.insert(0, p if jumps is None else p + jumps[k])
+        return ps[0], tuple(grads), tuple(ps), None
     if isinstance(memory, StoreAll):
-
-        def store(z, k):
-            return _masked_forward(system, theta, k, z), z
-
-        z_final, zs = jax.lax.scan(store, z0, jnp.arange(n))
-        value, p_final = _terminal(system, loss, z_final, loss_weight)
-        _, grads, ps = _backward_stored(system, theta, zs, p_final, grads, jnp.arange(n))
-        zs = jnp.concatenate([zs, z_final[None]])
-        ps = jnp.concatenate([ps, p_final[None]])
-        return _finish(system, theta, x0, zs, ps, grads, value, z_final)
+        p0, grads, ps = _backward_stored(system, theta, zs, p_final, grads, jnp.arange(n), jumps)
+        return p0, grads, jnp.concatenate([ps, p_final[None]]), None
     if isinstance(memory, Checkpoint):
         levels, m = memory.segment(n)
-        z_final = _run(system, theta, z0, 0, m**levels)
-        value, p_final = _terminal(system, loss, z_final, loss_weight)
-        p0, grads = _backward_recursive(system, theta, z0, p_final, grads, 0, levels, m)
-        return _finish(system, theta, x0, None, p0, grads, value, z_final)
+        p0, grads = _backward_recursive(system, theta, z0, p_final, grads, 0, levels, m, jumps)
+        return p0, grads, None, None
     if isinstance(memory, Reversible):
-        z_final = _run(system, theta, z0, 0, n)
-        value, p_final = _terminal(system, loss, z_final, loss_weight)
 
         def body(carry, k):
             z_next, p, total = carry
             z = _inverse_step(system, k, z_next, system.theta_at(theta, k))
-            p, total = _masked_conjugate(system, theta, k, z, p, total)
+            p, total = _masked_conjugate(system, theta, k, z, p, total, jumps)
             return (z, p, total), None
 
         (z0_rec, p0, grads), _ = jax.lax.scan(body, (z_final, p_final, grads), jnp.arange(n), reverse=True)
         rec_error = jnp.max(jnp.abs(z0_rec - z0)) / jnp.maximum(jnp.max(jnp.abs(z0)), jnp.finfo(z0.dtype).tiny)
-        return _finish(system, theta, x0, None, p0, grads, value, z_final, rec_error)
+        return p0, grads, None, rec_error
     raise TypeError(f"unknown memory strategy {memory!r}")
 
 
-def _finish(system, theta, x0, zs, ps, grads, value, z_final, rec_error=None):
-    """Pull `p_0` back through `embed` (its theta-dependence joins the gradient)."""
-    p0 = ps[0] if zs is not None else ps
+def _pull_back_embed(system, theta, x0, p0, grads):
+    """`dl/dx_0` and the gradient with `embed`'s theta-dependence added (`jax.vjp` of `embed`)."""
     _, pullback = jax.vjp(lambda x, th: _embed(system, x, th), x0, theta)
     grad_x0, grad_embed = pullback(p0)
-    grads = jax.tree.map(jnp.add, grads, grad_embed)
+    return grad_x0, jax.tree.map(jnp.add, grads, grad_embed)
+
+
+@eqx.filter_jit
+def _sweep(system, theta, x0, loss, loss_weight, memory):
+    z0 = _embed(system, x0, theta)
+    store = system.layout == "unrolled" or isinstance(memory, StoreAll)
+    z_final, zs, _ = _forward_pass(system, theta, z0, store)
+    value, p_final = _terminal(system, loss, z_final, loss_weight)
+    p0, grads, ps, rec_error = _backward_pass(system, theta, z0, z_final, zs, p_final, memory)
+    grad_x0, grads = _pull_back_embed(system, theta, x0, p0, grads)
+    if ps is not None:
+        zs = (*zs, z_final) if isinstance(zs, tuple) else jnp.concatenate([zs, z_final[None]])
     return Solution(
-        xs=zs,
-        ps=ps if zs is not None else None,
+        xs=zs if ps is not None else None,
+        ps=ps,
         grad=grads,
         grad_x0=grad_x0,
         x_final=_project(system, z_final),
@@ -265,23 +289,25 @@ def sweep(
         >>> sol.grad   # dl/dtheta, one dict per layer
     """
     x0 = jnp.asarray(x0)
-    if not isinstance(memory, Memory):
-        raise TypeError(f"memory must be a Memory strategy (StoreAll, Checkpoint, Reversible); got {memory!r}")
     if check:
         system.check(theta, x0)
-    if system.layout == "unrolled":
-        if not isinstance(memory, StoreAll):
-            raise ValueError(
-                f"{type(system).__name__} has layers of changing shape (layout 'unrolled'); "
-                f"only StoreAll memory applies to it, not {type(memory).__name__}"
-            )
-        return _solve_unrolled(system, theta, x0, loss, loss_weight)
+    _check_memory(system, memory)
+    return _sweep(system, theta, x0, loss, loss_weight, memory)
+
+
+def _check_memory(system, memory):
+    if not isinstance(memory, Memory):
+        raise TypeError(f"memory must be a Memory strategy (StoreAll, Checkpoint, Reversible); got {memory!r}")
+    if system.layout == "unrolled" and not isinstance(memory, StoreAll):
+        raise ValueError(
+            f"{type(system).__name__} has layers of changing shape (layout 'unrolled'); "
+            f"only StoreAll memory applies to it, not {type(memory).__name__}"
+        )
     if isinstance(memory, Reversible) and not hasattr(system, "inverse"):
         raise ValueError(
             f"{type(system).__name__} has no algebraic inverse; Reversible memory needs a reversible "
             "scheme (integrators.ReversibleHeun or integrators.AsynchronousLeapfrog)"
         )
-    return _solve_scan(system, theta, x0, loss, loss_weight, memory)
 
 
 @eqx.filter_jit
