@@ -2,6 +2,7 @@
 field on a grid, memory strategies, and the one sweep over the doubled phase space."""
 
 from .adaptive import AdaptiveGrid, adaptive_grid
+from .differentiable import solve
 from .discretisation import Discretisation, uniform_grid
 from .discretise import discretise, method_names
 from .memory import Checkpoint, Memory, Reversible, StoreAll, memory_named
@@ -42,6 +43,6 @@ __all__ = [
     "SYMPLECTIC_EULER", "TABLEAUX", "TSIT5", "YOSHIDA4", "AdaptiveGrid", "AsynchronousLeapfrog", "ButcherTableau",
     "Checkpoint", "Discretisation", "Memory", "Reversible", "ReversibleHeun", "RungeKutta",
     "Solution", "Splitting", "SplittingTableau", "StoreAll", "adaptive_grid", "discretise", "forward",
-    "memory_named", "method_names", "output", "partner_tableau", "sweep", "tableau",
+    "memory_named", "method_names", "output", "partner_tableau", "solve", "sweep", "tableau",
     "tangent_sweep", "tension", "uniform_grid",
 ]

@@ -82,7 +82,7 @@ class RungeKutta(Discretisation):
         xs, _ = self.stages(k, x, theta)
         s = self.tableau.stages
         pullbacks = [
-            jax.vjp(lambda x_, th, i=i: self.field(t + c[i] * h, x_, th), xs[i], theta)[1]
+            eqx.filter_vjp(lambda x_, th, i=i: self.field(t + c[i] * h, x_, th), xs[i], theta)[1]
             for i in range(s)
         ]
         if self.tableau.explicit:

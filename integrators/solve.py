@@ -206,7 +206,7 @@ def _backward_pass(system, theta, z0, z_final, zs, p_final, memory, jumps=None):
     if given, is added to `p_k` (cotangents of saved intermediate states).
     """
     n = system.depth
-    grads = jax.tree.map(jnp.zeros_like, theta)
+    grads = jax.tree.map(jnp.zeros_like, eqx.filter(theta, eqx.is_inexact_array))
     if system.layout == "unrolled":
         ps, grads = [p_final], [None] * n
         for k in reversed(range(n)):
@@ -236,7 +236,7 @@ def _backward_pass(system, theta, z0, z_final, zs, p_final, memory, jumps=None):
 
 def _pull_back_embed(system, theta, x0, p0, grads):
     """`dl/dx_0` and the gradient with `embed`'s theta-dependence added (`jax.vjp` of `embed`)."""
-    _, pullback = jax.vjp(lambda x, th: _embed(system, x, th), x0, theta)
+    _, pullback = eqx.filter_vjp(lambda x, th: _embed(system, x, th), x0, theta)
     grad_x0, grad_embed = pullback(p0)
     return grad_x0, jax.tree.map(jnp.add, grads, grad_embed)
 

@@ -115,10 +115,11 @@ class LayerMaps(System):
 
             p_k = (dPhi_k/dx_k)^T p_{k+1},   dl/dtheta_k = (dPhi_k/dtheta_k)^T p_{k+1}
 
-        computed with `jax.vjp` of this one layer map. Subclasses that know a
-        finer structure (Runge-Kutta stages) override it.
+        computed with `jax.vjp` of this one layer map (`equinox.filter_vjp`, so
+        non-array leaves of `theta_k` get `None`). Subclasses that know a finer
+        structure (Runge-Kutta stages) override it.
         """
-        _, pullback = jax.vjp(lambda x_, th: self.layer(k, x_, th), x, theta_k)
+        _, pullback = eqx.filter_vjp(lambda x_, th: self.layer(k, x_, th), x, theta_k)
         return pullback(p_next)
 
     def tangent(self, k, x: Float[Array, " n_k"], theta_k: PyTree, v: Float[Array, " n_k"]):

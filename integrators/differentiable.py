@@ -1,0 +1,120 @@
+"""The least-action gradient inside any JAX program.
+
+`solve(system, theta, x0, memory=..., saveat=...)` returns the final state (or
+the states at the indices `saveat`) of the forward map. Under `jax.grad` /
+`jax.vjp` its backward pass is the project's conjugate sweep (wired in with
+`equinox.filter_custom_vjp`), so a loss written around it gets the exact
+discrete gradient with the chosen memory strategy, and the honesty rule holds:
+only `jax.vjp` of one layer map (or one evaluation of `f`) is ever taken.
+
+A cotangent `c_k` on a saved state `x_k` enters the conjugate field as a jump,
+`p_k <- p_k + c_k`. Gradients reach `x0` and every floating-point leaf of
+`theta` (dicts, tuples, equinox modules). The time grid of a discretised field
+is treated as a constant (it gets no gradient). Forward mode (`jax.jvp`) is
+refused by JAX with "can't apply forward-mode autodiff (jvp) to a custom_vjp
+function"; use `integrators.tangent_sweep` for tangents. Second derivatives
+through `solve` are not supported for the same reason.
+"""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, PyTree
+
+from lagrangian import LayerMaps
+
+from .memory import Memory, StoreAll
+from .solve import _backward_pass, _check_memory, _embed, _forward_pass, _project, _pull_back_embed
+
+
+def solve(
+    system: LayerMaps,
+    theta: PyTree,
+    x0: Array,
+    memory: Memory = StoreAll(),
+    saveat: tuple[int, ...] | None = None,
+):
+    """The forward map, differentiable by the least-action sweep.
+
+    Args:
+        system: the layer maps (a network, or a field discretised by `discretise`).
+        theta: parameters (any pytree; an equinox module works).
+        x0: initial state `(n,)` or batch `(B, n)`.
+        memory: `StoreAll()`, `Checkpoint(...)` or `Reversible()` for the backward pass.
+        saveat: layer indices `k` (0..N) whose states to return: stacked along a
+            leading axis (a tuple when the widths change); `None` returns `x_N`.
+
+    Example:
+        >>> loss = lambda th: jnp.sum(solve(system, th, x0, memory=Reversible()) ** 2)
+        >>> jax.grad(loss)(theta)   # the reversible least-action gradient
+    """
+    _check_memory(system, memory)
+    if saveat is not None:
+        saveat = tuple(int(i) for i in saveat)
+        if not saveat or any(not 0 <= i <= system.depth for i in saveat):
+            raise ValueError(f"saveat indices must lie in 0..{system.depth}; got {saveat}")
+    return _solve((theta, jnp.asarray(x0)), system, memory, saveat)
+
+
+def _unique(saveat):
+    """The distinct indices in order, and the position of each requested index among them."""
+    unique = tuple(sorted(set(saveat)))
+    return unique, tuple(unique.index(k) for k in saveat)
+
+
+def _outputs(system, z_final, saved, saveat):
+    """`x_N`, or the saved states (one per requested index, repeats included) through `project`."""
+    if saveat is None:
+        return _project(system, z_final)
+    _, positions = _unique(saveat)
+    if isinstance(saved, tuple):
+        return tuple(_project(system, saved[i]) for i in positions)
+    return jax.vmap(lambda z: _project(system, z))(saved[jnp.asarray(positions)])
+
+
+@eqx.filter_custom_vjp
+def _solve(params, system, memory, saveat):
+    theta, x0 = params
+    unique = None if saveat is None else _unique(saveat)[0]
+    z_final, _, saved = _forward_pass(system, theta, _embed(system, x0, theta), store=False, saveat=unique)
+    return _outputs(system, z_final, saved, saveat)
+
+
+@_solve.def_fwd
+def _solve_fwd(perturbed, params, system, memory, saveat):
+    theta, x0 = params
+    z0 = _embed(system, x0, theta)
+    store = system.layout == "unrolled" or isinstance(memory, StoreAll)
+    unique = None if saveat is None else _unique(saveat)[0]
+    z_final, zs, saved = _forward_pass(system, theta, z0, store=store, saveat=unique)
+    return _outputs(system, z_final, saved, saveat), (z0, z_final, zs, saved)
+
+
+@_solve.def_bwd
+def _solve_bwd(residuals, cotangent, perturbed, params, system, memory, saveat):
+    """`p_N` from the output cotangent, jumps from the saved-state cotangents, then the sweep."""
+    theta, x0 = params
+    z0, z_final, zs, saved = residuals
+
+    def pull(z, c):
+        return jax.vjp(lambda z_: _project(system, z_), z)[1](c)[0]
+
+    jumps = None
+    if saveat is None:
+        p_final = pull(z_final, cotangent)
+    else:
+        at: dict[int, Array] = {}
+        _, positions = _unique(saveat)
+        for i, k in enumerate(saveat):
+            c = pull(saved[positions[i]], cotangent[i])
+            at[k] = at[k] + c if k in at else c
+        p_final = at.pop(system.depth, jnp.zeros_like(z_final))
+        if system.layout == "unrolled":
+            jumps = [at.get(k, 0.0) for k in range(system.depth)]
+        else:
+            jumps = jnp.zeros((system.depth + 1,) + z_final.shape, z_final.dtype)
+            for k, c in at.items():
+                jumps = jumps.at[k].add(c)
+    p0, grads, _, _ = _backward_pass(system, theta, z0, z_final, zs, p_final, memory, jumps)
+    grad_x0, grads = _pull_back_embed(system, theta, x0, p0, grads)
+    return grads, grad_x0
