@@ -7,6 +7,7 @@ from .discretisation import Discretisation, uniform_grid
 from .discretise import discretise, method_names
 from .memory import Checkpoint, Memory, Reversible, StoreAll, memory_named
 from .partner import partner_tableau
+from .relax import NewtonInTime, Relaxation, newton_in_time, relax, relaxation_step
 from .reversible import AsynchronousLeapfrog, ReversibleHeun
 from .runge_kutta import RungeKutta
 from .solve import Solution, forward, output, sweep, tangent_sweep, tension
@@ -43,6 +44,7 @@ __all__ = [
     "SYMPLECTIC_EULER", "TABLEAUX", "TSIT5", "YOSHIDA4", "AdaptiveGrid", "AsynchronousLeapfrog", "ButcherTableau",
     "Checkpoint", "Discretisation", "Memory", "Reversible", "ReversibleHeun", "RungeKutta",
     "Solution", "Splitting", "SplittingTableau", "StoreAll", "adaptive_grid", "discretise", "forward",
-    "memory_named", "method_names", "output", "partner_tableau", "solve", "sweep", "tableau",
+    "memory_named", "method_names", "NewtonInTime", "newton_in_time", "output", "partner_tableau",
+    "relax", "Relaxation", "relaxation_step", "solve", "sweep", "tableau",
     "tangent_sweep", "tension", "uniform_grid",
 ]

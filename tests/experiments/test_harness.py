@@ -100,13 +100,20 @@ def test_problems_are_deterministic_and_families_share_weights():
 
 @pytest.mark.parametrize("name", ["linear-rk4", "harmonic-rk4"])
 def test_closed_form_is_the_limit_of_the_discrete_gradient(name):
-    """The Van Loan closed form agrees with jax.grad of RK4 on a fine grid (error O(h^4))."""
+    """The Van Loan closed form is the h -> 0 limit of jax.grad of RK4: the error falls
+    by 2^4 when the step halves."""
     problem = harness.problem_named(name)
     exact = problem.continuous(problem)
-    fine = problem.rediscretise("rk4-fine", lambda f, ts: integrators.discretise(
-        f, integrators.uniform_grid(float(ts[-1]), 400), "rk4"))
-    discrete = jax.grad(fine.loss_at)(fine.theta)
-    assert harness.gradient_errors(discrete, exact)["relative_l2_error"] < 1e-10
+    t_final = float(problem.ts[-1])
+
+    def error(steps):
+        fine = problem.rediscretise(f"rk4-{steps}", lambda f, ts: integrators.discretise(
+            f, integrators.uniform_grid(t_final, steps), "rk4"))
+        return harness.gradient_errors(jax.grad(fine.loss_at)(fine.theta), exact)["relative_l2_error"]
+
+    coarse, fine = error(100), error(200)
+    assert fine < 5e-9
+    assert 12 < coarse / fine < 20
 
 
 # --- the reduced comparison through the CLI --------------------------------------------------
@@ -265,7 +272,7 @@ def test_list_shows_methods_and_problems(cli):
 
 
 def test_float32_comparison_passes_at_float32_tolerance():
-    methods = ["jax-grad", "least-action", "least-action-checkpoint", "tension"]
+    methods = ["jax-grad", "least-action", "tension"]
     comparison = harness.compare(problems=["resnet", "linear-euler"], methods=methods, dtype="float32",
                                  repeats=1)
     assert not comparison.failures()

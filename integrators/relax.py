@@ -1,0 +1,251 @@
+"""Local and parallel-in-time solvers of the stationarity conditions (DESIGN.md 2.6).
+
+The stationarity conditions of `S_d = l(x_N) + sum_k p_{k+1} . (Phi_k(x_k) - x_{k+1})`
+form one system over all `(x_k, p_k)` at once. The forward-then-backward sweep
+is one way to solve it; these are two others.
+
+Conjugate relaxation (`relax`): every variable moves, in a pseudo-time `tau`,
+along the derivative of the action with respect to its conjugate,
+
+    dx_{k+1}/dtau = dS_d/dp_{k+1} = Phi_k(x_k) - x_{k+1},
+    dp_k/dtau     = dS_d/dx_k     = (dPhi_k/dx_k)^T p_{k+1} - p_k,   dp_N/dtau = grad l(x_N) - p_N,
+
+integrated by forward Euler with step `eta` (all layers updated at once, each
+reading only its neighbours `k - 1`, `k + 1` and `theta_k`). The Jacobian is
+block-triangular with eigenvalues `-1`, so the iteration converges
+exponentially to the forward pass plus exact backpropagation; the gradient
+read at any `tau` is `(dPhi_k/dtheta_k)^T p_{k+1}` at the current `x_k`.
+
+Parallel-in-time Newton (`newton_in_time`): Newton's method on the forward
+equations `x_{k+1} = Phi_k(x_k)` over the whole trajectory, each linearised
+step a linear recurrence `x_{k+1} = J_k x_k + c_k` solved by
+`jax.lax.associative_scan` (depth O(log N)); the conjugate recursion
+`p_k = J_k^T p_{k+1}` is linear and solved by one reverse associative scan.
+`J_k` is built column by column with `jax.jvp` of one layer map.
+"""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, PyTree
+
+from lagrangian import LayerMaps, Loss
+
+from lagrangian import batched_layer
+
+from .solve import _conjugate_step, forward
+
+
+class Relaxation(eqx.Module):
+    """Result of a relaxation: the fields and gradient at the final `tau`, and the
+    history (one row per iteration) of the largest forward and conjugate residuals."""
+
+    xs: Array | tuple[Array, ...]
+    ps: Array | tuple[Array, ...]
+    grad: PyTree
+    forward_residual: Array
+    conjugate_residual: Array
+    grads: PyTree | None = None
+
+
+def _layers_vmapped(system, fn, theta, *per_layer):
+    """Apply `fn(k, theta_k, *args_k)` to every layer at once (`jax.vmap` over `k`)."""
+    ks = jnp.arange(system.depth)
+    if system.layout == "stacked":
+        return jax.vmap(fn)(ks, theta, *per_layer)
+    return jax.vmap(fn, in_axes=(0, None) + (0,) * len(per_layer))(ks, theta, *per_layer)
+
+
+def _check_scan_layout(system):
+    if system.layout == "unrolled":
+        raise ValueError(
+            f"{type(system).__name__} has layers of changing shape; relax and newton_in_time need "
+            "layers of one shape (layout 'stacked' or 'shared')"
+        )
+
+
+def relaxation_step(system, theta, loss, eta, xs, ps):
+    """One Jacobi step of the conjugate relaxation; returns new fields, residuals, gradient."""
+    if system.layout == "unrolled":
+        return _relaxation_step_unrolled(system, theta, loss, eta, xs, ps)
+
+    def local(k, theta_k, x_k, p_next):
+        phi = system.layer(k, x_k, theta_k) if x_k.ndim == 1 else jax.vmap(lambda x: system.layer(k, x, theta_k))(x_k)
+        p_k, g_k = _conjugate_step(system, k, x_k, theta_k, p_next)
+        return phi, p_k, g_k
+
+    phi, back, grads = _layers_vmapped(system, local, theta, xs[:-1], ps[1:])
+    _, grad_l = loss.grad(xs[-1])
+    r_forward = phi - xs[1:]
+    r_conjugate = jnp.concatenate([back, grad_l[None]]) - ps
+    xs = xs.at[1:].add(eta * r_forward)
+    ps = ps + eta * r_conjugate
+    if system.layout == "shared":
+        grads = jax.tree.map(lambda g: jnp.sum(g, axis=0), grads)
+    return xs, ps, grads, jnp.max(jnp.abs(r_forward)), jnp.max(jnp.abs(r_conjugate))
+
+
+def _relaxation_step_unrolled(system, theta, loss, eta, xs, ps):
+    """The same step for layers of changing widths (`xs`, `ps` are tuples)."""
+    n = system.depth
+    phi = [batched_layer(system, k, xs[k], theta[k]) for k in range(n)]
+    back, grads = zip(*[_conjugate_step(system, k, xs[k], theta[k], ps[k + 1]) for k in range(n)])
+    _, grad_l = loss.grad(xs[-1])
+    r_forward = [phi[k] - xs[k + 1] for k in range(n)]
+    r_conjugate = [back[k] - ps[k] for k in range(n)] + [grad_l - ps[-1]]
+    new_xs = (xs[0], *[xs[k + 1] + eta * r_forward[k] for k in range(n)])
+    new_ps = tuple(p + eta * r for p, r in zip(ps, r_conjugate))
+    largest = lambda rs: jnp.max(jnp.stack([jnp.max(jnp.abs(r)) for r in rs]))
+    return new_xs, new_ps, tuple(grads), largest(r_forward), largest(r_conjugate)
+
+
+def relax(
+    system: LayerMaps,
+    theta: PyTree,
+    x0: Array,
+    loss: Loss,
+    iterations: int = 300,
+    eta: float = 0.2,
+    record_grads: bool = False,
+) -> Relaxation:
+    """Run the conjugate relaxation for `iterations` steps of size `eta`, from
+    `x_k = x_0` (layers of one shape) or `x_k = 0` (changing widths) and `p_k = 0`.
+
+    With `eta = 1` the iteration is the Jacobi sweep, exact after `2N + 1` steps;
+    smaller `eta` is the forward-Euler discretisation of the continuous relaxation.
+
+    With `record_grads`, the gradient read at every iteration is returned in
+    `grads` (leading axis `iterations`), for convergence curves.
+    """
+    if not 0 < eta <= 1:
+        raise ValueError(f"relaxation step eta must lie in (0, 1]; got {eta}")
+    x0 = jnp.asarray(x0)
+    system.check(theta, x0)
+    return _relax(system, theta, x0, loss, int(iterations), float(eta), bool(record_grads))
+
+
+@eqx.filter_jit
+def _relax(system, theta, x0, loss, iterations, eta, record_grads):
+    if system.layout == "unrolled":
+        # start every layer at zero with its own width (the forward pass fills them in)
+        shapes = [z.shape for z in jax.eval_shape(lambda: forward(system, theta, x0))]
+        xs = (x0, *[jnp.zeros(sh, x0.dtype) for sh in shapes[1:]])
+        ps = tuple(jnp.zeros(sh, x0.dtype) for sh in shapes)
+    else:
+        xs = jnp.broadcast_to(x0, (system.depth + 1,) + x0.shape)
+        ps = jnp.zeros_like(xs)
+
+    def body(carry, _):
+        xs, ps = carry
+        xs, ps, grads, rf, rc = relaxation_step(system, theta, loss, eta, xs, ps)
+        return (xs, ps), (rf, rc, grads if record_grads else None)
+
+    (xs, ps), (rf, rc, history) = jax.lax.scan(body, (xs, ps), None, length=iterations)
+    # the gradient read at the final fields
+    _, _, grads, _, _ = relaxation_step(system, theta, loss, 0.0, xs, ps)
+    return Relaxation(xs=xs, ps=ps, grad=grads, forward_residual=rf, conjugate_residual=rc, grads=history)
+
+
+def _jacobian(system, k, theta_k, x):
+    """`dPhi_k/dx_k` as a matrix, one `jax.jvp` of the layer map per column."""
+    eye = jnp.eye(x.shape[-1], dtype=x.dtype)
+    return jax.vmap(lambda v: system.tangent(k, x, theta_k, v), out_axes=1)(eye)
+
+
+def _affine_compose(first, second):
+    """Compose affine maps `x -> A x + b`: `second o first` (associative)."""
+    a1, b1 = first
+    a2, b2 = second
+    return a2 @ a1, jnp.einsum("...ij,...j->...i", a2, b1) + b2
+
+
+def _backward_recurrence(a, c, end):
+    """`y_k = A_k y_{k+1} + c_k` for `k = N-1..0` with `y_N = end`, by a reverse associative scan
+    of the affine maps (`y_0..y_N`, depth O(log N))."""
+
+    maps_a, maps_c = jax.lax.associative_scan(_affine_compose, (a, c), reverse=True)
+    return jnp.concatenate([jnp.einsum("kij,j->ki", maps_a, end) + maps_c, end[None]])
+
+
+class NewtonInTime(eqx.Module):
+    """States `xs`, conjugate field `ps`, gradient, and the Newton iterations used."""
+
+    xs: Array
+    ps: Array
+    grad: PyTree
+    iterations: Array
+    residual: Array
+
+
+def newton_in_time(
+    system: LayerMaps,
+    theta: PyTree,
+    x0: Array,
+    loss: Loss,
+    tol: float = 1e-13,
+    max_iterations: int | None = None,
+) -> NewtonInTime:
+    """Solve the stationarity conditions by Newton over the whole trajectory (one state `(n,)`).
+
+    Each iteration linearises `x_{k+1} = Phi_k(x_k)` around the current guess and
+    solves the linear recurrence by an associative scan; it stops when
+    `max_k |Phi_k(x_k) - x_{k+1}| <= tol * max(1, max |x|)` (at most `N` iterations:
+    Newton on a triangular system is exact after `N`). The conjugate field and the
+    gradient then come from one reverse associative scan of `p_k = J_k^T p_{k+1}`.
+
+    Accuracy: the scan forms products of up to `N` Jacobians in a tree, whose
+    rounding does not cancel as the sequential recursion's does; on a 4-D neural
+    ODE at `N = 10 000` the conjugate field differs from a long-double recursion
+    by 3e-12 relative (the sequential sweep: 4e-15), at `N = 1000` by < 1e-12.
+    """
+    _check_scan_layout(system)
+    x0 = jnp.asarray(x0)
+    if x0.ndim != 1:
+        raise ValueError(f"newton_in_time takes one state of shape (n,); vmap it for a batch (got {x0.shape})")
+    system.check(theta, x0)
+    limit = system.depth + 1 if max_iterations is None else int(max_iterations)
+    return _newton(system, theta, x0, loss, float(tol), limit)
+
+
+@eqx.filter_jit
+def _newton(system, theta, x0, loss, tol, limit):
+    n = system.depth
+
+    def linearise(xs):
+        def local(k, theta_k, x_k):
+            return system.layer(k, x_k, theta_k), _jacobian(system, k, theta_k, x_k)
+
+        return _layers_vmapped(system, local, theta, xs[:-1])
+
+    def residual(xs):
+        phi, _ = linearise(xs)
+        return jnp.max(jnp.abs(phi - xs[1:]))
+
+    def cond(state):
+        xs, i, r = state
+        return (r > tol * jnp.maximum(1.0, jnp.max(jnp.abs(xs)))) & (i < limit)
+
+    def body(state):
+        xs, i, _ = state
+        phi, jac = linearise(xs)
+        c = phi - jnp.einsum("kij,kj->ki", jac, xs[:-1])
+        # x_{k+1} = J_k x_k + c_k: prefix-compose the affine maps, apply to x_0
+        a, b = jax.lax.associative_scan(_affine_compose, (jac, c))
+        new = jnp.concatenate([x0[None], jnp.einsum("kij,j->ki", a, x0) + b])
+        return new, i + 1, residual(new)
+
+    xs = jnp.broadcast_to(x0, (n + 1,) + x0.shape)
+    xs, iterations, r = jax.lax.while_loop(cond, body, (xs, jnp.asarray(0), residual(xs)))
+
+    _, jac = linearise(xs)
+    _, p_final = loss.grad(xs[-1])
+    # p_k = J_k^T p_{k+1}: a linear recurrence, one reverse associative scan
+    ps = _backward_recurrence(jnp.swapaxes(jac, -1, -2), jnp.zeros_like(xs[:-1]), p_final)
+
+    def local_grad(k, theta_k, x_k, p_next):
+        return _conjugate_step(system, k, x_k, theta_k, p_next)[1]
+
+    grads = _layers_vmapped(system, local_grad, theta, xs[:-1], ps[1:])
+    if system.layout == "shared":
+        grads = jax.tree.map(lambda g: jnp.sum(g, axis=0), grads)
+    return NewtonInTime(xs=xs, ps=ps, grad=grads, iterations=iterations, residual=r)
