@@ -2,6 +2,8 @@
 
     leastaction list
     leastaction run NAME [--out DIR] [--force] [--set key=value]... [--quiet]
+    leastaction compare [--problem P]... [--method M]... [--reference R] [--dtype D] [--out DIR]
+    leastaction compare --list
 
 Errors a user can fix (an unknown experiment, a bad `--set`, an output folder
 that exists or cannot be written) are one line on stderr and exit code 2, with
@@ -64,6 +66,27 @@ def _format(value) -> str:
     return str(value)
 
 
+def _run_with_progress(experiment, overrides, out, force, quiet) -> runner.RunRecord:
+    """`runner.run` with a progress bar on stderr (none when `quiet`); user errors exit 2."""
+    name = experiment.name
+    try:
+        if quiet:
+            return runner.run(experiment, overrides, out=out, force=force)
+        columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                   MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=_console(stderr=True), transient=True) as bar:
+            task = bar.add_task(f"{name}: resolving config", total=None)
+
+            def show(done: int, total: int, description: str) -> None:
+                bar.update(task, completed=done, total=total, description=f"{name}: {description}")
+
+            return runner.run(experiment, overrides, out=out, force=force, progress=show)
+    except ValueError as error:
+        raise _fail(str(error)) from None
+    except KeyboardInterrupt:
+        raise _fail("interrupted; no output folder was written", INTERRUPTED) from None
+
+
 @app.command("run")
 def run_experiment(
     name: Annotated[str, typer.Argument(help="experiment name (see `leastaction list`)")],
@@ -90,24 +113,7 @@ def run_experiment(
 
     console = _console()
     started = time.perf_counter()
-    try:
-        if quiet:
-            record = runner.run(experiment, overrides, out=out, force=force)
-        else:
-            columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                       MofNCompleteColumn(), TimeElapsedColumn())
-            with Progress(*columns, console=_console(stderr=True), transient=True) as bar:
-                task = bar.add_task(f"{name}: resolving config", total=None)
-
-                def show(done: int, total: int, description: str) -> None:
-                    bar.update(task, completed=done, total=total, description=f"{name}: {description}")
-
-                record = runner.run(experiment, overrides, out=out, force=force, progress=show)
-    except ValueError as error:
-        raise _fail(str(error)) from None
-    except KeyboardInterrupt:
-        raise _fail("interrupted; no output folder was written", INTERRUPTED) from None
-
+    record = _run_with_progress(experiment, overrides, out, force, quiet)
     if quiet:
         console.print(str(record.folder), markup=False)
         return
@@ -122,3 +128,85 @@ def run_experiment(
         for key, value in headline:
             summary.add_row(key, _format(value))
         console.print(summary)
+
+
+FAILED = 1
+"""Exit code of `compare` when a project method misses its tolerance."""
+
+
+def _list_registries() -> None:
+    from .harness import METHODS, PROBLEMS
+
+    console = Console(highlight=False)
+    methods = Table(title="gradient methods", title_justify="left")
+    for column in ("name", "kind", "tolerance (float64 / float32)", "description"):
+        methods.add_column(column, no_wrap=column != "description")
+    for name, method in METHODS.items():
+        tol = " / ".join("reported" if method.tolerance_for(d) is None else f"{method.tolerance_for(d):g}"
+                         for d in ("float64", "float32"))
+        methods.add_row(name, method.kind, tol, method.description)
+    console.print(methods)
+    problems = Table(title="problems", title_justify="left")
+    problems.add_column("name", no_wrap=True)
+    problems.add_column("description")
+    for name, spec in PROBLEMS.items():
+        problems.add_row(name, spec.description)
+    console.print(problems)
+
+
+@app.command("compare")
+def compare(
+    problem: Annotated[
+        Optional[list[str]], typer.Option("--problem", "-p", help="problem name (repeatable) [default: all]")
+    ] = None,
+    method: Annotated[
+        Optional[list[str]], typer.Option("--method", "-m", help="method name (repeatable) [default: all]")
+    ] = None,
+    reference: Annotated[str, typer.Option("--reference", "-r", help="reference method")] = "jax-grad",
+    dtype: Annotated[str, typer.Option("--dtype", help="float64 or float32")] = "float64",
+    seed: Annotated[int, typer.Option("--seed", help="seed of the problems' weights and batches")] = 0,
+    repeats: Annotated[int, typer.Option("--repeats", help="timed warm calls per pair (median)")] = 5,
+    out: Annotated[
+        Optional[Path],
+        typer.Option("--out", "-o", help="output folder [default: runs/compare-YYYYmmdd-HHMMSS]"),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="replace an existing output folder")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress or tables; print only the folder")] = False,
+    list_: Annotated[bool, typer.Option("--list", help="list the methods and problems, then exit")] = False,
+) -> None:
+    """Compare every gradient method with a reference on every problem; exit 1 if a project
+    method misses its tolerance. Writes a folder (results.json, tables, heat map)."""
+    if list_:
+        _list_registries()
+        return
+    overrides = {
+        "problems": ",".join(problem) if problem else "all",
+        "methods": ",".join(method) if method else "all",
+        "reference": reference, "dtype": dtype, "seed": seed, "repeats": repeats,
+    }
+    try:
+        experiment = get("compare")
+        experiment.resolve(overrides)
+        if out is not None:
+            runner.check_output_dir(out.absolute(), force)
+    except ValueError as error:
+        raise _fail(str(error)) from None
+
+    record = _run_with_progress(experiment, overrides, out, force, quiet)
+    summary = record.results["summary"]
+    console = _console()
+    if quiet:
+        console.print(str(record.folder), markup=False)
+    else:
+        from .harness import report
+
+        for renderable in report.terminal(record.results, width=console.width):
+            console.print(renderable)
+        counts = ", ".join(f"{v} {k}" for k, v in summary["counts"].items() if v)
+        console.print(f"{summary['pairs']} pairs ({counts}) in {summary['wall_seconds']:.1f} s")
+        console.print(f"folder: {record.folder}", markup=False)
+    if summary["project_failures"]:
+        _console(stderr=True).print(
+            f"FAILED: {summary['project_failures']} project method(s) missed their tolerance: "
+            + "; ".join(summary["failed_cells"]), markup=False)
+        raise typer.Exit(FAILED)

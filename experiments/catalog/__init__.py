@@ -7,9 +7,9 @@ its typed default config and its `run` function).
 from __future__ import annotations
 
 from ..runner import Experiment
-from . import quickstart
+from . import compare, quickstart
 
-CATALOG: dict[str, Experiment] = {e.name: e for e in (quickstart.EXPERIMENT,)}
+CATALOG: dict[str, Experiment] = {e.name: e for e in (quickstart.EXPERIMENT, compare.EXPERIMENT)}
 
 
 def get(name: str) -> Experiment:

@@ -38,6 +38,7 @@ import integrators
 import lagrangian
 
 from .. import plots
+from ..harness.metrics import compare_gradients, relative
 from ..runner import Experiment, Progress, RunFolder
 from ..tables import Table
 
@@ -87,40 +88,6 @@ def initial_points(batch: int, radius: float = RADIUS) -> np.ndarray:
     """`batch` points evenly spaced on the circle of `radius`, shape `(B, 2)`."""
     angles = 2 * np.pi * np.arange(batch) / batch
     return radius * np.stack([np.cos(angles), np.sin(angles)], axis=-1)
-
-
-def _flat(tree) -> np.ndarray:
-    return np.concatenate([np.ravel(np.asarray(leaf)) for leaf in jax.tree.leaves(tree)])
-
-
-def _relative(error: float, reference: float) -> float:
-    """`error / reference`, or `error` itself when the reference vanishes."""
-    return float(error / reference) if reference > 0 else float(error)
-
-
-def compare_gradients(candidate, reference) -> dict:
-    """Agreement of two gradient pytrees, overall (leaves concatenated) and per leaf:
-    relative L2 error `|g - g_ref| / |g_ref|`, max-abs error, cosine, norm ratio."""
-    g, r = _flat(candidate), _flat(reference)
-    norm_g, norm_r = float(np.linalg.norm(g)), float(np.linalg.norm(r))
-    per_leaf = {}
-    for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(candidate)[0], jax.tree.leaves(reference)):
-        a, b = np.asarray(a), np.asarray(b)
-        per_leaf[jax.tree_util.keystr(path, simple=True, separator=".")] = {
-            "shape": list(a.shape),
-            "norm_reference": float(np.linalg.norm(b)),
-            "relative_l2_error": _relative(np.linalg.norm(a - b), np.linalg.norm(b)),
-            "max_abs_error": float(np.max(np.abs(a - b))),
-        }
-    return {
-        "relative_l2_error": _relative(np.linalg.norm(g - r), norm_r),
-        "max_abs_error": float(np.max(np.abs(g - r))),
-        "cosine_similarity": float(g @ r / (norm_g * norm_r)) if norm_g * norm_r > 0 else float("nan"),
-        "norm_ratio": norm_g / norm_r if norm_r > 0 else float("nan"),
-        "norm_least_action": norm_g,
-        "norm_reference": norm_r,
-        "per_leaf": per_leaf,
-    }
 
 
 class Measurement(NamedTuple):
@@ -181,7 +148,7 @@ def measure(config: QuickstartConfig, log: Callable[[str], None], progress: Prog
             "final": float(bilinear[-1]),
             "max_relative_deviation": float(np.max(np.abs(bilinear - bilinear[0])) / abs(bilinear[0])),
             "jvp_reference": jvp_reference,
-            "relative_error_vs_jvp": _relative(abs(bilinear[0] - jvp_reference), abs(jvp_reference)),
+            "relative_error_vs_jvp": relative(abs(bilinear[0] - jvp_reference), abs(jvp_reference)),
         },
         "energy": {
             "sample": 0,

@@ -1,0 +1,465 @@
+"""The comparison: every selected method on every selected problem, against a reference.
+
+    comparison = compare(problems=["mlp", "node-d16-rk4"], methods=None, reference="jax-grad")
+    comparison.failures()      # project methods that missed their tolerance (or raised)
+    comparison.as_dict()       # what results.json holds
+
+For each (method, problem) pair the harness
+
+1. asks the method whether it applies (`n/a` cells keep the reason);
+2. finds the problem the method actually differentiates (`Method.target`: the
+   problem, or a re-discretisation of its field on the same grid);
+3. computes the reference gradient of that target with the reference method
+   (cached per target), and the continuous gradient of the problem's ODE where
+   one exists (cached per family, always in float64);
+4. compiles, warms and times the method, and compares its gradient with both.
+
+A pair passes when its relative L2 error against the reference is within the
+method's tolerance for the dtype, or within the reference's own tolerance when
+that is larger (a finite-difference reference cannot certify 1e-12). Methods
+with no tolerance (diffrax `BacksolveAdjoint`) are ``reported``. A project
+method that fails, or raises, makes `Comparison.failures()` non-empty, and
+`leastaction compare` exits non-zero.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import methods as method_registry
+from . import problems as problem_registry
+from .methods import Method
+from .metrics import gradient_errors, time_calls
+from .problems import Problem
+
+STATUSES = ("pass", "fail", "reported", "error", "no-reference", "n/a")
+"""Cell statuses: judged (pass/fail), reported (no tolerance), error (the method raised),
+no-reference (the reference does not apply to the target), n/a (the method does not apply)."""
+
+
+@dataclass
+class Cell:
+    """The outcome of one method on one problem."""
+
+    method: str
+    problem: str
+    kind: str
+    status: str
+    reason: str | None = None
+    target: str | None = None
+    shared_with: str | None = None
+    tolerance: float | None = None
+    errors: dict | None = None
+    continuous: dict | None = None
+    timing: dict | None = None
+    evaluations: dict | None = None
+    aux: dict = field(default_factory=dict)
+    gradient: Any = field(default=None, repr=False)
+
+    @property
+    def relative_error(self) -> float | None:
+        return None if self.errors is None else self.errors["relative_l2_error"]
+
+    @property
+    def continuous_error(self) -> float | None:
+        return None if self.continuous is None else self.continuous["relative_l2_error"]
+
+    def as_dict(self) -> dict:
+        return {
+            "method": self.method, "problem": self.problem, "kind": self.kind, "status": self.status,
+            "reason": self.reason, "target": self.target, "shared_with": self.shared_with,
+            "tolerance": self.tolerance, "errors": self.errors, "continuous": self.continuous,
+            "timing": self.timing, "evaluations": self.evaluations,
+            "aux": {k: float(np.asarray(v)) for k, v in self.aux.items()},
+        }
+
+
+@dataclass
+class Comparison:
+    """All cells of one comparison and what it was run with."""
+
+    dtype: str
+    reference: str
+    seed: int
+    problems: dict[str, dict]
+    methods: dict[str, dict]
+    cells: list[Cell]
+    wall_seconds: float
+    reference_sources: dict[str, str] = field(default_factory=dict)
+
+    def cell(self, method: str, problem: str) -> Cell:
+        for c in self.cells:
+            if c.method == method and c.problem == problem:
+                return c
+        raise KeyError((method, problem))
+
+    def failures(self) -> list[Cell]:
+        """Project-method cells that missed their tolerance or raised."""
+        return [c for c in self.cells if c.kind == "project" and c.status in ("fail", "error")]
+
+    def summary(self) -> dict:
+        counts = {s: sum(c.status == s for c in self.cells) for s in STATUSES}
+        project = [c.relative_error for c in self.cells
+                   if c.kind == "project" and c.relative_error is not None]
+        return {
+            "pairs": len(self.cells),
+            "counts": counts,
+            "project_failures": len(self.failures()),
+            "failed_cells": [f"{c.method} on {c.problem} ({c.status})" for c in self.failures()],
+            "max_project_relative_error": max(project) if project else None,
+            "wall_seconds": self.wall_seconds,
+            "passed": not self.failures(),
+        }
+
+    def as_dict(self) -> dict:
+        return {
+            "dtype": self.dtype,
+            "reference": self.reference,
+            "seed": self.seed,
+            "problems": self.problems,
+            "methods": self.methods,
+            "cells": [c.as_dict() for c in self.cells],
+            "summary": self.summary(),
+        }
+
+
+def _tolerance(method: Method, reference: Method, dtype: str) -> float | None:
+    own = method.tolerance_for(dtype)
+    if own is None or method is reference:
+        return own
+    ref = reference.tolerance_for(dtype)
+    return own if ref is None else max(own, ref)
+
+
+def _resolve_methods(methods) -> list[Method]:
+    if methods is None or isinstance(methods, str):
+        return [method_registry.METHODS[n] for n in method_registry.select(methods)]
+    resolved = []
+    for m in methods:
+        resolved.append(m if isinstance(m, Method) else method_registry.method_named(m))
+    names = [m.name for m in resolved]
+    if len(set(names)) != len(names):
+        raise ValueError(f"methods listed twice: {sorted({n for n in names if names.count(n) > 1})}")
+    return resolved
+
+
+def _resolve_problems(problems, seed: int, dtype) -> list[Problem]:
+    if problems is None or isinstance(problems, str):
+        names = problem_registry.select(problems)
+        return [problem_registry.problem_named(n, seed, dtype) for n in names]
+    resolved = []
+    for p in problems:
+        if isinstance(p, Problem):
+            resolved.append(p.astype(dtype))
+        else:
+            problem_registry.select([p])
+            resolved.append(problem_registry.problem_named(p, seed, dtype))
+    names = [p.name for p in resolved]
+    if len(set(names)) != len(names):
+        raise ValueError(f"problems listed twice: {sorted({n for n in names if names.count(n) > 1})}")
+    return resolved
+
+
+def _numpy(tree):
+    return jax.tree.map(lambda a: np.asarray(a), tree)
+
+
+REFERENCE_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+"""Untimed reference programs (a reference on a re-discretised target, the Dopri8 continuous
+reference) are compiled with fewer optimisation passes: they run once, so compile time dominates.
+IEEE semantics are kept (no fast-math), so only rounding can differ."""
+
+
+class _Program:
+    """One computation, lowered on the main thread and compiled in the pool; run once on demand."""
+
+    def __init__(self, fn, args, compiled: bool, pool: ThreadPoolExecutor, options: dict | None = None):
+        self.fn, self.args, self.compiled = fn, args, compiled
+        self.future: Future | None = None
+        self.error: str | None = None
+        self._output = None
+        if compiled:
+            try:
+                lowered = jax.jit(fn).lower(*args)
+            except Exception as error:
+                self.error = _describe(error)
+                return
+            self.future = pool.submit(_compile, lowered, options)
+
+    def executable(self):
+        """`(call, compile_seconds, temp_bytes)`; raises if lowering or compiling failed."""
+        if self.error is not None:
+            raise RuntimeError(self.error)
+        if not self.compiled:
+            return self.fn, None, None
+        return self.future.result()
+
+    def output(self):
+        """The output of one (untimed) call, computed once."""
+        if self._output is None:
+            call, _, _ = self.executable()
+            self._output = call(*self.args)
+        return self._output
+
+
+def _compile(lowered, options):
+    start = time.perf_counter()
+    executable = lowered.compile(options) if options else lowered.compile()
+    seconds = time.perf_counter() - start
+    try:
+        temp = int(executable.memory_analysis().temp_size_in_bytes)
+    except Exception:  # memory analysis is backend-dependent; absent means "not measured"
+        temp = None
+    return executable, seconds, temp
+
+
+def _describe(error: BaseException) -> str:
+    return "".join(traceback.format_exception_only(type(error), error)).strip()
+
+
+@dataclass
+class _Job:
+    """A (method, target) computation to time, shared by every cell that needs it."""
+
+    method: Method
+    target: Problem
+    program: _Program | None = None
+    evaluations: dict | None = None
+    error: str | None = None
+    result: tuple | None = None
+    shared_with: str | None = None
+
+
+def compare(
+    problems: Sequence[str | Problem] | str | None = None,
+    methods: Sequence[str | Method] | str | None = None,
+    reference: str = "jax-grad",
+    dtype: str = "float64",
+    seed: int = 0,
+    repeats: int = 5,
+    budget: float = 0.5,
+    workers: int | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Comparison:
+    """Run every method on every problem against `reference`.
+
+    Args:
+        problems: problem names or `Problem`s (`custom_problem` for your own
+            system); `None`, ``"all"`` or a comma-separated string of names.
+        methods: method names or `Method`s; `None`/``"all"``/comma-separated names.
+        reference: name of a reference or peer method (default `jax.grad`).
+        dtype: ``"float64"`` or ``"float32"``.
+        seed: seed of the registered problems' weights and batches.
+        repeats, budget: timing: at most `repeats` warm calls, stopping after
+            `budget` seconds (at least one).
+        workers: threads compiling XLA programs (default: the number of CPUs).
+        progress: told `(done, total, description)` as pairs are prepared and measured.
+        log: told one line per pair.
+
+    Every program is traced on the calling thread and compiled by a pool of
+    `workers` threads (XLA compiles without the GIL); only once all are
+    compiled are they run and timed, one at a time, so that the timings are
+    not disturbed by compilation.
+    """
+    started = time.perf_counter()
+    dtype_value = problem_registry.dtype_named(dtype)
+    ref_method = method_registry.method_named(reference)
+    if ref_method.kind == "project":
+        raise ValueError(
+            f"reference {reference!r} is a project method; choose a reference or peer: "
+            + ", ".join(n for n, m in method_registry.METHODS.items() if m.kind != "project")
+        )
+    method_list = _resolve_methods(methods)
+    problem_list = _resolve_problems(problems, seed, dtype_value)
+    progress = progress or (lambda done, total, description: None)
+    log = log or (lambda message: None)
+    total, done = 2 * len(problem_list) * len(method_list), 0
+
+    jobs: dict[tuple[str, str], _Job] = {}
+    references: dict[str, _Program | _Job | str] = {}   # target name -> program, the ref's job, or why none
+    continuous: dict[str, _Program | Any] = {}          # family -> program or gradient (or None)
+    plan: list[tuple[Problem, Method, str | None, tuple[str, str] | None]] = []
+
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        # 1. Trace every program and hand it to the compilers.
+        order = sorted(method_list, key=lambda m: m is not ref_method)
+        for problem in problem_list:
+            _plan_continuous(problem, continuous, pool, log)
+            rows = {}
+            for method in order:
+                rows[method.name] = _plan_pair(method, problem, ref_method, jobs, references, pool)
+                done += 1
+                progress(done, total, f"prepared {method.name} on {problem.name}")
+            plan.extend((problem, m, *rows[m.name]) for m in method_list)
+        # 2. Wait for the compilers, so that nothing else runs while methods are timed.
+        for job in jobs.values():
+            if job.program is not None and job.program.future is not None:
+                job.program.future.exception()
+        for ref in references.values():
+            if isinstance(ref, _Program) and ref.future is not None:
+                ref.future.exception()
+
+    # 3. Run, time and compare, one pair at a time.
+    cells = []
+    for problem, method, reason, key in plan:
+        if reason is not None:
+            cell = Cell(method=method.name, problem=problem.name, kind=method.kind, status="n/a", reason=reason)
+        else:
+            cell = _measure(jobs[key], problem, ref_method, dtype, repeats, budget, references, continuous, log)
+        cells.append(cell)
+        done += 1
+        progress(done, total, f"{method.name} on {problem.name}: {cell.status}")
+        log(_line(cell))
+
+    return Comparison(
+        dtype=dtype,
+        reference=ref_method.name,
+        seed=seed,
+        problems={p.name: p.summary() for p in problem_list},
+        methods={m.name: m.info() for m in method_list},
+        cells=cells,
+        wall_seconds=time.perf_counter() - started,
+    )
+
+
+def _plan_continuous(problem: Problem, continuous: dict, pool, log) -> None:
+    if problem.continuous is None or problem.family in continuous:
+        return
+    reference = problem.continuous
+    try:
+        if hasattr(reference, "program"):
+            fn, args = reference.program(problem)
+            continuous[problem.family] = _Program(fn, args, True, pool, REFERENCE_COMPILER_OPTIONS)
+        else:
+            continuous[problem.family] = _numpy(reference(problem.astype(jnp.float64)))
+    except Exception as error:  # a failing continuous reference is logged, not fatal
+        log(f"continuous reference of {problem.family} failed: {_describe(error)}")
+        continuous[problem.family] = None
+
+
+def _plan_pair(method, problem, ref_method, jobs, references, pool):
+    """`(reason, None)` for an n/a pair, else `(None, job key)` with the job and its reference planned."""
+    reason = method.applies(problem)
+    if reason is not None:
+        return reason, None
+    target = method.target(problem)
+    key = (method.name, target.name)
+    if key not in jobs:
+        job = _Job(method, target)
+        try:
+            prepared = method.prepare(target)
+            job.evaluations = dict(prepared.evaluations)
+            job.program = _Program(prepared.fn, prepared.args, prepared.compiled, pool)
+        except Exception as error:
+            job.error = _describe(error)
+        jobs[key] = job
+        if method is ref_method and target.name not in references:
+            references[target.name] = job
+    if target.name not in references:
+        why = ref_method.applies(target)
+        if why is not None:
+            references[target.name] = f"reference {ref_method.name} n/a: {why}"
+        else:
+            try:
+                prepared = ref_method.prepare(target)
+                references[target.name] = _Program(prepared.fn, prepared.args, prepared.compiled, pool,
+                                                   REFERENCE_COMPILER_OPTIONS)
+            except Exception as error:
+                references[target.name] = f"reference {ref_method.name} failed: {_describe(error)}"
+    return None, key
+
+
+def _run_job(job: _Job, repeats, budget):
+    """`(gradient, aux, timing)` of a job, measured once; raises what the method raised."""
+    if job.result is None:
+        if job.error is not None:
+            raise RuntimeError(job.error)
+        call, seconds, temp = job.program.executable()
+        (grad, aux), timing = time_calls(call, job.program.args, repeats=repeats, budget=budget,
+                                         compile_seconds=seconds, temp_bytes=temp)
+        job.result = (_numpy(grad), dict(aux), timing.as_dict())
+    return job.result
+
+
+def _reference_gradient(ref, repeats, budget):
+    """The reference gradient from a planned reference (a job, a program or a reason)."""
+    if isinstance(ref, str):
+        return None, ref
+    try:
+        if isinstance(ref, _Job):
+            return _run_job(ref, repeats, budget)[0], None
+        grad, _ = ref.output()
+        return _numpy(grad), None
+    except Exception as error:
+        return None, f"reference failed: {_describe(error)}"
+
+
+def _continuous_gradient(problem, continuous, log):
+    value = continuous.get(problem.family)
+    if isinstance(value, _Program):
+        try:
+            continuous[problem.family] = _numpy(value.output())
+        except Exception as error:
+            log(f"continuous reference of {problem.family} failed: {_describe(error)}")
+            continuous[problem.family] = None
+        value = continuous[problem.family]
+    return value
+
+
+def _measure(job, problem, ref_method, dtype, repeats, budget, references, continuous, log) -> Cell:
+    target = job.target
+    base = dict(method=job.method.name, problem=problem.name, kind=job.method.kind, target=target.name,
+                tolerance=_tolerance(job.method, ref_method, dtype))
+    shared = job.result is not None
+    try:
+        grad, aux, timing = _run_job(job, repeats, budget)
+    except Exception as error:
+        job.error = job.error or _describe(error)
+        return Cell(status="error", reason=job.error, **base)
+    cell = Cell(status="reported", timing=timing, evaluations=job.evaluations, aux=aux, gradient=grad, **base)
+    if shared:
+        cell.shared_with = job.shared_with
+    else:
+        job.shared_with = problem.name
+    ref, why = _reference_gradient(references[target.name], repeats, budget)
+    if ref is None:
+        cell.status, cell.reason = "no-reference", why
+    else:
+        cell.errors = gradient_errors(grad, ref)
+        error = cell.errors["relative_l2_error"]
+        if cell.tolerance is not None:
+            cell.status = "pass" if np.isfinite(error) and error <= cell.tolerance else "fail"
+    cell.continuous = _continuous_errors(grad, _continuous_gradient(problem, continuous, log))
+    return cell
+
+
+def _continuous_errors(grad, reference):
+    if grad is None or reference is None:
+        return None
+    return gradient_errors(grad, reference)
+
+
+def _line(cell: Cell) -> str:
+    """One log line per cell."""
+    if cell.status == "n/a":
+        return f"{cell.method} on {cell.problem}: n/a ({cell.reason})"
+    if cell.errors is None:
+        return f"{cell.method} on {cell.problem}: {cell.status} ({cell.reason})"
+    text = (f"{cell.method} on {cell.problem}: {cell.status}, relative error {cell.relative_error:.3e}"
+            f" (tolerance {cell.tolerance})")
+    if cell.continuous_error is not None:
+        text += f", vs continuous {cell.continuous_error:.3e}"
+    if cell.timing:
+        text += f", {1e3 * cell.timing['median_seconds']:.3g} ms"
+    return text

@@ -1,0 +1,392 @@
+"""Gradient methods: one object, one interface, one registry.
+
+A `Method` takes a `Problem` and returns `Prepared`: a function `fn(*args) ->
+(gradient, aux)` with its arguments (the harness compiles it with XLA when
+`compiled`, warms it up and times it), plus the number of evaluations the
+method performs. `gradient` has the structure of `theta`; `aux` is a dict of
+scalar diagnostics (e.g. the reconstruction error of a reversible sweep).
+
+Three kinds:
+
+- ``reference``: how the answer is known independently of the project.
+  `jax.grad` through `integrators.forward` (store-all reverse mode, the default
+  reference), forward mode (`jax.jvp`, one column of the Jacobian per
+  parameter), central finite differences, diffrax's adjoints on the same
+  vector field and scheme (`peers.py`).
+- ``peer``: an independent implementation in another framework (torch
+  autograd, `peers.py`).
+- ``project``: the least-action methods under test. They only call
+  `integrators.sweep` / `integrators.tension`, which differentiate locally
+  (one layer map or one evaluation of `f` at a time); `compare` exits non-zero
+  if one misses its tolerance.
+
+A method may solve a different discretisation of an ODE problem than the
+problem's own scheme (`Method.target`): the least-action sweep on each
+tableau, or on a reversible scheme. Its reference is then computed on that same
+discretisation, and its error against the continuous gradient shows the order.
+
+Tolerances (relative L2 error against the reference, by dtype) are stated per
+method; `None` means reported, not judged (diffrax `BacksolveAdjoint`, whose
+answer is the continuous gradient up to discretisation error, not the gradient
+of the discrete map).
+
+New methods are one line: `register(LeastAction("name", memory, "what it is"))`,
+`register(LeastActionScheme.named("scheme"))`, ...; every scheme
+`integrators.discretise` accepts (the tableaux in `integrators.TABLEAUX`, the
+splittings, the reversible schemes) is registered when this package is imported.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+from jaxtyping import PyTree
+
+import integrators
+
+from .problems import Problem
+
+Kind = Literal["reference", "peer", "project"]
+
+EXACT = {"float64": 1e-12, "float32": 1e-5}
+"""Tolerance of a method exact up to rounding: relative L2 error against `jax.grad`
+of the same discretisation (the project's acceptance bound)."""
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A method ready to run on one problem.
+
+    `fn(*args) -> (gradient, aux)`. With `compiled`, the harness compiles `fn`
+    with `jax.jit` (so `args` must be arrays or pytrees of arrays) and reads
+    its XLA memory analysis; otherwise `fn` is called as is (torch).
+    `evaluations` counts what the method evaluates, in units of `unit`:
+    ``f`` (one evaluation of the vector field, per Runge-Kutta stage) or
+    ``layer`` (one layer map); keys `f` (primal evaluations, including
+    recomputation), `vjp`, `jvp`; `None` where not known.
+    """
+
+    fn: Callable[..., tuple[PyTree, Mapping[str, Any]]]
+    args: tuple
+    evaluations: Mapping[str, Any] = field(default_factory=dict)
+    compiled: bool = True
+
+
+class Method(abc.ABC):
+    """A gradient method. Subclasses set `name`, `kind`, `description`,
+    `tolerance` and implement `prepare`; `applies` returns the reason a problem
+    is not applicable (or `None`), and `target` the problem actually solved."""
+
+    name: str
+    kind: Kind
+    description: str
+    tolerance: Mapping[str, float | None] = EXACT
+
+    def applies(self, problem: Problem) -> str | None:
+        """`None` if this method can differentiate `problem`, else why not (shown as n/a)."""
+        return None
+
+    def target(self, problem: Problem) -> Problem:
+        """The problem this method differentiates (a re-discretisation, or `problem` itself)."""
+        return problem
+
+    @abc.abstractmethod
+    def prepare(self, problem: Problem) -> Prepared:
+        """The function computing `dl/dtheta` on `problem` (already the target)."""
+
+    def tolerance_for(self, dtype_name: str) -> float | None:
+        return self.tolerance.get(dtype_name)
+
+    def info(self) -> dict:
+        return {"kind": self.kind, "description": self.description, "tolerance": dict(self.tolerance)}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+
+METHODS: dict[str, Method] = {}
+"""Every method `compare` knows, by name (references, then peers, then project methods)."""
+
+
+def register(method: Method) -> Method:
+    """Add `method` to `METHODS` (a `ValueError` if its name is taken)."""
+    if method.name in METHODS:
+        raise ValueError(f"a method called {method.name!r} is already registered")
+    METHODS[method.name] = method
+    return method
+
+
+def method_named(name: str) -> Method:
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ValueError(f"unknown method {name!r}; valid methods: {', '.join(METHODS)}") from None
+
+
+def select(names: str | list[str] | None) -> list[str]:
+    """Method names from a list or a comma-separated string (``all`` or empty: every one)."""
+    if names is None:
+        return list(METHODS)
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    names = list(names)
+    if not names or names == ["all"]:
+        return list(METHODS)
+    unknown = [n for n in names if n not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method {unknown[0]!r}; valid methods: {', '.join(METHODS)}")
+    return names
+
+
+# --- evaluation counts ---------------------------------------------------------------------
+
+
+def _unit(problem: Problem) -> str:
+    return "f" if problem.tableau is not None else "layer"
+
+
+def _checkpoint_steps(levels: int, m: int) -> int:
+    """Forward steps recomputed by `integrators`' recursive checkpointing below the first pass:
+    level 1 re-runs its `m` steps, level `l` runs its `m` segments of `m^(l-1)` steps and recurses."""
+    if levels == 1:
+        return m
+    return m**levels + m * _checkpoint_steps(levels - 1, m)
+
+
+def sweep_evaluations(problem: Problem, memory: integrators.Memory) -> dict:
+    """Algorithmic counts of the least-action sweep: primal evaluations (forward pass,
+    checkpoint recomputation, and the stage values a Runge-Kutta conjugate step
+    recomputes from `x_k`) and local VJPs (one per stage per step)."""
+    n, s = problem.steps, problem.stages
+    backward = n
+    if isinstance(memory, integrators.Checkpoint):
+        levels, m = memory.segment(n)
+        backward = m**levels  # padded steps run masked
+        forward = backward + _checkpoint_steps(levels, m)
+    elif isinstance(memory, integrators.Reversible):
+        forward = 2 * n  # the forward pass and the algebraic inverse step per layer
+    else:
+        forward = n
+    recompute = backward * s if problem.tableau is not None and s > 1 else 0
+    return {"unit": _unit(problem), "f": forward * s + recompute, "vjp": backward * s, "jvp": 0}
+
+
+# --- reference methods ---------------------------------------------------------------------
+
+
+class JaxGrad(Method):
+    """`jax.grad` of `loss(output(system, theta, x0))`: store-all reverse mode through
+    the whole composed forward map. The default reference."""
+
+    name = "jax-grad"
+    kind = "reference"
+    description = "jax.grad through integrators.forward (store-all reverse mode)"
+
+    def prepare(self, problem):
+        def fn(theta, x0):
+            return jax.grad(problem.loss_at)(theta, x0), {}
+
+        n = problem.steps * problem.stages
+        return Prepared(fn, (problem.theta, problem.x0), {"unit": _unit(problem), "f": n, "vjp": n, "jvp": 0})
+
+
+class ForwardMode(Method):
+    """Forward mode: `dl/dtheta_i = jvp(l, e_i)`, one JVP of the whole forward map per
+    parameter (columns mapped in chunks of `chunk`)."""
+
+    name = "jax-jvp"
+    kind = "reference"
+    description = "forward mode, jax.jvp column by column (chunks of 128)"
+    chunk = 128
+
+    def prepare(self, problem):
+        flat_theta, unravel = ravel_pytree(problem.theta)
+
+        def fn(flat_theta, x0):
+            def column(e):
+                return jax.jvp(lambda v: problem.loss_at(unravel(v), x0), (flat_theta,), (e,))[1]
+
+            basis = jnp.eye(flat_theta.size, dtype=flat_theta.dtype)
+            return unravel(jax.lax.map(column, basis, batch_size=min(self.chunk, flat_theta.size))), {}
+
+        n = problem.parameters * problem.steps * problem.stages
+        return Prepared(fn, (flat_theta, problem.x0), {"unit": _unit(problem), "f": 0, "vjp": 0, "jvp": n})
+
+
+class FiniteDifferences(Method):
+    """Central finite differences, one pair of forward solves per parameter:
+
+        dl/dtheta_i ~ (l(theta + h_i e_i) - l(theta - h_i e_i)) / (2 h_i),
+        h_i = eps^(1/3) * max(1, |theta_i|),
+
+    with `eps` the machine epsilon of the dtype. `eps^(1/3)` balances the
+    truncation error `h^2 |l'''| / 6` against the rounding error `eps |l| / h`,
+    so the error is about `eps^(2/3)` (~4e-11 relative in float64, ~3e-5 in
+    float32) times the conditioning of `l`. The step is made exactly
+    representable: the denominator is the difference of the perturbed
+    parameters as stored, `(theta_i + h_i) - (theta_i - h_i)`.
+    """
+
+    name = "finite-diff"
+    kind = "reference"
+    description = "central finite differences, h_i = eps^(1/3) max(1, |theta_i|)"
+    tolerance = {"float64": 1e-6, "float32": 5e-2}
+    chunk = 256
+
+    def prepare(self, problem):
+        flat_theta, unravel = ravel_pytree(problem.theta)
+
+        def fn(flat_theta, x0):
+            eps = jnp.finfo(flat_theta.dtype).eps
+            h = eps ** (1.0 / 3.0) * jnp.maximum(1.0, jnp.abs(flat_theta))
+
+            def column(i):
+                plus = flat_theta.at[i].add(h[i])
+                minus = flat_theta.at[i].add(-h[i])
+                width = plus[i] - minus[i]
+                return (problem.loss_at(unravel(plus), x0) - problem.loss_at(unravel(minus), x0)) / width
+
+            index = jnp.arange(flat_theta.size)
+            return unravel(jax.lax.map(column, index, batch_size=min(self.chunk, flat_theta.size))), {}
+
+        n = 2 * problem.parameters * problem.steps * problem.stages
+        return Prepared(fn, (flat_theta, problem.x0), {"unit": _unit(problem), "f": n, "vjp": 0, "jvp": 0})
+
+
+# --- project methods -----------------------------------------------------------------------
+
+
+class LeastAction(Method):
+    """The least-action sweep (`integrators.sweep`) on the problem's own layer maps,
+    with a memory strategy: the stationary point of the discrete action,
+    `p_k = (dPhi_k/dx_k)^T p_{k+1}`, `dl/dtheta_k = (dPhi_k/dtheta_k)^T p_{k+1}`."""
+
+    kind = "project"
+
+    def __init__(self, name: str, memory: integrators.Memory, description: str):
+        self.name, self.memory, self.description = name, memory, description
+
+    def applies(self, problem):
+        if problem.system.layout == "unrolled" and not isinstance(self.memory, integrators.StoreAll):
+            return f"layers change shape ({type(problem.system).__name__}); only store-all applies"
+        if isinstance(self.memory, integrators.Reversible) and not hasattr(problem.system, "inverse"):
+            return f"{type(problem.system).__name__} has no algebraic inverse"
+        return None
+
+    def memory_for(self, system) -> integrators.Memory:
+        """The memory strategy of the sweep on `system`."""
+        return self.memory
+
+    def prepare(self, problem):
+        memory = self.memory_for(problem.system)
+
+        def fn(theta, x0):
+            solution = integrators.sweep(problem.system, theta, x0, problem.loss, memory=memory, check=False)
+            aux = {}
+            if solution.reconstruction_error is not None:
+                aux["reconstruction_error"] = solution.reconstruction_error
+            return solution.grad, aux
+
+        return Prepared(fn, (problem.theta, problem.x0), sweep_evaluations(problem, memory))
+
+
+class Tension(Method):
+    """The doubled-variable tension (DESIGN.md 2.2): the two copies are nudged apart by
+    `x-_N = beta grad l(x+_N)`, and `dl/dtheta = (dS_beta/dtheta) / beta` exactly."""
+
+    kind = "project"
+
+    def __init__(self, beta: float = 1e-3):
+        self.beta = float(beta)
+        self.name = "tension"
+        self.description = f"tension x-/beta of the doubled action, beta = {self.beta:g}"
+
+    def prepare(self, problem):
+        beta = self.beta
+
+        def fn(theta, x0):
+            _, _, grad = integrators.tension(problem.system, theta, x0, problem.loss, beta)
+            return jax.tree.map(lambda g: g / beta, grad), {}
+
+        return Prepared(fn, (problem.theta, problem.x0), sweep_evaluations(problem, integrators.StoreAll()))
+
+
+class LeastActionScheme(LeastAction):
+    """The least-action sweep on the problem's vector field and grid, re-discretised by
+    another scheme (`build(field, ts) -> LayerMaps`): one method per tableau, splitting
+    and reversible scheme. The reference is computed on the same re-discretisation.
+    A scheme with an algebraic inverse (`system.inverse`) is swept with `Reversible()`
+    memory (O(1) in N, reconstruction error reported), any other with `StoreAll()`."""
+
+    def __init__(self, name: str, scheme: str, build: Callable, description: str):
+        super().__init__(name, integrators.StoreAll(), description)
+        self.scheme, self.build = scheme, build
+
+    @classmethod
+    def named(cls, scheme: str) -> "LeastActionScheme":
+        """The method `least-action-{scheme}` for any name `integrators.discretise` accepts."""
+        try:
+            tab = integrators.tableau(scheme)
+            what = f"{scheme} (order {tab.order})"
+        except ValueError:
+            what = scheme
+        return cls(f"least-action-{scheme}", scheme, lambda f, ts: integrators.discretise(f, ts, scheme),
+                   f"least-action sweep, field re-discretised by {what}")
+
+    def memory_for(self, system) -> integrators.Memory:
+        return integrators.Reversible() if hasattr(system, "inverse") else integrators.StoreAll()
+
+    def applies(self, problem):
+        if not problem.is_ode:
+            return "not an ODE problem (no vector field to re-discretise)"
+        try:
+            self.target(problem)
+        except (ValueError, TypeError) as error:
+            return str(error)
+        return None
+
+    def target(self, problem):
+        return problem.rediscretise(self.scheme, self.build)
+
+
+def scheme_names() -> list[str]:
+    """Every scheme `integrators` can discretise a field with: the Butcher tableaux, then
+    the splittings and the reversible schemes (whatever `integrators.method_names()` lists)."""
+    names = list(integrators.TABLEAUX)
+    names += list(getattr(integrators, "SPLITTINGS", {}))
+    lister = getattr(integrators, "method_names", None)
+    if lister is not None:
+        names += [n for n in lister() if n not in names]
+    return names
+
+
+def register_defaults() -> None:
+    """Register every shipped method: references, peers, then project methods."""
+    from . import peers
+
+    register(JaxGrad())
+    register(ForwardMode())
+    register(FiniteDifferences())
+    for method in peers.default_methods():
+        register(method)
+    register(LeastAction("least-action", integrators.StoreAll(), "least-action sweep, store-all"))
+    register(LeastAction("least-action-checkpoint", integrators.Checkpoint(2),
+                         "least-action sweep, recursive checkpointing, 2 levels (O(sqrt N) memory)"))
+    register(LeastAction("least-action-checkpoint-log", integrators.Checkpoint.logarithmic(),
+                         "least-action sweep, recursive checkpointing, log2 N levels (O(log N) memory)"))
+    register(Tension(beta=1e-3))
+    for scheme in scheme_names():
+        register(LeastActionScheme.named(scheme))
+
+
+__all__ = [
+    "EXACT", "FiniteDifferences", "ForwardMode", "JaxGrad", "LeastAction", "LeastActionScheme", "METHODS",
+    "Method", "Prepared", "Tension", "method_named", "register", "register_defaults",
+    "scheme_names", "select", "sweep_evaluations",
+]

@@ -1,0 +1,150 @@
+"""How two gradients are compared, and how a gradient method is timed.
+
+Agreement of a gradient `g` with a reference `r` (pytrees of the same
+structure, all leaves concatenated, compared in float64):
+
+    relative L2 error   |g - r|_2 / |r|_2          (|g - r|_2 when r = 0)
+    max-abs error       max_i |g_i - r_i|
+    cosine similarity   g . r / (|g|_2 |r|_2)
+    norm ratio          |g|_2 / |r|_2
+
+Wall time is that of a compiled, warm call: the method's function is compiled
+once (`jax.jit(...).lower(...).compile()`, whose compile time and XLA
+temporary-buffer size are recorded), called once to warm up, then called up to
+`repeats` times; the median is reported. Expensive methods stop early once
+`budget` seconds have been spent timing them (at least one timed call; a
+warm-up call slower than `budget` counts as that call).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import jax
+import numpy as np
+from jaxtyping import PyTree
+
+
+def flat(tree: PyTree) -> np.ndarray:
+    """All leaves of a pytree concatenated into one float64 vector."""
+    leaves = jax.tree.leaves(tree)
+    if not leaves:
+        return np.zeros(0)
+    return np.concatenate([np.ravel(np.asarray(leaf, dtype=np.float64)) for leaf in leaves])
+
+
+def relative(error: float, reference: float) -> float:
+    """`error / reference`, or `error` itself when the reference vanishes."""
+    return float(error / reference) if reference > 0 else float(error)
+
+
+def gradient_errors(candidate: PyTree, reference: PyTree) -> dict:
+    """Relative L2 and max-abs error, cosine similarity and norm ratio of `candidate` vs `reference`."""
+    structure_c, structure_r = jax.tree.structure(candidate), jax.tree.structure(reference)
+    if structure_c != structure_r:
+        raise ValueError(f"gradient structure {structure_c} does not match the reference's {structure_r}")
+    g, r = flat(candidate), flat(reference)
+    if g.shape != r.shape:
+        raise ValueError(f"gradient has {g.size} entries, the reference {r.size}")
+    norm_g, norm_r = float(np.linalg.norm(g)), float(np.linalg.norm(r))
+    return {
+        "relative_l2_error": relative(np.linalg.norm(g - r), norm_r),
+        "max_abs_error": float(np.max(np.abs(g - r))) if g.size else 0.0,
+        "cosine_similarity": float(g @ r / (norm_g * norm_r)) if norm_g * norm_r > 0 else float("nan"),
+        "norm_ratio": norm_g / norm_r if norm_r > 0 else float("nan"),
+        "norm": norm_g,
+        "norm_reference": norm_r,
+    }
+
+
+def compare_gradients(candidate: PyTree, reference: PyTree) -> dict:
+    """`gradient_errors` overall, plus the relative L2 and max-abs error of each leaf (`per_leaf`)."""
+    result = gradient_errors(candidate, reference)
+    per_leaf = {}
+    for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(candidate)[0], jax.tree.leaves(reference)):
+        a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+        per_leaf[jax.tree_util.keystr(path, simple=True, separator=".")] = {
+            "shape": list(a.shape),
+            "norm_reference": float(np.linalg.norm(b)),
+            "relative_l2_error": relative(np.linalg.norm(a - b), np.linalg.norm(b)),
+            "max_abs_error": float(np.max(np.abs(a - b))),
+        }
+    result["norm_least_action"] = result["norm"]
+    result["per_leaf"] = per_leaf
+    return result
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Seconds: compile (None when not compiled by XLA), median and all timed calls."""
+
+    compile_seconds: float | None
+    median_seconds: float
+    calls: tuple[float, ...]
+    temp_bytes: int | None
+
+    def as_dict(self) -> dict:
+        return {
+            "compile_seconds": self.compile_seconds,
+            "median_seconds": self.median_seconds,
+            "timed_calls": len(self.calls),
+            "all_seconds": list(self.calls),
+            "xla_temp_bytes": self.temp_bytes,
+        }
+
+
+def _block(out):
+    return jax.tree.map(lambda a: a.block_until_ready() if hasattr(a, "block_until_ready") else a, out)
+
+
+def compile_program(fn: Callable, args: tuple, options: dict | None = None):
+    """`(executable, seconds, temp_bytes)`: `fn` traced, lowered and compiled by XLA for `args`.
+
+    `options` are XLA compiler options (the harness compiles untimed reference
+    programs with fewer optimisation passes). `temp_bytes` is XLA's temporary
+    buffer size, `None` where the backend does not report it.
+    """
+    start = time.perf_counter()
+    lowered = jax.jit(fn).lower(*args)
+    executable = lowered.compile(options) if options else lowered.compile()
+    seconds = time.perf_counter() - start
+    try:
+        temp = int(executable.memory_analysis().temp_size_in_bytes)
+    except Exception:  # memory analysis is backend-dependent; absent means "not measured"
+        temp = None
+    return executable, seconds, temp
+
+
+def time_calls(call: Callable, args: tuple, *, repeats: int = 5, budget: float = 1.0,
+               compile_seconds: float | None = None, temp_bytes: int | None = None) -> tuple[object, Timing]:
+    """`call(*args)` once to warm up, then up to `repeats` timed calls (stopping after `budget`
+    seconds, at least one); returns the first output and the `Timing`.
+
+    A warm-up call slower than `budget` is itself the one timed call: `call` is
+    already compiled, so it measures the method, not the compiler.
+    """
+    start = time.perf_counter()
+    out = _block(call(*args))
+    first = time.perf_counter() - start
+    calls: list[float] = [first] if first > budget else []
+    spent = 0.0
+    while len(calls) < max(1, repeats) and (not calls or spent < budget):
+        start = time.perf_counter()
+        _block(call(*args))
+        calls.append(time.perf_counter() - start)
+        spent += calls[-1]
+    return out, Timing(compile_seconds, statistics.median(calls), tuple(calls), temp_bytes)
+
+
+def run_timed(
+    fn: Callable, args: tuple, *, compile: bool = True, repeats: int = 5, budget: float = 1.0
+) -> tuple[object, Timing]:
+    """`fn(*args)` (compiled with XLA when `compile`), warm, timed; returns `(output, Timing)`."""
+    if compile:
+        executable, seconds, temp = compile_program(fn, args)
+        return time_calls(executable, args, repeats=repeats, budget=budget, compile_seconds=seconds,
+                          temp_bytes=temp)
+    return time_calls(fn, args, repeats=repeats, budget=budget)

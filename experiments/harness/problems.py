@@ -1,0 +1,514 @@
+"""The problems gradient methods are compared on: a system, its parameters, a batch and a loss.
+
+A `Problem` is everything a gradient method needs to compute `dl/dtheta`:
+
+    l(theta) = loss( x_N ),   x_N = output(system, theta, x0)   (x0 of shape (B, n))
+
+and, for problems that come from an ODE `dx/dt = f(t, x, theta)`, the vector
+field, the time grid `ts` and the scheme that turned it into layer maps, so
+that a method can solve the same ODE its own way (diffrax, torch) or on
+another discretisation of the same grid (another tableau, a reversible scheme).
+
+Problems are built by name from the registry `PROBLEMS`, deterministically
+from a seed and a dtype: the PRNG key of a problem is `fold_in(key(seed),
+crc32(name))`, so every problem has its own weights and the same ones on every
+machine. A user-defined system becomes a problem with `custom_problem`, and
+can be registered for the CLI with `register_problem`.
+
+Continuous references (the gradient of the ODE itself, not of a
+discretisation) are attached where one is available:
+
+- `dx/dt = A x` (and the harmonic oscillator, a linear system with
+  `A = [[0, 1], [-omega^2, 0]]`): closed form. For `l = (1/B) sum_b l_b(x_b(T))`
+  with `g_b = dl/dx_b(T)` and `C = sum_b g_b x0_b^T`,
+
+      dl/dA = integral_0^T exp(A^T (T - s)) C exp(A^T s) ds
+            = top-right block of expm(T [[A^T, C], [0, A^T]])      (Van Loan 1978);
+
+- any other vector field: `jax.grad` through an adaptive diffrax `Dopri8`
+  solve at `rtol = atol = 1e-12` in float64 (a discretise-then-optimise
+  gradient whose discretisation error is below the tolerance).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field as dataclass_field
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.linalg
+from jaxtyping import Array, PyTree
+
+import integrators
+import lagrangian
+
+DTYPES = {"float64": jnp.float64, "float32": jnp.float32}
+"""The dtypes a comparison runs in, by name."""
+
+
+def dtype_named(name: str):
+    """`jnp.float64` or `jnp.float32` from its name; a `ValueError` listing both otherwise."""
+    try:
+        return DTYPES[name]
+    except KeyError:
+        raise ValueError(f"unknown dtype {name!r}; choose one of {', '.join(DTYPES)}") from None
+
+
+def cast(tree: PyTree, dtype) -> PyTree:
+    """Every floating leaf of `tree` converted to `dtype` (integer leaves, e.g. labels, kept)."""
+
+    def convert(leaf):
+        leaf = jnp.asarray(leaf)
+        return leaf.astype(dtype) if jnp.issubdtype(leaf.dtype, jnp.floating) else leaf
+
+    return jax.tree.map(convert, tree)
+
+
+ContinuousReference = Callable[["Problem"], PyTree]
+"""`problem -> dl/dtheta` of the continuous problem (float64), the pytree structure of theta."""
+
+
+@dataclass(frozen=True, eq=False)
+class Problem:
+    """One gradient problem.
+
+    Attributes:
+        name: unique name, e.g. ``node-d16-rk4``.
+        description: one line for tables and `compare --list`.
+        system: the layer maps `Phi_k` whose composed map is differentiated.
+        theta: the parameters (pytree, in `dtype`).
+        x0: the batch of initial states, shape `(B, n)`.
+        loss: the terminal loss (batch-averaged).
+        field: the vector field `f(t, x, theta)` for ODE problems, else `None`.
+        ts: the time grid `t_0 < ... < t_N` of the discretisation (ODE problems).
+        scheme: name of the discretisation of `field` (a tableau name such as
+            ``rk4``, or a scheme such as ``reversible-heun``); `None` for layered networks.
+        family: the name without the scheme; re-discretisations of one ODE
+            problem share it (and share the continuous reference).
+        continuous: how to compute the continuous gradient (`None`: none available).
+        continuous_source: one line saying what `continuous` is (closed form, Dopri8...).
+    """
+
+    name: str
+    description: str
+    system: lagrangian.LayerMaps
+    theta: PyTree
+    x0: Array
+    loss: lagrangian.Loss
+    field: lagrangian.VectorField | None = None
+    ts: Array | None = None
+    scheme: str | None = None
+    family: str = ""
+    continuous: ContinuousReference | None = dataclass_field(default=None, repr=False)
+    continuous_source: str = ""
+
+    def __post_init__(self):
+        if not self.family:
+            object.__setattr__(self, "family", self.name)
+        x0 = jnp.asarray(self.x0)
+        if x0.ndim != 2:
+            raise ValueError(f"problem {self.name!r}: x0 must be a batch of shape (B, n); got {x0.shape}")
+        self.system.check(self.theta, x0)
+
+    @property
+    def dtype(self):
+        return jnp.asarray(self.x0).dtype
+
+    @property
+    def dtype_name(self) -> str:
+        return jnp.dtype(self.dtype).name
+
+    @property
+    def is_ode(self) -> bool:
+        """True when the problem comes from a vector field on a time grid."""
+        return self.field is not None and self.ts is not None
+
+    @property
+    def tableau(self) -> integrators.ButcherTableau | None:
+        """The Butcher tableau of the discretisation, if it is a Runge-Kutta one."""
+        tab = getattr(self.system, "tableau", None)
+        return tab if isinstance(tab, integrators.ButcherTableau) else None
+
+    @property
+    def steps(self) -> int:
+        """Number of layers / time steps `N`."""
+        return int(self.system.depth)
+
+    @property
+    def stages(self) -> int:
+        """Evaluations of `f` per step (Runge-Kutta stages), 1 for a layer map."""
+        tab = self.tableau
+        return tab.stages if tab is not None else 1
+
+    @property
+    def parameters(self) -> int:
+        """Number of scalar parameters, `dim theta`."""
+        return int(sum(np.size(leaf) for leaf in jax.tree.leaves(self.theta)))
+
+    @property
+    def batch(self) -> int:
+        return int(jnp.asarray(self.x0).shape[0])
+
+    def loss_at(self, theta: PyTree, x0: Array | None = None):
+        """`l(theta) = loss(output(system, theta, x0))`: plain JAX, differentiable end to end."""
+        return self.loss(integrators.output(self.system, theta, self.x0 if x0 is None else x0))
+
+    def astype(self, dtype) -> "Problem":
+        """The same problem with theta, x0 and loss targets in `dtype`."""
+        if jnp.dtype(dtype) == jnp.dtype(self.dtype):
+            return self
+        return dataclasses.replace(
+            self, theta=cast(self.theta, dtype), x0=cast(self.x0, dtype), loss=cast(self.loss, dtype)
+        )
+
+    def rediscretise(self, scheme: str, build: Callable[[Any, Array], lagrangian.LayerMaps]) -> "Problem":
+        """The same field, grid, parameters and batch, stepped by another scheme.
+
+        `build(field, ts)` returns the layer maps (e.g. `integrators.discretise(field, ts, "heun")`).
+        The result is named ``{family}-{scheme}``, so re-discretising two problems
+        of one family with one scheme gives problems of the same name.
+        """
+        if not self.is_ode:
+            raise ValueError(f"problem {self.name!r} is not an ODE problem; it cannot be re-discretised")
+        if scheme == self.scheme:
+            return self
+        return dataclasses.replace(
+            self, name=f"{self.family}-{scheme}", system=build(self.field, self.ts), scheme=scheme,
+            description=f"{self.description.split(';')[0]}; {scheme} on the same grid",
+        )
+
+    def summary(self) -> dict:
+        """The numbers that describe the problem (written to results.json)."""
+        return {
+            "description": self.description,
+            "family": self.family,
+            "scheme": self.scheme,
+            "steps": self.steps,
+            "stages": self.stages,
+            "batch": self.batch,
+            "parameters": self.parameters,
+            "state_dim": int(jnp.asarray(self.x0).shape[1]),
+            "dtype": self.dtype_name,
+            "continuous_reference": self.continuous_source or None,
+        }
+
+
+# --- continuous references -----------------------------------------------------------------
+
+
+def van_loan_gradient(a: np.ndarray, x0: np.ndarray, t_final: float, loss: lagrangian.Loss) -> np.ndarray:
+    """`dl/dA` of `l(exp(A T) x0)` for `dx/dt = A x`, from one matrix exponential.
+
+    `x0` is a batch `(B, n)`; `g = dl/dx(T)` (batch-averaged loss) and
+    `C = g^T x0 = sum_b g_b x0_b^T`; the answer is the top-right block of
+    `expm(T [[A^T, C], [0, A^T]])`.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    x0 = np.asarray(x0, dtype=np.float64)
+    n = a.shape[0]
+    x_final = x0 @ scipy.linalg.expm(a * t_final).T
+    _, g = cast(loss, jnp.float64).grad(jnp.asarray(x_final))
+    c = np.asarray(g).T @ x0
+    block = np.zeros((2 * n, 2 * n))
+    block[:n, :n] = a.T
+    block[:n, n:] = c
+    block[n:, n:] = a.T
+    return scipy.linalg.expm(t_final * block)[:n, n:]
+
+
+def _t_final(problem: Problem) -> float:
+    ts = np.asarray(problem.ts, dtype=np.float64)
+    return float(ts[-1] - ts[0])
+
+
+def linear_closed_form(problem: Problem) -> PyTree:
+    """`dl/dA` of `dx/dt = A x` by Van Loan's block exponential."""
+    a = np.asarray(problem.theta["A"], dtype=np.float64)
+    return {"A": van_loan_gradient(a, problem.x0, _t_final(problem), problem.loss)}
+
+
+def harmonic_closed_form(problem: Problem) -> PyTree:
+    """`dl/domega` of the harmonic oscillator: `A(omega) = [[0, 1], [-omega^2, 0]]`,
+    so `dl/domega = (dl/dA)_{21} * (-2 omega)` with `dl/dA` from Van Loan."""
+    omega = float(np.asarray(problem.theta["omega"], dtype=np.float64))
+    a = np.array([[0.0, 1.0], [-(omega**2), 0.0]])
+    grad_a = van_loan_gradient(a, problem.x0, _t_final(problem), problem.loss)
+    return {"omega": np.asarray(grad_a[1, 0] * (-2.0 * omega))}
+
+
+class Dopri8Reference:
+    """`jax.grad` through an adaptive `diffrax.Dopri8` solve at `rtol = atol = 1e-12` (float64).
+
+    The step-size controller's decisions are not differentiated (diffrax treats
+    them as constants), so this is the exact gradient of a discretisation whose
+    error is about `rtol`: the continuous gradient to ~1e-11.
+
+    `program(problem) -> (fn, args)` exposes the computation so that the
+    harness can compile it alongside the methods; calling the object computes it.
+    """
+
+    def __init__(self, rtol: float = 1e-12):
+        self.rtol = rtol
+
+    def program(self, problem: Problem):
+        import diffrax
+
+        p = problem.astype(jnp.float64)
+        ts = jnp.asarray(p.ts, jnp.float64)
+        field, loss, rtol = p.field, p.loss, self.rtol
+
+        def fn(theta, x0):
+            def objective(th):
+                term = diffrax.ODETerm(lambda t, y, args: jax.vmap(lambda x: field(t, x, args))(y))
+                solution = diffrax.diffeqsolve(
+                    term, diffrax.Dopri8(), ts[0], ts[-1], (ts[1] - ts[0]) / 4, x0, args=th,
+                    stepsize_controller=diffrax.PIDController(rtol=rtol, atol=rtol),
+                    saveat=diffrax.SaveAt(t1=True), max_steps=100_000,
+                )
+                return loss(solution.ys[-1])
+
+            return jax.grad(objective)(theta)
+
+        return fn, (p.theta, p.x0)
+
+    def __call__(self, problem: Problem) -> PyTree:
+        fn, args = self.program(problem)
+        return jax.jit(fn)(*args)
+
+
+dopri8_reference = Dopri8Reference()
+"""The continuous reference of ODE problems without a closed form."""
+
+
+# --- the registry --------------------------------------------------------------------------
+
+
+Builder = Callable[[jax.Array, Any], Problem]
+"""`(key, dtype) -> Problem`."""
+
+
+@dataclass(frozen=True)
+class ProblemSpec:
+    """A registered problem: its name, one line, and how to build it from a key and a dtype.
+
+    The key is `fold_in(key(seed), crc32(family))`: problems of one family (e.g.
+    ``node-d16-euler`` and ``node-d16-rk4``) get the same weights and batch, so
+    their gradients differ only by the scheme.
+    """
+
+    name: str
+    description: str
+    build: Builder
+    family: str = ""
+
+    def __call__(self, seed: int = 0, dtype=jnp.float64) -> Problem:
+        key = jax.random.fold_in(jax.random.key(seed), zlib.crc32((self.family or self.name).encode()))
+        problem = self.build(key, dtype)
+        if problem.name != self.name:
+            problem = dataclasses.replace(problem, name=self.name)
+        return problem
+
+
+PROBLEMS: dict[str, ProblemSpec] = {}
+"""Every problem `compare` knows, by name (in registration order)."""
+
+
+def register_problem(name: str, description: str, build: Builder, family: str = "") -> ProblemSpec:
+    """Add a problem to `PROBLEMS` (a `ValueError` if the name is taken).
+
+    `build(key, dtype) -> Problem`; `family` names the problems that share weights.
+    """
+    if name in PROBLEMS:
+        raise ValueError(f"a problem called {name!r} is already registered")
+    spec = ProblemSpec(name, description, build, family)
+    PROBLEMS[name] = spec
+    return spec
+
+
+def problem_named(name: str, seed: int = 0, dtype=jnp.float64) -> Problem:
+    """Build the registered problem `name`; a `ValueError` listing the valid names otherwise."""
+    try:
+        spec = PROBLEMS[name]
+    except KeyError:
+        raise ValueError(f"unknown problem {name!r}; valid problems: {', '.join(PROBLEMS)}") from None
+    return spec(seed, dtype)
+
+
+def custom_problem(
+    name: str,
+    system: lagrangian.System,
+    x0: Array,
+    loss: lagrangian.Loss | None = None,
+    theta: PyTree | None = None,
+    *,
+    ts: Array | None = None,
+    scheme: str = "rk4",
+    key: jax.Array | None = None,
+    dtype=None,
+    description: str = "",
+    continuous: ContinuousReference | None = None,
+    continuous_source: str = "",
+) -> Problem:
+    """A `Problem` from any user-defined `System`.
+
+    - a `LayerMaps` is used as is;
+    - a `VectorField` needs a grid `ts` and is discretised with the tableau
+      `scheme`; its continuous reference defaults to the Dopri8 solve.
+
+    `theta` defaults to `system.init(key)`; `loss` to `0.5 |x_N|^2`; `x0` of
+    shape `(n,)` is promoted to a batch of one.
+    """
+    x0 = jnp.asarray(x0)
+    dtype = dtype or x0.dtype
+    x0 = jnp.atleast_2d(x0).astype(dtype)
+    key = jax.random.key(0) if key is None else key
+    field = None
+    if isinstance(system, lagrangian.VectorField):
+        if ts is None:
+            raise ValueError(f"problem {name!r}: a VectorField needs a time grid ts (e.g. uniform_grid(T, N))")
+        field, ts = system, jnp.asarray(ts)
+        system = integrators.discretise(field, ts, scheme)
+        if continuous is None:
+            continuous, continuous_source = dopri8_reference, "diffrax Dopri8, rtol = atol = 1e-12"
+    elif not isinstance(system, lagrangian.LayerMaps):
+        raise TypeError(f"problem {name!r}: system must be a LayerMaps or a VectorField; got {type(system).__name__}")
+    theta = system.init(key, dtype) if theta is None else cast(theta, dtype)
+    loss = lagrangian.SquaredError() if loss is None else cast(loss, dtype)
+    family = name.removesuffix(f"-{scheme}") if field is not None else name
+    return Problem(
+        name=name, description=description or f"user-defined {type(system).__name__}", system=system,
+        theta=theta, x0=x0, loss=loss, field=field, ts=ts, scheme=scheme if field is not None else None,
+        family=family, continuous=continuous, continuous_source=continuous_source,
+    )
+
+
+# --- the shipped problems ------------------------------------------------------------------
+
+BATCH = 4
+"""Batch size of the ODE problems (the networks use 16)."""
+
+
+def _draw(key, system: lagrangian.System, dtype, shapes: tuple[tuple[int, ...], ...]):
+    """`(theta, normals)`: `theta = system.init(key)` and one standard-normal array per shape.
+
+    The data arrays (inputs, targets, input sequences) come from numpy's PCG64
+    seeded by the key's bits: one jax compilation per random draw would cost
+    more than the draws themselves.
+    """
+    k_theta, k_data = jax.random.split(key)
+    rng = np.random.default_rng(np.asarray(jax.random.key_data(k_data)))
+    normals = tuple(jnp.asarray(rng.standard_normal(shape), dtype) for shape in shapes)
+    return system.init(k_theta, dtype), normals
+
+
+def _mlp(key, dtype) -> Problem:
+    system = lagrangian.MLP((8, 32, 32, 4), activation="tanh", readout=True)
+    theta, (x0,) = _draw(key, system, dtype, ((16, 8),))
+    labels = np.random.default_rng(np.asarray(jax.random.key_data(key))).integers(0, 4, 16)
+    return Problem(
+        name="mlp", description="MLP 8-32-32-4 (tanh, affine readout), cross-entropy, batch 16",
+        system=system, theta=theta, x0=x0, loss=lagrangian.CrossEntropy(labels=jnp.asarray(labels)),
+    )
+
+
+def _resnet(key, dtype) -> Problem:
+    system = lagrangian.ResNet(dim=16, depth=20, h=0.1)
+    theta, (x0, target) = _draw(key, system, dtype, ((16, 16), (16, 16)))
+    return Problem(
+        name="resnet", description="ResNet x + 0.1 tanh(W_k x + b_k), d = 16, 20 blocks, batch 16",
+        system=system, theta=theta, x0=x0, loss=lagrangian.SquaredError(target=target),
+    )
+
+
+def _recurrent(key, dtype) -> Problem:
+    shape_only = lagrangian.Recurrent(inputs=jnp.zeros((20, 4), dtype), dim=16)
+    theta, (inputs, x0, target) = _draw(key, shape_only, dtype, ((20, 4), (16, 16), (16, 16)))
+    return Problem(
+        name="recurrent", description="recurrent tanh(W x + U u_k + b), d = 16, 20 steps, batch 16",
+        system=lagrangian.Recurrent(inputs=inputs, dim=16), theta=theta, x0=x0,
+        loss=lagrangian.SquaredError(target=target),
+    )
+
+
+def _ode(name, description, field, t_final, steps, scheme, key, dtype, batch, with_target=True,
+         continuous=dopri8_reference, source="diffrax Dopri8, rtol = atol = 1e-12") -> Problem:
+    n = field.state_dim
+    theta, normals = _draw(key, field, dtype, ((batch, n), (batch, n)) if with_target else ((batch, n),))
+    ts = integrators.uniform_grid(t_final, steps)
+    return Problem(
+        name=name, description=description, system=integrators.discretise(field, ts, scheme),
+        theta=theta, x0=normals[0], loss=lagrangian.SquaredError(target=normals[1] if with_target else None),
+        field=field, ts=ts, scheme=scheme, family=name.removesuffix(f"-{scheme}"),
+        continuous=continuous, continuous_source=source,
+    )
+
+
+def _neural_ode(dim: int, scheme: str) -> Builder:
+    def build(key, dtype):
+        return _ode(f"node-d{dim}-{scheme}", f"neural ODE tanh(W x + b), d = {dim}, T = 1, 10 steps; {scheme}",
+                    lagrangian.NeuralODE(state_dim=dim), 1.0, 10, scheme, key, dtype, BATCH)
+
+    return build
+
+
+def _linear(scheme: str) -> Builder:
+    def build(key, dtype):
+        return _ode(f"linear-{scheme}", f"linear ODE dx/dt = A x, d = 4, T = 1, 10 steps, l = 0.5|x(T)|^2; {scheme}",
+                    lagrangian.Linear(state_dim=4), 1.0, 10, scheme, key, dtype, BATCH, with_target=False,
+                    continuous=linear_closed_form, source="closed form: Van Loan block expm (scipy)")
+
+    return build
+
+
+def _harmonic(key, dtype) -> Problem:
+    return _ode("harmonic-rk4", "harmonic oscillator, omega = 1.3, T = 2, 20 steps; rk4",
+                lagrangian.HarmonicOscillator(omega=1.3), 2.0, 20, "rk4", key, dtype, BATCH,
+                continuous=harmonic_closed_form, source="closed form: Van Loan block expm of A(omega) (scipy)")
+
+
+def _pendulum(key, dtype) -> Problem:
+    return _ode("pendulum-rk4", "pendulum, omega = 1.2, T = 3, 30 steps; rk4",
+                lagrangian.Pendulum(omega=1.2), 3.0, 30, "rk4", key, dtype, BATCH)
+
+
+def _register_defaults() -> None:
+    register_problem("mlp", "MLP 8-32-32-4, tanh, cross-entropy", _mlp)
+    register_problem("resnet", "ResNet, d = 16, 20 blocks", _resnet)
+    register_problem("recurrent", "recurrent network with shared weights, d = 16, 20 steps", _recurrent)
+    for dim in (2, 16, 64):
+        for scheme in ("euler", "rk4"):
+            register_problem(f"node-d{dim}-{scheme}", f"neural ODE, d = {dim}, {scheme}",
+                             _neural_ode(dim, scheme), family=f"node-d{dim}")
+    for scheme in ("euler", "rk4"):
+        register_problem(f"linear-{scheme}", f"linear ODE dx/dt = A x (closed form), {scheme}",
+                         _linear(scheme), family="linear")
+    register_problem("harmonic-rk4", "harmonic oscillator (closed form), rk4", _harmonic, family="harmonic")
+    register_problem("pendulum-rk4", "pendulum, rk4", _pendulum, family="pendulum")
+
+
+_register_defaults()
+
+
+def default_problems() -> list[str]:
+    """The names `compare` runs with no `--problem`: every registered problem."""
+    return list(PROBLEMS)
+
+
+def select(names: str | Mapping | list[str] | None) -> list[str]:
+    """Problem names from a list or a comma-separated string (``all`` or empty: every one)."""
+    if names is None:
+        return default_problems()
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    names = list(names)
+    if not names or names == ["all"]:
+        return default_problems()
+    unknown = [n for n in names if n not in PROBLEMS]
+    if unknown:
+        raise ValueError(f"unknown problem {unknown[0]!r}; valid problems: {', '.join(PROBLEMS)}")
+    return names
