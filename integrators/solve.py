@@ -108,12 +108,17 @@ def _masked_conjugate(system, theta, k, z, p_next, grads, jumps=None):
 
 
 def _run(system, theta, z, k0, length):
-    """`length` forward steps from global step `k0`, keeping only the last state."""
+    """`length` forward steps from global step `k0`, keeping only the last state.
 
-    def body(z, k):
-        return _masked_forward(system, theta, k, z), None
+    The step index is carried, not scanned over, so no length-`N` index array is
+    materialised (memory O(1) in `N`).
+    """
 
-    z, _ = jax.lax.scan(body, z, k0 + jnp.arange(length))
+    def body(carry, _):
+        z, k = carry
+        return (_masked_forward(system, theta, k, z), k + 1), None
+
+    (z, _), _ = jax.lax.scan(body, (z, jnp.asarray(k0)), None, length=length)
     return z
 
 
@@ -183,19 +188,23 @@ def _forward_pass(system, theta, z0, store: bool, saveat: tuple[int, ...] | None
         return zs[-1], tuple(zs[:-1]), saved
     buffer = None
     if saveat is not None:
-        slots = np.full(n + 1, len(saveat))
-        slots[list(saveat)] = np.arange(len(saveat))
-        slots = jnp.asarray(slots)
-        buffer = jnp.zeros((len(saveat),) + z0.shape, z0.dtype).at[slots[0]].set(z0, mode="drop")
+        indices = jnp.asarray(saveat)
 
-    def body(carry, k):
-        z, buf = carry
+        def slot(k):
+            """The buffer row of step `k`, or `len(saveat)` (dropped) if it is not saved."""
+            hit = indices == k
+            return jnp.where(jnp.any(hit), jnp.argmax(hit), len(saveat))
+
+        buffer = jnp.zeros((len(saveat),) + z0.shape, z0.dtype).at[slot(0)].set(z0, mode="drop")
+
+    def body(carry, _):
+        z, buf, k = carry
         z_next = _masked_forward(system, theta, k, z)
         if buf is not None:
-            buf = buf.at[slots[k + 1]].set(z_next, mode="drop")
-        return (z_next, buf), (z if store else None)
+            buf = buf.at[slot(k + 1)].set(z_next, mode="drop")
+        return (z_next, buf, k + 1), (z if store else None)
 
-    (z_final, saved), zs = jax.lax.scan(body, (z0, buffer), jnp.arange(n))
+    (z_final, saved, _), zs = jax.lax.scan(body, (z0, buffer, jnp.asarray(0)), None, length=n)
     return z_final, zs, saved
 
 
@@ -222,13 +231,14 @@ def _backward_pass(system, theta, z0, z_final, zs, p_final, memory, jumps=None):
         return p0, grads, None, None
     if isinstance(memory, Reversible):
 
-        def body(carry, k):
-            z_next, p, total = carry
+        def body(carry, _):
+            z_next, p, total, k = carry
             z = _inverse_step(system, k, z_next, system.theta_at(theta, k))
             p, total = _masked_conjugate(system, theta, k, z, p, total, jumps)
-            return (z, p, total), None
+            return (z, p, total, k - 1), None
 
-        (z0_rec, p0, grads), _ = jax.lax.scan(body, (z_final, p_final, grads), jnp.arange(n), reverse=True)
+        start = (z_final, p_final, grads, jnp.asarray(n - 1))
+        (z0_rec, p0, grads, _), _ = jax.lax.scan(body, start, None, length=n)
         rec_error = jnp.max(jnp.abs(z0_rec - z0)) / jnp.maximum(jnp.max(jnp.abs(z0)), jnp.finfo(z0.dtype).tiny)
         return p0, grads, None, rec_error
     raise TypeError(f"unknown memory strategy {memory!r}")
