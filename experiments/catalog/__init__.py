@@ -7,9 +7,11 @@ its typed default config and its `run` function).
 from __future__ import annotations
 
 from ..runner import Experiment
-from . import compare, quickstart
+from . import benchmark_gradients, compare, quickstart
 
-CATALOG: dict[str, Experiment] = {e.name: e for e in (quickstart.EXPERIMENT, compare.EXPERIMENT)}
+CATALOG: dict[str, Experiment] = {
+    e.name: e for e in (quickstart.EXPERIMENT, compare.EXPERIMENT, benchmark_gradients.BENCHMARK_GRADIENTS)
+}
 
 
 def get(name: str) -> Experiment:
