@@ -172,6 +172,10 @@ def compare(
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="replace an existing output folder")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress or tables; print only the folder")] = False,
+    cache: Annotated[
+        bool, typer.Option("--cache/--no-cache",
+                           help="keep compiled XLA programs in ~/.cache/leastaction/xla: a re-run skips compilation")
+    ] = True,
     list_: Annotated[bool, typer.Option("--list", help="list the methods and problems, then exit")] = False,
 ) -> None:
     """Compare every gradient method with a reference on every problem; exit 1 if a project
@@ -192,6 +196,13 @@ def compare(
     except ValueError as error:
         raise _fail(str(error)) from None
 
+    if cache:
+        from .harness import enable_compilation_cache
+
+        try:
+            enable_compilation_cache()
+        except OSError as error:
+            _console(stderr=True).print(f"warning: no compilation cache ({error})", markup=False)
     record = _run_with_progress(experiment, overrides, out, force, quiet)
     summary = record.results["summary"]
     console = _console()

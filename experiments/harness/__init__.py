@@ -13,7 +13,7 @@
 """
 
 from . import methods, peers, problems
-from .comparison import Cell, Comparison, compare
+from .comparison import Cell, Comparison, compare, default_cache_dir, enable_compilation_cache
 from .methods import METHODS, Method, Prepared, method_named, register
 from .metrics import compare_gradients, gradient_errors
 from .problems import PROBLEMS, Problem, custom_problem, problem_named, register_problem
@@ -22,6 +22,6 @@ methods.register_defaults()
 
 __all__ = [
     "Cell", "Comparison", "METHODS", "Method", "PROBLEMS", "Prepared", "Problem", "compare",
-    "compare_gradients", "custom_problem", "gradient_errors", "method_named", "methods", "peers",
+    "compare_gradients", "custom_problem", "default_cache_dir", "enable_compilation_cache", "gradient_errors", "method_named", "methods", "peers",
     "problem_named", "problems", "register", "register_problem",
 ]

@@ -30,6 +30,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -170,6 +171,27 @@ def _resolve_problems(problems, seed: int, dtype) -> list[Problem]:
     return resolved
 
 
+def default_cache_dir() -> Path:
+    """`$XDG_CACHE_HOME/leastaction/xla` (or `~/.cache/leastaction/xla`)."""
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(root) / "leastaction" / "xla"
+
+
+def enable_compilation_cache(directory: Path | str | None = None) -> Path:
+    """Keep every compiled XLA program in `directory` (JAX's persistent compilation cache),
+    so that a second comparison skips compilation, which dominates the first.
+
+    Call it before anything is compiled; it is global to the process. Entries
+    are keyed by the program, the compile options, and the jax/XLA versions.
+    """
+    directory = Path(directory or default_cache_dir())
+    directory.mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(directory))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return directory
+
+
 def _numpy(tree):
     return jax.tree.map(lambda a: np.asarray(a), tree)
 
@@ -229,7 +251,7 @@ def _describe(error: BaseException) -> str:
 
 @dataclass
 class _Job:
-    """A (method, target) computation to time, shared by every cell that needs it."""
+    """One computation (`Method.computation`) to time, shared by every cell that needs it."""
 
     method: Method
     target: Problem
@@ -316,7 +338,8 @@ def compare(
         if reason is not None:
             cell = Cell(method=method.name, problem=problem.name, kind=method.kind, status="n/a", reason=reason)
         else:
-            cell = _measure(jobs[key], problem, ref_method, dtype, repeats, budget, references, continuous, log)
+            cell = _measure(method, jobs[key], problem, ref_method, dtype, repeats, budget, references, continuous,
+                            log)
         cells.append(cell)
         done += 1
         progress(done, total, f"{method.name} on {problem.name}: {cell.status}")
@@ -354,7 +377,7 @@ def _plan_pair(method, problem, ref_method, jobs, references, pool):
     if reason is not None:
         return reason, None
     target = method.target(problem)
-    key = (method.name, target.name)
+    key = method.computation(target)
     if key not in jobs:
         job = _Job(method, target)
         try:
@@ -417,10 +440,10 @@ def _continuous_gradient(problem, continuous, log):
     return value
 
 
-def _measure(job, problem, ref_method, dtype, repeats, budget, references, continuous, log) -> Cell:
+def _measure(method, job, problem, ref_method, dtype, repeats, budget, references, continuous, log) -> Cell:
     target = job.target
-    base = dict(method=job.method.name, problem=problem.name, kind=job.method.kind, target=target.name,
-                tolerance=_tolerance(job.method, ref_method, dtype))
+    base = dict(method=method.name, problem=problem.name, kind=method.kind, target=target.name,
+                tolerance=_tolerance(method, ref_method, dtype))
     shared = job.result is not None
     try:
         grad, aux, timing = _run_job(job, repeats, budget)
@@ -431,7 +454,7 @@ def _measure(job, problem, ref_method, dtype, repeats, budget, references, conti
     if shared:
         cell.shared_with = job.shared_with
     else:
-        job.shared_with = problem.name
+        job.shared_with = f"{method.name} on {problem.name}"
     ref, why = _reference_gradient(references[target.name], repeats, budget)
     if ref is None:
         cell.status, cell.reason = "no-reference", why

@@ -49,6 +49,7 @@ from jax.flatten_util import ravel_pytree
 from jaxtyping import PyTree
 
 import integrators
+import lagrangian
 
 from .problems import Problem
 
@@ -99,6 +100,12 @@ class Method(abc.ABC):
     @abc.abstractmethod
     def prepare(self, problem: Problem) -> Prepared:
         """The function computing `dl/dtheta` on `problem` (already the target)."""
+
+    def computation(self, target: Problem) -> tuple:
+        """A key naming what this method computes on `target`: two methods with the same
+        key run the same program (e.g. `least-action-rk4` on a problem already stepped
+        by RK4 is `least-action`), so the harness runs it once and shares the result."""
+        return (self.name, target.name)
 
     def tolerance_for(self, dtype_name: str) -> float | None:
         return self.tolerance.get(dtype_name)
@@ -283,6 +290,9 @@ class LeastAction(Method):
         """The memory strategy of the sweep on `system`."""
         return self.memory
 
+    def computation(self, target):
+        return ("least-action sweep", repr(self.memory_for(target.system)), target.name)
+
     def prepare(self, problem):
         memory = self.memory_for(problem.system)
 
@@ -355,6 +365,77 @@ class LeastActionScheme(LeastAction):
         return problem.rediscretise(self.scheme, self.build)
 
 
+class Relaxation(Method):
+    """The local solver of DESIGN.md 2.6 (`integrators.relax`): every `(x_k, p_k)` moves at
+    once, reading only its neighbours, along the derivative of the action with respect to
+    its conjugate. At `eta = 1` (Jacobi) the fixed point is reached after `2N + 1` steps;
+    this method runs `2N + 2`."""
+
+    name = "least-action-relax"
+    kind = "project"
+    description = "local relaxation of (x_k, p_k), Jacobi eta = 1, 2N + 2 iterations"
+
+    def applies(self, problem):
+        if getattr(integrators, "relax", None) is None:
+            return "integrators.relax is not available"
+        return None
+
+    def prepare(self, problem):
+        iterations = 2 * problem.steps + 2
+
+        def fn(theta, x0):
+            return integrators.relax(problem.system, theta, x0, problem.loss, iterations=iterations, eta=1.0).grad, {}
+
+        n = iterations * problem.steps * problem.stages
+        return Prepared(fn, (problem.theta, problem.x0), {"unit": _unit(problem), "f": n, "vjp": n, "jvp": 0})
+
+
+def _per_sample(loss: lagrangian.Loss):
+    """`(make, targets)`: the loss of one sample is `make(target_b)`; `targets` is `None`
+    when all samples share one target. `None` for a loss this does not know."""
+    if isinstance(loss, lagrangian.SquaredError):
+        if loss.target is None or jnp.ndim(loss.target) == 1:
+            return (lambda _: loss), None
+        return (lambda y: lagrangian.SquaredError(target=y)), loss.target
+    if isinstance(loss, lagrangian.CrossEntropy):
+        return (lambda y: lagrangian.CrossEntropy(labels=y)), loss.labels
+    return None
+
+
+class NewtonInTime(Method):
+    """Parallel-in-time Newton over the whole trajectory (`integrators.newton_in_time`,
+    DESIGN.md 2.6): linearised forward recurrences and the conjugate recurrence solved
+    by associative scans (depth O(log N)); one sample at a time, averaged over the batch."""
+
+    name = "least-action-newton"
+    kind = "project"
+    description = "parallel-in-time Newton with associative scans, per sample"
+
+    def applies(self, problem):
+        if getattr(integrators, "newton_in_time", None) is None:
+            return "integrators.newton_in_time is not available"
+        if problem.system.layout == "unrolled":
+            return f"layers change shape ({type(problem.system).__name__}); associative scans need one shape"
+        if _per_sample(problem.loss) is None:
+            return f"no per-sample form of the loss {type(problem.loss).__name__}"
+        return None
+
+    def prepare(self, problem):
+        make, targets = _per_sample(problem.loss)
+        targets = jnp.zeros(problem.batch) if targets is None else targets
+        system = problem.system
+
+        def fn(theta, x0):
+            def one(x, y):
+                result = integrators.newton_in_time(system, theta, x, make(y))
+                return result.grad, result.iterations
+
+            grads, iterations = jax.vmap(one)(x0, targets)
+            return jax.tree.map(lambda g: jnp.mean(g, axis=0), grads), {"iterations": jnp.max(iterations)}
+
+        return Prepared(fn, (problem.theta, problem.x0), {"unit": _unit(problem), "f": None, "vjp": None, "jvp": None})
+
+
 def scheme_names() -> list[str]:
     """Every scheme `integrators` can discretise a field with: the Butcher tableaux, then
     the splittings and the reversible schemes (whatever `integrators.method_names()` lists)."""
@@ -381,12 +462,15 @@ def register_defaults() -> None:
     register(LeastAction("least-action-checkpoint-log", integrators.Checkpoint.logarithmic(),
                          "least-action sweep, recursive checkpointing, log2 N levels (O(log N) memory)"))
     register(Tension(beta=1e-3))
+    register(Relaxation())
+    register(NewtonInTime())
     for scheme in scheme_names():
         register(LeastActionScheme.named(scheme))
 
 
 __all__ = [
     "EXACT", "FiniteDifferences", "ForwardMode", "JaxGrad", "LeastAction", "LeastActionScheme", "METHODS",
+    "NewtonInTime", "Relaxation",
     "Method", "Prepared", "Tension", "method_named", "register", "register_defaults",
     "scheme_names", "select", "sweep_evaluations",
 ]
