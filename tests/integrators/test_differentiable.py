@@ -98,7 +98,7 @@ def _check_solve(method, memory, saveat):
     assert rel_l2(got, ref) <= tol
 
 
-@settings(max_examples=6, deadline=None)
+@settings(max_examples=3, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), batch=st.integers(1, 6))
 def test_random_equinox_fields(seed, batch):
     system, theta, x0 = _setup("rk4", seed, batch=batch)
