@@ -31,8 +31,6 @@ from jaxtyping import Array, PyTree
 
 from lagrangian import LayerMaps, Loss
 
-from lagrangian import batched_layer
-
 from .solve import _conjugate_step, forward
 
 
@@ -88,7 +86,7 @@ def relaxation_step(system, theta, loss, eta, xs, ps):
 def _relaxation_step_unrolled(system, theta, loss, eta, xs, ps):
     """The same step for layers of changing widths (`xs`, `ps` are tuples)."""
     n = system.depth
-    phi = [batched_layer(system, k, xs[k], theta[k]) for k in range(n)]
+    phi = [system.apply(k, xs[k], theta[k]) for k in range(n)]
     back, grads = zip(*[_conjugate_step(system, k, xs[k], theta[k], ps[k + 1]) for k in range(n)])
     _, grad_l = loss.grad(xs[-1])
     r_forward = [phi[k] - xs[k + 1] for k in range(n)]

@@ -42,6 +42,12 @@ class RungeKutta(Discretisation):
     atol: float = eqx.field(static=True, default=1e-14)
     max_newton_steps: int = eqx.field(static=True, default=50)
 
+    def _f(self, t, x, theta):
+        """The field at one state or, by `jax.vmap`, a batch."""
+        if x.ndim == 2:
+            return jax.vmap(lambda x_: self.field(t, x_, theta))(x)
+        return self.field(t, x, theta)
+
     def stages(self, k, x, theta):
         """The stage values `X_i` and slopes `K_i` of step `k`, each of shape `(s, n)`
         (explicit recursion, or a Newton solve of `K_i = f(t + c_i h, X_i)`)."""
@@ -60,7 +66,7 @@ class RungeKutta(Discretisation):
             xs, ks = [], []
             for i in range(s):
                 xs.append(stage_input(i, ks))
-                ks.append(self.field(t + c[i] * h, xs[i], theta))
+                ks.append(self._f(t + c[i] * h, xs[i], theta))
             return jnp.stack(xs), jnp.stack(ks)
 
         def residual(ks, _):
@@ -77,12 +83,16 @@ class RungeKutta(Discretisation):
         return x + h * sum(bi * ki for bi, ki in zip(self.tableau.b, ks) if bi != 0.0)
 
     def conjugate(self, k, x, theta, p_next):
+        if x.ndim == 2 and not self.tableau.explicit:
+            # implicit stages are solved per state; sum the theta-cotangents over the batch
+            p, g = jax.vmap(self.conjugate, in_axes=(None, 0, None, 0))(k, x, theta, p_next)
+            return p, jax.tree.map(lambda a: jnp.sum(a, axis=0), g)
         a, b, c = self.tableau.a, self.tableau.b, self.tableau.c
         t, h = self.time(k, x.dtype)
         xs, _ = self.stages(k, x, theta)
         s = self.tableau.stages
         pullbacks = [
-            eqx.filter_vjp(lambda x_, th, i=i: self.field(t + c[i] * h, x_, th), xs[i], theta)[1]
+            eqx.filter_vjp(lambda x_, th, i=i: self._f(t + c[i] * h, x_, th), xs[i], theta)[1]
             for i in range(s)
         ]
         if self.tableau.explicit:

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, PyTree, Scalar
 
-from lagrangian import LayerMaps, Loss, batched_layer
+from lagrangian import LayerMaps, Loss
 
 from .memory import Checkpoint, Memory, Reversible, StoreAll
 
@@ -70,10 +70,7 @@ def _project(system, z):
 
 def _conjugate_step(system: LayerMaps, k, z, theta_k, p_next):
     """`system.conjugate` for one state or a batch (theta-cotangents summed over it)."""
-    if z.ndim == 1:
-        return system.conjugate(k, z, theta_k, p_next)
-    p, g = jax.vmap(system.conjugate, in_axes=(None, 0, None, 0))(k, z, theta_k, p_next)
-    return p, jax.tree.map(lambda a: jnp.sum(a, axis=0), g)
+    return system.conjugate(k, z, theta_k, p_next)
 
 
 def _inverse_step(system, k, z_next, theta_k):
@@ -82,7 +79,7 @@ def _inverse_step(system, k, z_next, theta_k):
 
 def _masked_forward(system, theta, k, z):
     """`Phi_k(z)` for `k < N`, identity for the padding steps `k >= N`."""
-    z_next = batched_layer(system, k, z, system.theta_at(theta, k))
+    z_next = system.apply(k, z, system.theta_at(theta, k))
     return jnp.where(k < system.depth, z_next, z)
 
 
@@ -183,7 +180,7 @@ def _forward_pass(system, theta, z0, store: bool, saveat: tuple[int, ...] | None
     if system.layout == "unrolled":
         zs = [z0]
         for k in range(n):
-            zs.append(batched_layer(system, k, zs[-1], theta[k]))
+            zs.append(system.apply(k, zs[-1], theta[k]))
         saved = None if saveat is None else tuple(zs[i] for i in saveat)
         return zs[-1], tuple(zs[:-1]), saved
     buffer = None
@@ -332,11 +329,11 @@ def forward(system: LayerMaps, theta: PyTree, x0: Array):
     if system.layout == "unrolled":
         zs = [z0]
         for k in range(system.depth):
-            zs.append(batched_layer(system, k, zs[-1], theta[k]))
+            zs.append(system.apply(k, zs[-1], theta[k]))
         return tuple(zs)
 
     def body(z, k):
-        z_next = batched_layer(system, k, z, system.theta_at(theta, k))
+        z_next = system.apply(k, z, system.theta_at(theta, k))
         return z_next, z_next
 
     _, tail = jax.lax.scan(body, z0, jnp.arange(system.depth))

@@ -4,7 +4,6 @@ Nothing here steps in time; `integrators` does.
 """
 
 from .action import (
-    batched_layer,
     continuous_action,
     discrete_action,
     euler_lagrange_residuals,
@@ -23,7 +22,7 @@ from .system import LayerMaps, System, VectorField, check_finite, check_params
 __all__ = [
     "ACTIVATIONS", "CrossEntropy", "HarmonicOscillator", "LayerMaps", "Linear", "Loss", "MLP",
     "MLPField", "NeuralODE", "Pendulum", "Recurrent", "ResNet", "SquaredError", "System",
-    "VectorField", "activation", "batched_layer", "bilinear_invariant", "check_finite",
+    "VectorField", "activation", "bilinear_invariant", "check_finite",
     "check_params", "continuous_action", "copies", "discrete_action", "doubled_action", "energy",
     "euler_lagrange_residuals", "hamilton_equations", "hamiltonian", "mean_and_difference",
     "stationarity_residuals", "symplectic_form", "symplecticity_defect", "time_derivative",

@@ -115,13 +115,6 @@ def euler_lagrange_residuals(
     return time_derivative(xs, ts) - rhs_x, time_derivative(ps, ts) - rhs_p
 
 
-def batched_layer(system: LayerMaps, k, x, theta_k):
-    """`Phi_k` applied to one state `(n,)` or, by `jax.vmap`, to a batch `(B, n)`."""
-    if x.ndim == 2:
-        return jax.vmap(lambda x_: system.layer(k, x_, theta_k))(x)
-    return system.layer(k, x, theta_k)
-
-
 @eqx.filter_jit
 def discrete_action(
     system: LayerMaps,
@@ -138,7 +131,7 @@ def discrete_action(
     """
     total = loss_weight * loss(xs[-1])
     for k in range(system.depth):
-        phi = batched_layer(system, k, xs[k], system.theta_at(theta, k))
+        phi = system.apply(k, xs[k], system.theta_at(theta, k))
         total = total + jnp.vdot(ps[k + 1], phi - xs[k + 1])
     return total
 
@@ -162,7 +155,7 @@ def stationarity_residuals(
     forward, conjugate = [], []
     for k in range(system.depth):
         theta_k = system.theta_at(theta, k)
-        phi, pullback = jax.vjp(lambda x_: batched_layer(system, k, x_, theta_k), xs[k])
+        phi, pullback = jax.vjp(lambda x_: system.apply(k, x_, theta_k), xs[k])
         forward.append(phi - xs[k + 1])
         if k >= 1:
             conjugate.append(pullback(ps[k + 1])[0] - ps[k])

@@ -108,18 +108,25 @@ class LayerMaps(System):
     def layer(self, k, x: Float[Array, " n_k"], theta_k: PyTree) -> Float[Array, " n_k1"]:
         """One layer map `x_{k+1} = Phi_k(x_k, theta_k)`."""
 
+    def apply(self, k, x: Float[Array, "*batch n_k"], theta_k: PyTree) -> Float[Array, "*batch n_k1"]:
+        """`Phi_k` applied to one state `(n,)` or, by `jax.vmap`, to a batch `(B, n)`."""
+        if x.ndim == 2:
+            return jax.vmap(lambda x_: self.layer(k, x_, theta_k))(x)
+        return self.layer(k, x, theta_k)
+
     def conjugate(
-        self, k, x: Float[Array, " n_k"], theta_k: PyTree, p_next: Float[Array, " n_k1"]
-    ) -> tuple[Float[Array, " n_k"], PyTree]:
+        self, k, x: Float[Array, "*batch n_k"], theta_k: PyTree, p_next: Float[Array, "*batch n_k1"]
+    ) -> tuple[Float[Array, "*batch n_k"], PyTree]:
         """One conjugate step, local to layer `k`:
 
             p_k = (dPhi_k/dx_k)^T p_{k+1},   dl/dtheta_k = (dPhi_k/dtheta_k)^T p_{k+1}
 
         computed with `jax.vjp` of this one layer map (`equinox.filter_vjp`, so
-        non-array leaves of `theta_k` get `None`). Subclasses that know a finer
-        structure (Runge-Kutta stages) override it.
+        non-array leaves of `theta_k` get `None`), for one state or a batch (the
+        theta-cotangent is then summed over the batch). Subclasses that know a
+        finer structure (Runge-Kutta stages) override it.
         """
-        _, pullback = eqx.filter_vjp(lambda x_, th: self.layer(k, x_, th), x, theta_k)
+        _, pullback = eqx.filter_vjp(lambda x_, th: self.apply(k, x_, th), x, theta_k)
         return pullback(p_next)
 
     def tangent(self, k, x: Float[Array, " n_k"], theta_k: PyTree, v: Float[Array, " n_k"]):
