@@ -40,7 +40,7 @@ import numpy as np
 from . import methods as method_registry
 from . import problems as problem_registry
 from .methods import Method
-from .metrics import gradient_errors, time_calls
+from .metrics import compile_lowered, gradient_errors, time_calls
 from .problems import Problem
 
 STATUSES = ("pass", "fail", "reported", "error", "no-reference", "n/a")
@@ -216,7 +216,7 @@ class _Program:
             except Exception as error:
                 self.error = _describe(error)
                 return
-            self.future = pool.submit(_compile, lowered, options)
+            self.future = pool.submit(compile_lowered, lowered, options)
 
     def executable(self):
         """`(call, compile_seconds, temp_bytes)`; raises if lowering or compiling failed."""
@@ -232,17 +232,6 @@ class _Program:
             call, _, _ = self.executable()
             self._output = call(*self.args)
         return self._output
-
-
-def _compile(lowered, options):
-    start = time.perf_counter()
-    executable = lowered.compile(options) if options else lowered.compile()
-    seconds = time.perf_counter() - start
-    try:
-        temp = int(executable.memory_analysis().temp_size_in_bytes)
-    except Exception:  # memory analysis is backend-dependent; absent means "not measured"
-        temp = None
-    return executable, seconds, temp
 
 
 def _describe(error: BaseException) -> str:

@@ -109,6 +109,13 @@ def compile_program(fn: Callable, args: tuple, options: dict | None = None):
     """
     start = time.perf_counter()
     lowered = jax.jit(fn).lower(*args)
+    executable, seconds, temp = compile_lowered(lowered, options)
+    return executable, time.perf_counter() - start, temp
+
+
+def compile_lowered(lowered, options: dict | None = None):
+    """`(executable, seconds, temp_bytes)` for an already lowered program."""
+    start = time.perf_counter()
     executable = lowered.compile(options) if options else lowered.compile()
     seconds = time.perf_counter() - start
     try:
