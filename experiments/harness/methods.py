@@ -376,8 +376,6 @@ class Relaxation(Method):
     description = "local relaxation of (x_k, p_k), Jacobi eta = 1, 2N + 2 iterations"
 
     def applies(self, problem):
-        if getattr(integrators, "relax", None) is None:
-            return "integrators.relax is not available"
         return None
 
     def prepare(self, problem):
@@ -412,8 +410,6 @@ class NewtonInTime(Method):
     description = "parallel-in-time Newton with associative scans, per sample"
 
     def applies(self, problem):
-        if getattr(integrators, "newton_in_time", None) is None:
-            return "integrators.newton_in_time is not available"
         if problem.system.layout == "unrolled":
             return f"layers change shape ({type(problem.system).__name__}); associative scans need one shape"
         if _per_sample(problem.loss) is None:
@@ -437,14 +433,9 @@ class NewtonInTime(Method):
 
 
 def scheme_names() -> list[str]:
-    """Every scheme `integrators` can discretise a field with: the Butcher tableaux, then
-    the splittings and the reversible schemes (whatever `integrators.method_names()` lists)."""
-    names = list(integrators.TABLEAUX)
-    names += list(getattr(integrators, "SPLITTINGS", {}))
-    lister = getattr(integrators, "method_names", None)
-    if lister is not None:
-        names += [n for n in lister() if n not in names]
-    return names
+    """Every scheme `integrators` can discretise a field with (`integrators.method_names()`):
+    the Butcher tableaux, then the splittings and the reversible schemes."""
+    return integrators.method_names()
 
 
 def register_defaults() -> None:
