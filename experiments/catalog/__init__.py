@@ -6,12 +6,26 @@ its typed default config and its `run` function).
 
 from __future__ import annotations
 
-from ..runner import Experiment
-from . import benchmark_gradients, compare, quickstart
+import importlib
+import pkgutil
 
-CATALOG: dict[str, Experiment] = {
-    e.name: e for e in (quickstart.EXPERIMENT, compare.EXPERIMENT, benchmark_gradients.BENCHMARK_GRADIENTS)
-}
+from ..runner import Experiment
+
+
+def _discover() -> dict[str, Experiment]:
+    """Every `EXPERIMENT` defined by a module of this package, by its name."""
+    found: dict[str, Experiment] = {}
+    for module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+        experiment = getattr(importlib.import_module(f"{__name__}.{module}"), "EXPERIMENT", None)
+        if experiment is None:
+            continue
+        if experiment.name in found:
+            raise RuntimeError(f"two catalogue modules define the experiment {experiment.name!r}")
+        found[experiment.name] = experiment
+    return found
+
+
+CATALOG: dict[str, Experiment] = _discover()
 
 
 def get(name: str) -> Experiment:
