@@ -8,21 +8,30 @@ discrete gradient with the chosen memory strategy, and the honesty rule holds:
 only `jax.vjp` of one layer map (or one evaluation of `f`) is ever taken.
 
 A cotangent `c_k` on a saved state `x_k` enters the conjugate field as a jump,
-`p_k <- p_k + c_k`. Gradients reach `x0` and every floating-point leaf of
-`theta` (dicts, tuples, equinox modules). The time grid of a discretised field
-is treated as a constant (it gets no gradient). Forward mode (`jax.jvp`) is
-refused by JAX with "can't apply forward-mode autodiff (jvp) to a custom_vjp
-function"; use `integrators.tangent_sweep` for tangents. Second derivatives
-through `solve` are not supported for the same reason.
+`p_k <- p_k + c_k`. Gradients reach `x0`, every floating-point leaf of
+`theta` (dicts, tuples, equinox modules) and, for a discretised field, the
+time grid `ts`: step `k` reads only `t_k` and `t_{k+1}`, so
+
+    dl/dt_k = (dPhi_k/dt_k)^T p_{k+1} + (dPhi_{k-1}/dt_k)^T p_k
+
+is summed from `jax.vjp` of one layer map with respect to its two times (done
+only when the grid is being differentiated). Other arrays a system holds
+(e.g. `Recurrent.inputs`) are constants: differentiating them is an error.
+Forward mode (`jax.jvp`) is refused by JAX with "can't apply forward-mode
+autodiff (jvp) to a custom_vjp function"; use `integrators.tangent_sweep` for
+tangents. Second derivatives through `solve` are not supported for the same
+reason.
 """
 
 import equinox as eqx
+import equinox.internal as eqxi
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, PyTree
 
 from lagrangian import LayerMaps
 
+from .discretisation import Discretisation
 from .memory import Memory, StoreAll
 from .solve import _backward_pass, _check_memory, _embed, _forward_pass, _project, _pull_back_embed
 
@@ -53,7 +62,22 @@ def solve(
         saveat = tuple(int(i) for i in saveat)
         if not saveat or any(not 0 <= i <= system.depth for i in saveat):
             raise ValueError(f"saveat indices must lie in 0..{system.depth}; got {saveat}")
-    return _solve((theta, jnp.asarray(x0)), system, memory, saveat)
+    grid = None
+    if isinstance(system, Discretisation):
+        grid, system = system.ts, eqx.tree_at(lambda s: s.ts, system, None)
+    system = eqxi.nondifferentiable(
+        system,
+        msg=f"solve differentiates theta, x0 and the time grid only; the arrays held by "
+        f"{type(system).__name__} are constants",
+    )
+    return _solve((theta, jnp.asarray(x0), grid), system, memory, saveat)
+
+
+def _with_grid(system, grid):
+    """The system with its time grid put back (`solve` passes the grid as a differentiable input)."""
+    if grid is None:
+        return system
+    return eqx.tree_at(lambda s: s.ts, system, grid, is_leaf=lambda x: x is None)
 
 
 def _unique(saveat):
@@ -74,7 +98,8 @@ def _outputs(system, z_final, saved, saveat):
 
 @eqx.filter_custom_vjp
 def _solve(params, system, memory, saveat):
-    theta, x0 = params
+    theta, x0, grid = params
+    system = _with_grid(system, grid)
     unique = None if saveat is None else _unique(saveat)[0]
     z_final, _, saved = _forward_pass(system, theta, _embed(system, x0, theta), store=False, saveat=unique)
     return _outputs(system, z_final, saved, saveat)
@@ -82,7 +107,8 @@ def _solve(params, system, memory, saveat):
 
 @_solve.def_fwd
 def _solve_fwd(perturbed, params, system, memory, saveat):
-    theta, x0 = params
+    theta, x0, grid = params
+    system = _with_grid(system, grid)
     z0 = _embed(system, x0, theta)
     store = system.layout == "unrolled" or isinstance(memory, StoreAll)
     unique = None if saveat is None else _unique(saveat)[0]
@@ -93,7 +119,8 @@ def _solve_fwd(perturbed, params, system, memory, saveat):
 @_solve.def_bwd
 def _solve_bwd(residuals, cotangent, perturbed, params, system, memory, saveat):
     """`p_N` from the output cotangent, jumps from the saved-state cotangents, then the sweep."""
-    theta, x0 = params
+    theta, x0, grid = params
+    system = _with_grid(system, grid)
     z0, z_final, zs, saved = residuals
 
     def pull(z, c):
@@ -115,6 +142,12 @@ def _solve_bwd(residuals, cotangent, perturbed, params, system, memory, saveat):
             jumps = jnp.zeros((system.depth + 1,) + z_final.shape, z_final.dtype)
             for k, c in at.items():
                 jumps = jumps.at[k].add(c)
-    p0, grads, _, _ = _backward_pass(system, theta, z0, z_final, zs, p_final, memory, jumps)
-    grad_x0, grads = _pull_back_embed(system, theta, x0, p0, grads)
-    return grads, grad_x0
+    wants_grid = grid is not None and perturbed[2]
+    p0, grads, _, _, grad_ts = _backward_pass(
+        system, theta, z0, z_final, zs, p_final, memory, jumps, grid=wants_grid
+    )
+    if not wants_grid:
+        grad_x0, grads = _pull_back_embed(system, theta, x0, p0, grads)
+        return grads, grad_x0, None
+    grad_x0, grads, grad_ts = _pull_back_embed(system, theta, x0, p0, grads, grad_ts)
+    return grads, grad_x0, grad_ts

@@ -17,6 +17,7 @@ gets `x_k` from: stored, recomputed from checkpoints, or reconstructed.
 """
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import equinox as eqx
 import jax
@@ -83,12 +84,29 @@ def _masked_forward(system, theta, k, z):
     return jnp.where(k < system.depth, z_next, z)
 
 
-def _masked_conjugate(system, theta, k, z, p_next, grads, jumps=None):
-    """One conjugate step, accumulated into `grads`; identity for padding steps.
+def _on_grid(system, k, pair):
+    """`system` with its time grid replaced by `pair = (t_k, t_{k+1})`: its layer 0 is layer `k`."""
+    return eqx.tree_at(lambda s: s.ts, system, pair)
 
-    `jumps[k]` (the cotangent of a saved state `x_k`) is added to `p_k`.
+
+def _grid_cotangent(system, theta_k, k, z, p_next):
+    """`(dl/dt_k, dl/dt_{k+1})` through step `k`: the pullback of `p_{k+1}` by
+    `jax.vjp` of this one layer map with respect to its two grid times."""
+    pair = jax.lax.dynamic_slice_in_dim(system.ts, k, 2)
+    _, pullback = jax.vjp(lambda pair_: _on_grid(system, k, pair_).apply(0, z, theta_k), pair)
+    return pullback(p_next)[0]
+
+
+def _masked_conjugate(system, theta, k, z, p_next, total, jumps=None):
+    """One conjugate step, accumulated into `total = (dl/dtheta, dl/dts or None)`;
+    identity for padding steps.
+
+    `jumps[k]` (the cotangent of a saved state `x_k`) is added to `p_k`. When
+    `total` carries a grid cotangent, step `k` adds its `(dl/dt_k, dl/dt_{k+1})`.
     """
-    p, g = _conjugate_step(system, k, z, system.theta_at(theta, k), p_next)
+    grads, grid = total
+    theta_k = system.theta_at(theta, k)
+    p, g = _conjugate_step(system, k, z, theta_k, p_next)
     if jumps is not None:
         p = p + jumps[k]
     valid = k < system.depth
@@ -98,7 +116,10 @@ def _masked_conjugate(system, theta, k, z, p_next, grads, jumps=None):
         grads = jax.tree.map(lambda total, a: total.at[k].add(a, mode="drop"), grads, g)
     else:
         grads = jax.tree.map(jnp.add, grads, g)
-    return p, grads
+    if grid is not None:
+        c = jnp.where(valid, _grid_cotangent(system, theta_k, k, z, p_next), 0.0)
+        grid = grid.at[k].add(c[0], mode="drop").at[k + 1].add(c[1], mode="drop")
+    return p, (grads, grid)
 
 
 # --- spans of steps -----------------------------------------------------------------------
@@ -205,11 +226,24 @@ def _forward_pass(system, theta, z0, store: bool, saveat: tuple[int, ...] | None
     return z_final, zs, saved
 
 
-def _backward_pass(system, theta, z0, z_final, zs, p_final, memory, jumps=None):
-    """Conjugate sweep from `p_N`: `(p_0, dl/dtheta, ps, reconstruction_error)`.
+class _Backward(NamedTuple):
+    """What the conjugate sweep returns: `p_0`, `dl/dtheta`, the conjugate field
+    (`StoreAll` only), the reversible reconstruction error and `dl/dts` (when asked)."""
+
+    p0: Array
+    grad: PyTree
+    ps: Array | tuple[Array, ...] | None
+    reconstruction_error: Scalar | None
+    grad_ts: Array | None
+
+
+def _backward_pass(system, theta, z0, z_final, zs, p_final, memory, jumps=None, grid=False) -> _Backward:
+    """Conjugate sweep from `p_N`.
 
     `ps` is the whole conjugate field for `StoreAll` (else `None`); `jumps[k]`,
-    if given, is added to `p_k` (cotangents of saved intermediate states).
+    if given, is added to `p_k` (cotangents of saved intermediate states). With
+    `grid`, a discretised field also gets `dl/dts`, summed step by step from the
+    local cotangents of each step's two grid times.
     """
     n = system.depth
     grads = jax.tree.map(jnp.zeros_like, eqx.filter(theta, eqx.is_inexact_array))
@@ -218,14 +252,15 @@ def _backward_pass(system, theta, z0, z_final, zs, p_final, memory, jumps=None):
         for k in reversed(range(n)):
             p, grads[k] = _conjugate_step(system, k, zs[k], theta[k], ps[0])
             ps.insert(0, p if jumps is None else p + jumps[k])
-        return ps[0], tuple(grads), tuple(ps), None
+        return _Backward(ps[0], tuple(grads), tuple(ps), None, None)
+    total = (grads, jnp.zeros_like(system.ts) if grid else None)
     if isinstance(memory, StoreAll):
-        p0, grads, ps = _backward_stored(system, theta, zs, p_final, grads, jnp.arange(n), jumps)
-        return p0, grads, jnp.concatenate([ps, p_final[None]]), None
+        p0, (grads, grad_ts), ps = _backward_stored(system, theta, zs, p_final, total, jnp.arange(n), jumps)
+        return _Backward(p0, grads, jnp.concatenate([ps, p_final[None]]), None, grad_ts)
     if isinstance(memory, Checkpoint):
         levels, m = memory.segment(n)
-        p0, grads = _backward_recursive(system, theta, z0, p_final, grads, 0, levels, m, jumps)
-        return p0, grads, None, None
+        p0, (grads, grad_ts) = _backward_recursive(system, theta, z0, p_final, total, 0, levels, m, jumps)
+        return _Backward(p0, grads, None, None, grad_ts)
     if isinstance(memory, Reversible):
 
         def body(carry, _):
@@ -234,18 +269,23 @@ def _backward_pass(system, theta, z0, z_final, zs, p_final, memory, jumps=None):
             p, total = _masked_conjugate(system, theta, k, z, p, total, jumps)
             return (z, p, total, k - 1), None
 
-        start = (z_final, p_final, grads, jnp.asarray(n - 1))
-        (z0_rec, p0, grads, _), _ = jax.lax.scan(body, start, None, length=n)
+        start = (z_final, p_final, total, jnp.asarray(n - 1))
+        (z0_rec, p0, (grads, grad_ts), _), _ = jax.lax.scan(body, start, None, length=n)
         rec_error = jnp.max(jnp.abs(z0_rec - z0)) / jnp.maximum(jnp.max(jnp.abs(z0)), jnp.finfo(z0.dtype).tiny)
-        return p0, grads, None, rec_error
+        return _Backward(p0, grads, None, rec_error, grad_ts)
     raise TypeError(f"unknown memory strategy {memory!r}")
 
 
-def _pull_back_embed(system, theta, x0, p0, grads):
-    """`dl/dx_0` and the gradient with `embed`'s theta-dependence added (`jax.vjp` of `embed`)."""
+def _pull_back_embed(system, theta, x0, p0, grads, grad_ts=None):
+    """`dl/dx_0` and the gradient with `embed`'s theta-dependence added (`jax.vjp` of `embed`);
+    with `grad_ts`, also `embed`'s dependence on the first grid times."""
     _, pullback = eqx.filter_vjp(lambda x, th: _embed(system, x, th), x0, theta)
     grad_x0, grad_embed = pullback(p0)
-    return grad_x0, jax.tree.map(jnp.add, grads, grad_embed)
+    grads = jax.tree.map(jnp.add, grads, grad_embed)
+    if grad_ts is None:
+        return grad_x0, grads
+    _, pullback = jax.vjp(lambda pair: _embed(_on_grid(system, 0, pair), x0, theta), system.ts[:2])
+    return grad_x0, grads, grad_ts.at[:2].add(pullback(p0)[0])
 
 
 @eqx.filter_jit
@@ -254,7 +294,7 @@ def _sweep(system, theta, x0, loss, loss_weight, memory):
     store = system.layout == "unrolled" or isinstance(memory, StoreAll)
     z_final, zs, _ = _forward_pass(system, theta, z0, store)
     value, p_final = _terminal(system, loss, z_final, loss_weight)
-    p0, grads, ps, rec_error = _backward_pass(system, theta, z0, z_final, zs, p_final, memory)
+    p0, grads, ps, rec_error, _ = _backward_pass(system, theta, z0, z_final, zs, p_final, memory)
     grad_x0, grads = _pull_back_embed(system, theta, x0, p0, grads)
     if ps is not None:
         zs = (*zs, z_final) if isinstance(zs, tuple) else jnp.concatenate([zs, z_final[None]])
