@@ -4,7 +4,7 @@ field on a grid, memory strategies, and the one sweep over the doubled phase spa
 from .adaptive import AdaptiveGrid, adaptive_grid
 from .differentiable import solve
 from .discretisation import Discretisation, uniform_grid
-from .discretise import discretise, method_names
+from .discretise import REVERSIBLE, discretise, method_names
 from .memory import Checkpoint, Memory, Reversible, StoreAll, memory_named
 from .partner import partner_tableau
 from .relax import NewtonInTime, Relaxation, newton_in_time, relax, relaxation_step
@@ -40,7 +40,7 @@ from .tableau import (
 
 __all__ = [
     "BOSH3", "DOPRI5", "EULER", "GAUSS1", "GAUSS2", "GAUSS3", "HEUN", "KUTTA3", "LEAPFROG",
-    "LOBATTO_IIIA", "LOBATTO_IIIB", "MIDPOINT", "RALSTON", "RK4", "RK38", "SPLITTINGS",
+    "LOBATTO_IIIA", "LOBATTO_IIIB", "MIDPOINT", "RALSTON", "REVERSIBLE", "RK4", "RK38", "SPLITTINGS",
     "SYMPLECTIC_EULER", "TABLEAUX", "TSIT5", "YOSHIDA4", "AdaptiveGrid", "AsynchronousLeapfrog", "ButcherTableau",
     "Checkpoint", "Discretisation", "Memory", "Reversible", "ReversibleHeun", "RungeKutta",
     "Solution", "Splitting", "SplittingTableau", "StoreAll", "adaptive_grid", "discretise", "forward",
