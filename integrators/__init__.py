@@ -7,7 +7,16 @@ from .discretisation import Discretisation, uniform_grid
 from .discretise import REVERSIBLE, discretise, method_names
 from .memory import Checkpoint, Memory, Reversible, StoreAll, memory_named
 from .partner import partner_tableau
-from .relax import NewtonInTime, Relaxation, newton_in_time, relax, relaxation_step
+from .relax import (
+    NewtonInTime,
+    Relaxation,
+    SaddleFlow,
+    newton_in_time,
+    relax,
+    relaxation_step,
+    saddle_flow,
+    saddle_flow_step,
+)
 from .reversible import AsynchronousLeapfrog, ReversibleHeun
 from .runge_kutta import RungeKutta
 from .solve import Solution, forward, output, sweep, tangent_sweep, tension
@@ -45,6 +54,6 @@ __all__ = [
     "Checkpoint", "Discretisation", "Memory", "Reversible", "ReversibleHeun", "RungeKutta",
     "Solution", "Splitting", "SplittingTableau", "StoreAll", "adaptive_grid", "discretise", "forward",
     "memory_named", "method_names", "NewtonInTime", "newton_in_time", "output", "partner_tableau",
-    "relax", "Relaxation", "relaxation_step", "solve", "sweep", "tableau",
+    "relax", "Relaxation", "relaxation_step", "saddle_flow", "SaddleFlow", "saddle_flow_step", "solve", "sweep", "tableau",
     "tangent_sweep", "tension", "uniform_grid",
 ]

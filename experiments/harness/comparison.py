@@ -96,7 +96,7 @@ class Comparison:
     methods: dict[str, dict]
     cells: list[Cell]
     wall_seconds: float
-    reference_sources: dict[str, str] = field(default_factory=dict)
+    phase_seconds: dict[str, float] = field(default_factory=dict)
 
     def cell(self, method: str, problem: str) -> Cell:
         for c in self.cells:
@@ -119,6 +119,7 @@ class Comparison:
             "failed_cells": [f"{c.method} on {c.problem} ({c.status})" for c in self.failures()],
             "max_project_relative_error": max(project) if project else None,
             "wall_seconds": self.wall_seconds,
+            "phase_seconds": self.phase_seconds,
             "passed": not self.failures(),
         }
 
@@ -197,8 +198,8 @@ def _numpy(tree):
 
 
 REFERENCE_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
-"""Untimed reference programs (a reference on a re-discretised target, the Dopri8 continuous
-reference) are compiled with fewer optimisation passes: they run once, so compile time dominates.
+"""Untimed reference programs (the reference gradient on a re-discretised target)
+are compiled with fewer optimisation passes: they run once, so compile time dominates.
 IEEE semantics are kept (no fast-math), so only rounding can differ."""
 
 
@@ -313,6 +314,7 @@ def compare(
                 done += 1
                 progress(done, total, f"prepared {method.name} on {problem.name}")
             plan.extend((problem, m, *rows[m.name]) for m in method_list)
+        traced = time.perf_counter()
         # 2. Wait for the compilers, so that nothing else runs while methods are timed.
         for job in jobs.values():
             if job.program is not None and job.program.future is not None:
@@ -321,6 +323,7 @@ def compare(
             if isinstance(ref, _Program) and ref.future is not None:
                 ref.future.exception()
 
+    compiled = time.perf_counter()
     # 3. Run, time and compare, one pair at a time.
     cells = []
     for problem, method, reason, key in plan:
@@ -342,6 +345,8 @@ def compare(
         methods={m.name: m.info() for m in method_list},
         cells=cells,
         wall_seconds=time.perf_counter() - started,
+        phase_seconds={"trace": traced - started, "compile": compiled - traced,
+                       "measure": time.perf_counter() - compiled},
     )
 
 

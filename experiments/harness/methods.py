@@ -388,6 +388,36 @@ class Relaxation(Method):
         return Prepared(fn, (problem.theta, problem.x0), {"unit": _unit(problem), "f": n, "vjp": n, "jvp": 0})
 
 
+class SaddleFlow(Method):
+    """The augmented-Lagrangian saddle flow of DESIGN.md 2.6 (`integrators.saddle_flow`):
+    descent in `x`, ascent in `p` on `S_d + (rho/2) sum |c_k|^2`, every layer updated at
+    once from its neighbours, for a fixed budget of iterations. Its slowest mode diffuses
+    along the depth (pseudo-time ~ N^2), so at a fixed budget it is approximate: its error
+    is reported, not judged (`leastaction run local-dynamics` shows it reaching 1e-10)."""
+
+    name = "least-action-saddle"
+    kind = "project"
+    tolerance = {"float64": None, "float32": None}
+
+    def __init__(self, iterations: int = 2000, eta: float = 0.4, rho: float = 0.5):
+        self.iterations, self.eta, self.rho = iterations, eta, rho
+        self.description = f"augmented-Lagrangian saddle flow, {iterations} steps of eta = {eta:g}, rho = {rho:g}"
+
+    def applies(self, problem):
+        if problem.system.layout == "unrolled":
+            return f"layers change shape ({type(problem.system).__name__}); the flow vmaps over one shape"
+        return None
+
+    def prepare(self, problem):
+        def fn(theta, x0):
+            result = integrators.saddle_flow(problem.system, theta, x0, problem.loss, iterations=self.iterations,
+                                             eta=self.eta, rho=self.rho)
+            return result.grad, {"final_constraint_residual": result.forward_residual[-1]}
+
+        n = self.iterations * problem.steps * problem.stages
+        return Prepared(fn, (problem.theta, problem.x0), {"unit": _unit(problem), "f": n, "vjp": n, "jvp": 0})
+
+
 def _per_sample(loss: lagrangian.Loss):
     """`(make, targets)`: the loss of one sample is `make(target_b)`; `targets` is `None`
     when all samples share one target. `None` for a loss this does not know."""
@@ -454,6 +484,7 @@ def register_defaults() -> None:
                          "least-action sweep, recursive checkpointing, log2 N levels (O(log N) memory)"))
     register(Tension(beta=1e-3))
     register(Relaxation())
+    register(SaddleFlow())
     register(NewtonInTime())
     for scheme in scheme_names():
         register(LeastActionScheme.named(scheme))
@@ -461,7 +492,7 @@ def register_defaults() -> None:
 
 __all__ = [
     "EXACT", "FiniteDifferences", "ForwardMode", "JaxGrad", "LeastAction", "LeastActionScheme", "METHODS",
-    "NewtonInTime", "Relaxation",
+    "NewtonInTime", "Relaxation", "SaddleFlow",
     "Method", "Prepared", "Tension", "method_named", "register", "register_defaults",
     "scheme_names", "select", "sweep_evaluations",
 ]
