@@ -1,0 +1,84 @@
+"""Gaussian BP on the factor graph of a computation graph: backward messages carry the chain rule.
+
+References: jax.grad of the same graph (the adjoints), and the dense Gaussian posterior by linear
+algebra (the BP fixed-point means)."""
+
+import numpy as np
+import pytest
+
+from experiments.correspondences import (
+    GraphBuilder,
+    dense_posterior,
+    fan_out_graph,
+    gaussian_bp,
+    linearise,
+    scalar_mlp,
+)
+
+GRAPHS = {"fan-out": fan_out_graph(), "mlp": scalar_mlp((2, 3, 3, 1), seed=0), "deep": scalar_mlp((3, 4, 3, 2, 1), seed=5)}
+
+
+def relative_error(graph, beta, eps):
+    ref = graph.adjoints_reference()
+    return float(np.max(np.abs(gaussian_bp(graph, beta, eps).adjoints(beta) - ref)) / np.max(np.abs(ref)))
+
+
+@pytest.mark.parametrize("name", GRAPHS)
+def test_backward_messages_over_minus_beta_are_the_adjoints(name):
+    """The error is O(beta eps); at beta = eps = 1e-7 it is ~1e-14, so 1e-10 leaves room for rounding."""
+    graph = GRAPHS[name]
+    result = gaussian_bp(graph, 1e-7, 1e-7)
+    assert result.converged
+    assert relative_error(graph, 1e-7, 1e-7) <= 1e-10
+
+
+@pytest.mark.parametrize("name", GRAPHS)
+@pytest.mark.parametrize("beta, eps", [(0.3, 0.2), (1.0, 1.0), (0.05, 0.5)])
+def test_loopy_fixed_point_means_are_the_dense_posterior(name, beta, eps):
+    """Gaussian BP means are exact at a fixed point, loops or not: 1e-12 relative (rounding only)."""
+    graph = GRAPHS[name]
+    result = gaussian_bp(graph, beta, eps)
+    dense = dense_posterior(graph, beta, eps)
+    assert result.converged
+    assert np.max(np.abs(result.belief_mean - dense.mean)) <= 1e-12 * np.max(np.abs(dense.mean))
+
+
+def fitted_order(xs, errors):
+    return float(np.polyfit(np.log(xs), np.log(errors), 1)[0])
+
+
+@pytest.mark.parametrize("name", GRAPHS)
+def test_error_is_first_order_in_beta_and_in_eps(name):
+    """Expected error C beta eps: fitted slopes within [0.9, 1.1] over two decades each."""
+    graph = GRAPHS[name]
+    grid = np.logspace(-4, -2, 5)
+    in_beta = [relative_error(graph, b, 1e-2) for b in grid]
+    in_eps = [relative_error(graph, 1e-2, e) for e in grid]
+    assert 0.9 <= fitted_order(grid, in_beta) <= 1.1
+    assert 0.9 <= fitted_order(grid, in_eps) <= 1.1
+
+
+@pytest.mark.parametrize("name", GRAPHS)
+def test_belief_mean_shift_is_minus_covariance_times_loss_gradient(name):
+    """(mean_v - v*) / beta -> -Cov(v, y) L'(y*) with an O(beta) error (fitted order in [0.9, 1.1])."""
+    graph = GRAPHS[name]
+    lin = linearise(graph)
+    eps = 0.1
+    limit = -dense_posterior(graph, 1.0, eps, lin).prior_cov_with_output * lin.loss_gradient
+    betas = np.logspace(-4, -2, 5)
+    errors = [np.max(np.abs(gaussian_bp(graph, b, eps, lin=lin).belief_mean / b - limit)) / np.max(np.abs(limit))
+              for b in betas]
+    assert errors[0] <= 1e-3
+    assert 0.9 <= fitted_order(betas, errors) <= 1.1
+
+
+def test_bad_parameters_are_rejected():
+    graph = fan_out_graph()
+    with pytest.raises(ValueError, match="beta > 0 and eps > 0"):
+        gaussian_bp(graph, 0.0, 1e-3)
+    b = GraphBuilder()
+    x = b.clamp("x", 0.3)
+    y = b.node("y", lambda u: 2.0 * u[0], x)
+    concave = b.build(y, lambda v: -(v ** 2))
+    with pytest.raises(ValueError, match="L''"):
+        gaussian_bp(concave, 0.1, 0.1)
