@@ -6,3 +6,4 @@ from .gaussian_bp import *  # noqa: F401,F403
 from .spn import *  # noqa: F401,F403
 from .i_projection import *  # noqa: F401,F403
 from .kl_projection import *  # noqa: F401,F403
+from .convergence_order import *  # noqa: F401,F403

@@ -86,6 +86,27 @@ class ScalarGraph:
         """Computed nodes that take `u` as an argument."""
         return tuple(v for v, pa in enumerate(self.parents) if u in pa)
 
+    def factor_graph_cycles(self) -> int:
+        """Independent cycles of the factor graph over the computed nodes (clamped nodes condition
+        the graph and cut no loops): `edges - vertices + components`, with one variable and one
+        factor `psi_v` per computed node and an edge from `psi_v` to `v` and to each computed parent."""
+        free = self.free
+        parent = {("var", v): ("var", v) for v in free} | {("fac", v): ("fac", v) for v in free}
+
+        def find(a):
+            while parent[a] != a:
+                parent[a] = parent[parent[a]]
+                a = parent[a]
+            return a
+
+        edges = 0
+        for v in free:
+            for u in (v, *[p for p in self.parents[v] if self.clamped[p] is None]):
+                edges += 1
+                parent[find(("fac", v))] = find(("var", u))
+        components = len({find(a) for a in parent})
+        return edges - len(parent) + components
+
     def forward(self, residuals: jax.Array | None = None, inputs: jax.Array | None = None) -> jax.Array:
         """Values of all nodes, shape `(n,)`: `v = g_v(parents) + e_v` in topological order.
 
@@ -242,3 +263,6 @@ def scalar_mlp(widths: Sequence[int] = (2, 3, 3, 1), seed: int = 0, activation: 
 def _unit(sigma: Callable[[jax.Array], jax.Array], fan_in: int) -> NodeFunction:
     """`u = (w_1..w_m, x_1..x_m, b) -> sigma(w . x + b)`."""
     return lambda u: sigma(jnp.dot(u[:fan_in], u[fan_in:2 * fan_in]) + u[2 * fan_in])
+
+
+__all__ = ["ACTIVATIONS", "GraphBuilder", "NodeFunction", "ScalarGraph", "fan_out_graph", "scalar_mlp", "squared_error"]

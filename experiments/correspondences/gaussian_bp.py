@@ -100,7 +100,7 @@ class _Messages:
         self.bwd = {v: [(0.0, 0.0)] * len(graph.parents[v]) for v in graph.free}
 
 
-def gaussian_bp(graph: ScalarGraph, beta: float, eps: float, *, lin: Linearisation | None = None,
+def gaussian_belief_propagation(graph: ScalarGraph, beta: float, eps: float, *, lin: Linearisation | None = None,
                 max_iterations: int = 500, tol: float = 1e-15) -> BPResult:
     """Gaussian BP in information form on the linearised factor graph (see the module docstring).
 
@@ -114,7 +114,7 @@ def gaussian_bp(graph: ScalarGraph, beta: float, eps: float, *, lin: Linearisati
             times the largest message of its kind).
     """
     if not beta > 0 or not eps > 0:
-        raise ValueError(f"gaussian_bp needs beta > 0 and eps > 0; got beta={beta}, eps={eps}")
+        raise ValueError(f"gaussian_belief_propagation needs beta > 0 and eps > 0; got beta={beta}, eps={eps}")
     lin = lin if lin is not None else linearise(graph)
     if lin.loss_curvature < 0:
         raise ValueError(f"the evidence exp(-beta L) needs L''(y*) >= 0 to be a Gaussian message; "
@@ -223,3 +223,6 @@ def dense_posterior(graph: ScalarGraph, beta: float, eps: float, lin: Linearisat
     mean[free] = sigma_y * eta_y / (1.0 + lam_y * sigma_y[slot[graph.output]])
     cov[free] = sigma_y
     return DensePosterior(mean, cov)
+
+
+__all__ = ["BPResult", "DensePosterior", "Linearisation", "dense_posterior", "gaussian_belief_propagation", "linearise"]

@@ -168,3 +168,7 @@ def i_projection_slsqp(table: np.ndarray, variables: Sequence[str], constraints:
     multipliers = np.asarray(result.multipliers["eq"] if isinstance(result.multipliers, dict)
                              else result.multipliers)[: len(features)]
     return DirectProjection(q.reshape(table.shape), multipliers, kl(q), bool(result.success), str(result.message))
+
+
+__all__ = ["Constraint", "DirectProjection", "IProjection", "feature_matrix", "i_projection_newton",
+           "i_projection_slsqp", "log_partition", "moments", "tilted_table"]

@@ -153,3 +153,7 @@ def linear_gaussian_projection(graph: ScalarGraph, s: float, beta: float) -> Pro
     means = -beta * s ** 2 * lin.loss_gradient * c / denominator
     variances = s ** 2 - beta * s ** 4 * lin.loss_curvature * c ** 2 / denominator
     return Projection(means, variances)
+
+
+__all__ = ["LiftedGraph", "Projection", "extrapolated_adjoints", "gauss_hermite_rule", "linear_gaussian_projection",
+           "projection_adjoints"]

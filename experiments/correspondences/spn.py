@@ -388,3 +388,7 @@ def random_spn(rng: np.random.Generator, n_variables: int, cardinality: int = 2,
 
     region(list(variables))
     return SPN(variables, tuple(nodes))
+
+
+__all__ = ["SPN", "Indicator", "Node", "Product", "Sum", "TreeBayesNet", "enumerate_derivatives",
+           "example_bayes_net", "random_spn"]

@@ -10,7 +10,7 @@ from experiments.correspondences import (
     GraphBuilder,
     dense_posterior,
     fan_out_graph,
-    gaussian_bp,
+    gaussian_belief_propagation,
     linearise,
     scalar_mlp,
 )
@@ -20,14 +20,14 @@ GRAPHS = {"fan-out": fan_out_graph(), "mlp": scalar_mlp((2, 3, 3, 1), seed=0), "
 
 def relative_error(graph, beta, eps):
     ref = graph.adjoints_reference()
-    return float(np.max(np.abs(gaussian_bp(graph, beta, eps).adjoints(beta) - ref)) / np.max(np.abs(ref)))
+    return float(np.max(np.abs(gaussian_belief_propagation(graph, beta, eps).adjoints(beta) - ref)) / np.max(np.abs(ref)))
 
 
 @pytest.mark.parametrize("name", GRAPHS)
 def test_backward_messages_over_minus_beta_are_the_adjoints(name):
     """The error is O(beta eps); at beta = eps = 1e-7 it is ~1e-14, so 1e-10 leaves room for rounding."""
     graph = GRAPHS[name]
-    result = gaussian_bp(graph, 1e-7, 1e-7)
+    result = gaussian_belief_propagation(graph, 1e-7, 1e-7)
     assert result.converged
     assert relative_error(graph, 1e-7, 1e-7) <= 1e-10
 
@@ -37,7 +37,7 @@ def test_backward_messages_over_minus_beta_are_the_adjoints(name):
 def test_loopy_fixed_point_means_are_the_dense_posterior(name, beta, eps):
     """Gaussian BP means are exact at a fixed point, loops or not: 1e-12 relative (rounding only)."""
     graph = GRAPHS[name]
-    result = gaussian_bp(graph, beta, eps)
+    result = gaussian_belief_propagation(graph, beta, eps)
     dense = dense_posterior(graph, beta, eps)
     assert result.converged
     assert np.max(np.abs(result.belief_mean - dense.mean)) <= 1e-12 * np.max(np.abs(dense.mean))
@@ -66,7 +66,7 @@ def test_belief_mean_shift_is_minus_covariance_times_loss_gradient(name):
     eps = 0.1
     limit = -dense_posterior(graph, 1.0, eps, lin).prior_cov_with_output * lin.loss_gradient
     betas = np.logspace(-4, -2, 5)
-    errors = [np.max(np.abs(gaussian_bp(graph, b, eps, lin=lin).belief_mean / b - limit)) / np.max(np.abs(limit))
+    errors = [np.max(np.abs(gaussian_belief_propagation(graph, b, eps, lin=lin).belief_mean / b - limit)) / np.max(np.abs(limit))
               for b in betas]
     assert errors[0] <= 1e-3
     assert 0.9 <= fitted_order(betas, errors) <= 1.1
@@ -75,10 +75,10 @@ def test_belief_mean_shift_is_minus_covariance_times_loss_gradient(name):
 def test_bad_parameters_are_rejected():
     graph = fan_out_graph()
     with pytest.raises(ValueError, match="beta > 0 and eps > 0"):
-        gaussian_bp(graph, 0.0, 1e-3)
+        gaussian_belief_propagation(graph, 0.0, 1e-3)
     b = GraphBuilder()
     x = b.clamp("x", 0.3)
     y = b.node("y", lambda u: 2.0 * u[0], x)
     concave = b.build(y, lambda v: -(v ** 2))
     with pytest.raises(ValueError, match="L''"):
-        gaussian_bp(concave, 0.1, 0.1)
+        gaussian_belief_propagation(concave, 0.1, 0.1)
