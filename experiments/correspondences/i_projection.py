@@ -42,7 +42,9 @@ def log_partition(spn: SPN, features: Sequence[Constraint], mu: jax.Array) -> ja
 
 def moments(spn: SPN, features: Sequence[Constraint], mu: jax.Array) -> np.ndarray:
     """`E_q[phi] = grad log Z(mu)`, by backprop through the log-space SPN; shape `(len(features),)`."""
-    return np.asarray(jax.grad(lambda m: log_partition(spn, features, m))(jnp.asarray(mu, jnp.float64)))
+    slots = np.asarray([spn.slot(v, x) for v, x in features])
+    log_lam = jnp.zeros(spn.size).at[slots].add(jnp.asarray(mu, jnp.float64))
+    return np.asarray(_log_value_derivatives(spn)(log_lam)[1])[slots]
 
 
 @dataclass(frozen=True)
@@ -84,13 +86,14 @@ def i_projection_newton(spn: SPN, constraints: Mapping[Constraint, float], *, to
         if sum(v == variable for v, _ in features) >= spn.variables[variable]:
             raise ValueError(f"constrain at most |{variable}| - 1 values of {variable!r} "
                              "(the last is fixed by normalisation)")
-    def dual(m):
-        return log_partition(spn, features, m) - jnp.dot(m, targets)
+    compiled = _log_value_derivatives(spn)
+    slots = np.asarray([spn.slot(v, x) for v, x in features])
+    log_s1 = float(compiled(jnp.zeros(spn.size))[0])
 
-    @jax.jit
     def dual_grad_hess(m):
-        value, grad = jax.value_and_grad(dual)(m)
-        return value, grad, jax.jacfwd(jax.grad(dual))(m)
+        """The dual `log Z(m) - m . targets`, its gradient and Hessian, from the log-space SPN."""
+        value, grad, hess = (np.asarray(a) for a in compiled(jnp.zeros(spn.size).at[slots].add(jnp.asarray(m))))
+        return value - log_s1 - m @ targets, grad[slots] - targets, hess[np.ix_(slots, slots)]
 
     mu = np.zeros(len(features))
     residuals = []
@@ -104,9 +107,27 @@ def i_projection_newton(spn: SPN, constraints: Mapping[Constraint, float], *, to
         while float(dual_grad_hess(mu + t * step)[0]) > float(value) + 1e-4 * t * float(g @ step) + slack and t > 1e-8:
             t *= 0.5
         mu = mu + t * step
-    kl = float(mu @ targets - log_partition(spn, features, jnp.asarray(mu)))
+    kl = -float(dual_grad_hess(mu)[0])
     return IProjection(features, targets, mu, moments(spn, features, mu), kl, len(residuals) - 1,
                        np.asarray(residuals))
+
+
+_COMPILED: dict[int, tuple[SPN, object]] = {}
+
+
+def _log_value_derivatives(spn: SPN):
+    """`log_lam -> (log S, grad log S, hess log S)`, compiled once per network (kept with the entry so
+    its id stays valid)."""
+    if id(spn) not in _COMPILED or _COMPILED[id(spn)][0] is not spn:
+        @jax.jit
+        def derivatives(log_lam):
+            value, grad = jax.value_and_grad(spn.log_value)(log_lam)
+            return value, grad, jax.hessian(spn.log_value)(log_lam)
+
+        if len(_COMPILED) > 32:
+            _COMPILED.clear()
+        _COMPILED[id(spn)] = (spn, derivatives)
+    return _COMPILED[id(spn)][1]
 
 
 def feature_matrix(variables: Sequence[str], shape: Sequence[int], features: Sequence[Constraint]) -> np.ndarray:

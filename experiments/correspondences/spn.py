@@ -271,6 +271,25 @@ class TreeBayesNet:
             table[x] = p
         return table
 
+    def to_pgmpy(self):
+        """The same network as a `pgmpy.models.DiscreteBayesianNetwork` (needs the `peers` extra);
+        states are `0..|X|-1`."""
+        from pgmpy.factors.discrete import TabularCPD
+        from pgmpy.models import DiscreteBayesianNetwork
+
+        net = DiscreteBayesianNetwork([(p, c) for c, p in self.parents.items() if p is not None])
+        net.add_nodes_from(self.variables)
+        for name, card in self.variables.items():
+            table = np.asarray(self.cpts[name], dtype=np.float64)
+            parent = self.parents.get(name)
+            if parent is None:
+                net.add_cpds(TabularCPD(name, card, table.reshape(card, 1)))
+            else:
+                net.add_cpds(TabularCPD(name, card, table.T, evidence=[parent],
+                                        evidence_card=[self.variables[parent]]))
+        net.check_model()
+        return net
+
     def to_spn(self) -> SPN:
         """The network polynomial as an SPN, recursively from the roots:
 
