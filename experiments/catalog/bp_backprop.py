@@ -15,6 +15,9 @@ What is verified (the checkable version of the spec, section 1):
 - the error of `eta_v / (-beta)` over a grid of `(beta, eps)`: it is `C beta eps` (the first order
   in `beta` is exact for every `eps`), with the fitted orders in `beta` and in `eps` reported
   (`error_grid.order_beta`, `order_eps`, expected 1 each, fitted where the error is above 1e-13);
+- the first order in `beta` is exact for every `eps`: Richardson extrapolation in `beta`
+  (`2 a(beta/2) - a(beta)` at `beta = 1e-6`) gives `dL/dv` at `eps = 1, 0.1, 0.01`
+  (`first_order_in_beta`);
 - the loopy fixed-point means equal the dense Gaussian posterior of the linearised factor graph
   (Kalman conditioning by linear algebra) at every grid point (`dense_posterior_max_relative_error`);
 - the belief mean shift `(mean_v - v*) / beta` tends to `-Cov(v, y) L'(y*)` (prior covariance of the
@@ -49,6 +52,11 @@ ROUNDING_FLOOR = 1e-13
 
 LIMIT_BETA = LIMIT_EPS = 1e-8
 """Where the limit `beta, eps -> 0` is read (the error is `C beta eps`, so ~1e-16 times C)."""
+
+FIRST_ORDER_BETA = 1e-6
+FIRST_ORDER_EPS = (1.0, 0.1, 0.01)
+"""Richardson in `beta` (`2 a(beta/2) - a(beta)`) at these finite factor variances: the first order
+in `beta` of `eta / (-beta)` is exactly `dL/dv` for every `eps`."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +143,13 @@ def measure_graph(graph: ScalarGraph, config: BPBackpropConfig) -> dict:
     shift_errors = [relative(gaussian_belief_propagation(graph, b, eps, lin=lin).belief_mean / b, shift_limit)
                     for b in shift_betas]
 
+    first_order = {}
+    for e in FIRST_ORDER_EPS:
+        a1 = gaussian_belief_propagation(graph, FIRST_ORDER_BETA, e, lin=lin).adjoints(FIRST_ORDER_BETA)
+        a2 = gaussian_belief_propagation(graph, FIRST_ORDER_BETA / 2, e, lin=lin).adjoints(FIRST_ORDER_BETA / 2)
+        first_order[f"eps={e:g}"] = {"raw_relative_error": relative(a2, reference),
+                                     "extrapolated_relative_error": relative(2 * a2 - a1, reference)}
+
     histories = {f"beta={b:g},eps={e:g}": gaussian_belief_propagation(graph, b, e, lin=lin).changes.tolist()
                  for b, e in ((1.0, 1.0), (0.1, 0.01), (1e-4, 1e-4))}
     return {
@@ -162,6 +177,9 @@ def measure_graph(graph: ScalarGraph, config: BPBackpropConfig) -> dict:
             "rounding_floor": ROUNDING_FLOOR,
         },
         "dense_posterior_max_relative_error": dense_error,
+        "first_order_in_beta": {"beta": FIRST_ORDER_BETA, "by_eps": first_order,
+                                "max_extrapolated_relative_error": max(
+                                    v["extrapolated_relative_error"] for v in first_order.values())},
         "mean_shift": {
             "eps": eps,
             "beta": shift_betas.tolist(),
@@ -251,6 +269,7 @@ EXPERIMENT = Experiment(
     headline=(
         "max_limit_relative_error",
         "max_dense_posterior_relative_error",
+        "graphs.mlp.first_order_in_beta.max_extrapolated_relative_error",
         "graphs.mlp.error_grid.order_beta",
         "graphs.mlp.error_grid.order_eps",
         "graphs.mlp.mean_shift.order_beta",

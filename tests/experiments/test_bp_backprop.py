@@ -19,6 +19,8 @@ def test_quick_run_writes_results_figure_and_table(tmp_path):
         grid = graph["error_grid"]
         assert 0.9 <= grid["order_beta"] <= 1.1 and 0.9 <= grid["order_eps"] <= 1.1, name
         assert 0.9 <= graph["mean_shift"]["order_beta"] <= 1.1, name
+        # Richardson in beta at eps up to 1: the O(beta^2) remainder at beta = 1e-6 is ~1e-12
+        assert graph["first_order_in_beta"]["max_extrapolated_relative_error"] <= 1e-10, name
     for suffix in ("png", "pdf"):
         assert (record.folder / "figures" / f"bp_backprop.{suffix}").is_file()
     assert "jax.grad" in (record.folder / "tables" / "adjoints.md").read_text()

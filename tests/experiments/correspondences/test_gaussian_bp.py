@@ -33,6 +33,18 @@ def test_backward_messages_over_minus_beta_are_the_adjoints(name):
 
 
 @pytest.mark.parametrize("name", GRAPHS)
+def test_first_order_in_beta_is_exact_at_finite_eps(name):
+    """At eps = 1 (far from deterministic) Richardson in beta, 2 a(beta/2) - a(beta) at beta = 1e-6,
+    leaves the O(beta^2) remainder (~1e-12): the first order of eta / (-beta) is dL/dv for any eps."""
+    graph = GRAPHS[name]
+    ref = graph.adjoints_reference()
+    beta = 1e-6
+    a1 = gaussian_belief_propagation(graph, beta, 1.0).adjoints(beta)
+    a2 = gaussian_belief_propagation(graph, beta / 2, 1.0).adjoints(beta / 2)
+    assert np.max(np.abs(2 * a2 - a1 - ref)) <= 1e-10 * np.max(np.abs(ref))
+
+
+@pytest.mark.parametrize("name", GRAPHS)
 @pytest.mark.parametrize("beta, eps", [(0.3, 0.2), (1.0, 1.0), (0.05, 0.5)])
 def test_loopy_fixed_point_means_are_the_dense_posterior(name, beta, eps):
     """Gaussian BP means are exact at a fixed point, loops or not: 1e-12 relative (rounding only)."""
