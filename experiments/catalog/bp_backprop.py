@@ -224,7 +224,8 @@ def bp_figure(r: dict):
     for j in picks:
         axes[0].loglog(beta, np.maximum(err[:, j], floor), "o-", ms=3, label=rf"$\epsilon$ = {eps[j]:.0e}")
         axes[1].loglog(eps, np.maximum(err[j, :], floor), "o-", ms=3, label=rf"$\beta$ = {beta[j]:.0e}")
-    for ax, x, order, name in ((axes[0], beta, grid["order_beta"], r"\beta"), (axes[1], eps, grid["order_eps"], r"\epsilon")):
+    panels = ((axes[0], grid["order_beta"], r"\beta"), (axes[1], grid["order_eps"], r"\epsilon"))
+    for ax, order, name in panels:
         ax.axhline(grid["rounding_floor"], color=plots.OKABE_ITO["black"], ls=":", lw=0.8, label="fit floor")
         ax.set_xlabel(f"${name}$")
         ax.set_ylabel(r"max$_v |\eta_v/(-\beta) - \partial L/\partial v|$ / max$|\partial L/\partial v|$")

@@ -170,8 +170,10 @@ def measure_graph(graph: ScalarGraph, config: KLProjectionConfig, linear: bool) 
         for beta, s in ((0.1, 0.1), (0.01, 0.2), (0.5, 0.05)):
             closed = linear_gaussian_projection(graph, s, beta)
             quad = LiftedGraph(graph, s, config.points).projection(beta)
-            checks.append({"beta": beta, "s": s, "means_relative_difference": relative(quad.means, closed.means),
-                           "variances_abs_difference_over_s2": float(np.max(np.abs(quad.variances - closed.variances))) / s ** 2})
+            checks.append({
+                "beta": beta, "s": s, "means_relative_difference": relative(quad.means, closed.means),
+                "variances_abs_difference_over_s2": float(np.max(np.abs(quad.variances - closed.variances))) / s ** 2,
+            })
         out["gaussian_algebra_check"] = checks
     return out
 
@@ -184,14 +186,17 @@ def run(config: KLProjectionConfig, folder: RunFolder, progress: Progress) -> di
         r = measure_graph(graph, config, linear=name == "linear_mlp")
         results["graphs"][name] = r
         folder.log(f"{name}: limit error {r['limit_relative_error']:.3e}; raw error order in s {r['order_s']}; "
-                   f"max raw error {r['max_raw_relative_error']:.3e}; jvp vs -Cov {r['jvp_vs_covariance_max_relative_difference']:.3e}")
+                   f"max raw error {r['max_raw_relative_error']:.3e}; "
+                   f"jvp vs -Cov {r['jvp_vs_covariance_max_relative_difference']:.3e}")
     g = results["graphs"]
     results["summary"] = {
         "linear_max_relative_error_any_s": g["linear_mlp"]["max_raw_relative_error"],
-        "nonlinear_max_limit_relative_error": max(g["tanh_mlp"]["limit_relative_error"], g["fan_out"]["limit_relative_error"]),
+        "nonlinear_max_limit_relative_error": max(g["tanh_mlp"]["limit_relative_error"],
+                                                  g["fan_out"]["limit_relative_error"]),
         "tanh_mlp_order_s": g["tanh_mlp"]["order_s"],
         "fan_out_order_s": g["fan_out"]["order_s"],
-        "max_jvp_vs_covariance_relative_difference": max(v["jvp_vs_covariance_max_relative_difference"] for v in g.values()),
+        "max_jvp_vs_covariance_relative_difference": max(v["jvp_vs_covariance_max_relative_difference"]
+                                                         for v in g.values()),
     }
     progress(4, TOTAL_STEPS, "figure and table")
     folder.save_figure(projection_figure(results["graphs"]), "kl_projection")

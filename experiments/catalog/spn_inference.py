@@ -128,7 +128,8 @@ def spec_check(spn: SPN, bn: TreeBayesNet, ve) -> dict:
             rows[key] = (float(d[slot]), float(d_enum[slot]), pg)
     pg_post = None if ve is None else float(ve.query(["A"], evidence=SPEC_EVIDENCE, show_progress=False).values[1])
     rows["P(A=1|C=1)"] = (float(post[spn.slot("A", 1)]), float(d_enum[spn.slot("A", 1)] / S_enum), pg_post)
-    out = {key: {"spec": SPEC_VALUES[key], "backprop": b, "enumeration": e, "pgmpy": p} for key, (b, e, p) in rows.items()}
+    out = {key: {"spec": SPEC_VALUES[key], "backprop": b, "enumeration": e, "pgmpy": p}
+           for key, (b, e, p) in rows.items()}
     out["max_abs_error_vs_spec"] = max(abs(v["backprop"] - v["spec"]) for v in out.values())
     return out
 
@@ -270,7 +271,8 @@ def run(config: SPNInferenceConfig, folder: RunFolder, progress: Progress) -> di
         ve = None
         folder.log("pgmpy is not installed (the `peers` extra): the pgmpy comparisons are null")
     progress(1, TOTAL_STEPS, "the spec's numbers for evidence C = 1")
-    results: dict = {"pgmpy_available": ve is not None, "spn_nodes": len(spn.nodes), "spec_check": spec_check(spn, bn, ve)}
+    results: dict = {"pgmpy_available": ve is not None, "spn_nodes": len(spn.nodes),
+                     "spec_check": spec_check(spn, bn, ve)}
     progress(2, TOTAL_STEPS, "every evidence set: enumeration and pgmpy variable elimination")
     results["bayes_net"] = bayes_net_checks(spn, bn, ve)
     progress(3, TOTAL_STEPS, f"{count} random complete, decomposable SPNs against enumeration")
@@ -280,6 +282,7 @@ def run(config: SPNInferenceConfig, folder: RunFolder, progress: Progress) -> di
     results["i_projection"] = projection_checks(spn, bn)
     progress(5, TOTAL_STEPS, "soft evidence q(C=1) = m: Jeffrey's rule and the hard-evidence limit")
     results["soft_evidence"] = soft_evidence_sweep(spn, bn, points)
+    projections = results["i_projection"].values()
     results["summary"] = {
         "max_abs_error_vs_enumeration": max(results["bayes_net"]["max_abs_error"]["derivatives_vs_enumeration"],
                                             results["bayes_net"]["max_abs_error"]["posteriors_vs_enumeration"],
@@ -288,8 +291,8 @@ def run(config: SPNInferenceConfig, folder: RunFolder, progress: Progress) -> di
         "max_abs_error_vs_pgmpy": None if ve is None else max(
             results["bayes_net"]["max_abs_error"]["derivatives_vs_pgmpy"],
             results["bayes_net"]["max_abs_error"]["posteriors_vs_pgmpy"]),
-        "max_multiplier_difference_vs_slsqp": max(v["multiplier_max_abs_difference"] for v in results["i_projection"].values()),
-        "max_table_difference_vs_slsqp": max(v["table_max_abs_difference"] for v in results["i_projection"].values()),
+        "max_multiplier_difference_vs_slsqp": max(v["multiplier_max_abs_difference"] for v in projections),
+        "max_table_difference_vs_slsqp": max(v["table_max_abs_difference"] for v in projections),
     }
     for key, value in results["summary"].items():
         folder.log(f"{key}: {value}")
