@@ -378,7 +378,7 @@ def random_spn(rng: np.random.Generator, n_variables: int, cardinality: int = 2,
 
     A region over a scope of one variable is a sum over its indicators (a categorical leaf); a larger
     scope is a sum of `1..max_children` products, each over a random partition of the scope into two
-    to three non-empty parts, recursively. Weights are Dirichlet(1) draws.
+    to three non-empty parts, recursively. Weights are Dirichlet(1) draws (floored at 1e-3, renormalised).
     """
     if n_variables < 1 or cardinality < 2:
         raise ValueError(f"random_spn needs n_variables >= 1 and cardinality >= 2; got {n_variables}, {cardinality}")
@@ -402,8 +402,8 @@ def random_spn(rng: np.random.Generator, n_variables: int, cardinality: int = 2,
                 groups = [[v for v, g in zip(scope, labels) if g == k] for k in range(parts)]
                 children.append(add(Product(tuple(region(group) for group in groups))))
             children = tuple(children)
-        weights = rng.dirichlet(np.ones(len(children)))
-        return add(Sum(children, tuple(float(w) for w in np.maximum(weights, 1e-3) / np.maximum(weights, 1e-3).sum())))
+        weights = np.maximum(rng.dirichlet(np.ones(len(children))), 1e-3)  # keep every weight > 0
+        return add(Sum(children, tuple(float(w) for w in weights / weights.sum())))
 
     region(list(variables))
     return SPN(variables, tuple(nodes))
