@@ -346,7 +346,8 @@ def spn_figure(results: dict):
 
 def spec_table(spec: dict) -> Table:
     """The spec's numbers for `C = 1` against backprop, enumeration and pgmpy."""
-    rows = [[key, v["spec"], v["backprop"], v["enumeration"], "n/a" if v["pgmpy"] is None else v["pgmpy"]]
+    rows = [[key.replace("|", " given "), v["spec"], v["backprop"], v["enumeration"],
+             "n/a" if v["pgmpy"] is None else v["pgmpy"]]
             for key, v in spec.items() if isinstance(v, dict)]
     return Table(columns=["quantity", "spec", "backprop", "enumeration", "pgmpy VE"], rows=rows,
                  caption="Evidence C = 1 on A -> B, A -> C: derivatives of the network polynomial (float64)",
@@ -359,8 +360,8 @@ def projection_table(proj: dict) -> Table:
     for label, v in proj.items():
         for f, mn, ms in zip(v["features"], v["multipliers_newton"], v["multipliers_slsqp"]):
             rows.append([label, f, float(mn), float(ms), abs(float(mn) - float(ms)), v["table_max_abs_difference"]])
-    return Table(columns=["constraints", "feature", "mu (Newton, backprop)", "mu (SLSQP KKT)", "|difference|",
-                          "max |q_Newton - q_SLSQP|"], rows=rows,
+    return Table(columns=["constraints", "feature", "mu (Newton, backprop)", "mu (SLSQP KKT)", "abs. difference",
+                          "max abs. difference of q"], rows=rows,
                  caption="I-projection multipliers: Newton on grad log S(mu) = m against a direct constrained solve",
                  label="tab:spn-i-projection", digits=10)
 
