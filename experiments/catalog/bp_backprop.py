@@ -93,6 +93,10 @@ class BPBackpropConfig:
             raise ValueError(f"config key 'grid_points' must be >= 3; got {self.grid_points}")
         if not 0 < self.grid_min < 0.1:
             raise ValueError(f"config key 'grid_min' must be in (0, 0.1); got {self.grid_min}")
+        replaced = [k for k in ("grid_points", "grid_min")
+                    if self.quick and getattr(self, k) != BPBackpropConfig.__dataclass_fields__[k].default]
+        if replaced:
+            raise ValueError(f"config key 'quick' replaces the grid; do not also set {', '.join(replaced)}")
         if not self.mean_shift_eps > 0:
             raise ValueError(f"config key 'mean_shift_eps' must be > 0; got {self.mean_shift_eps}")
 

@@ -89,6 +89,10 @@ class KLProjectionConfig:
             raise ValueError(f"config key 'points' must be >= 3 (degree-5 rule); got {self.points}")
         if not 0 < self.s_min < self.s_max:
             raise ValueError(f"config keys need 0 < s_min < s_max; got {self.s_min}, {self.s_max}")
+        replaced = [k for k in ("s_min", "s_max", "s_points")
+                    if self.quick and getattr(self, k) != KLProjectionConfig.__dataclass_fields__[k].default]
+        if replaced:
+            raise ValueError(f"config key 'quick' replaces the widths; do not also set {', '.join(replaced)}")
         if self.s_points < 3:
             raise ValueError(f"config key 's_points' must be >= 3; got {self.s_points}")
 

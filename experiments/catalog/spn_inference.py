@@ -92,6 +92,10 @@ class SPNInferenceConfig:
         if not 2 <= self.min_variables <= self.max_variables <= 10:
             raise ValueError("config keys 'min_variables' <= 'max_variables' must lie in [2, 10]; "
                              f"got {self.min_variables}, {self.max_variables}")
+        replaced = [k for k in ("random_networks", "soft_evidence_points")
+                    if self.quick and getattr(self, k) != SPNInferenceConfig.__dataclass_fields__[k].default]
+        if replaced:
+            raise ValueError(f"config key 'quick' replaces the sizes; do not also set {', '.join(replaced)}")
         if self.soft_evidence_points < 3:
             raise ValueError(f"config key 'soft_evidence_points' must be >= 3; got {self.soft_evidence_points}")
 

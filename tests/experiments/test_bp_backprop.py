@@ -29,3 +29,5 @@ def test_quick_run_writes_results_figure_and_table(tmp_path):
 def test_config_rejects_a_graph_without_loops():
     with pytest.raises(ValueError, match="two hidden layers"):
         get("bp-backprop").resolve({"widths": "2,3,1"})
+    with pytest.raises(ValueError, match="do not also set grid_points"):
+        get("bp-backprop").resolve({"quick": "true", "grid_points": "7"})
