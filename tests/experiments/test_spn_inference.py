@@ -1,0 +1,27 @@
+"""The spn-inference experiment, quick preset, run into a folder."""
+
+import json
+
+from experiments.catalog import get
+from experiments.runner import run
+
+
+def test_quick_run_writes_results_figure_and_tables(tmp_path):
+    record = run(get("spn-inference"), {"quick": True}, out=tmp_path / "spn")
+    results = json.loads((record.folder / "results.json").read_text())
+    # exact identities: rounding of sums of a few products of probabilities
+    assert results["spec_check"]["max_abs_error_vs_spec"] <= 1e-15
+    assert results["summary"]["max_abs_error_vs_enumeration"] <= 1e-13
+    if results["pgmpy_available"]:
+        assert results["summary"]["max_abs_error_vs_pgmpy"] <= 1e-13
+    # the spec's tolerances for the I-projection against SLSQP (limited by SLSQP's accuracy)
+    assert results["summary"]["max_multiplier_difference_vs_slsqp"] <= 1e-6
+    assert results["summary"]["max_table_difference_vs_slsqp"] <= 1e-8
+    assert results["soft_evidence"]["moment_max_abs_difference"] <= 1e-12
+    assert 0.9 <= results["soft_evidence"]["gap_order_in_one_minus_m"] <= 1.1
+    assert "not complete" in results["validation"]["not_complete"]
+    assert "not decomposable" in results["validation"]["not_decomposable"]
+    for suffix in ("png", "pdf"):
+        assert (record.folder / "figures" / f"spn_inference.{suffix}").is_file()
+    assert (record.folder / "tables" / "spec_numbers.md").is_file()
+    assert (record.folder / "tables" / "i_projection.md").is_file()
