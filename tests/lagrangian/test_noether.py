@@ -46,11 +46,13 @@ def test_rescaling_charge_per_neuron_and_per_layer(key):
     net, theta, _, _ = _relu_problem(key, widths=(5, 7, 4, 3))
     for layer in (0, 1):
         closed = np.asarray(N.rescaling_charges(theta, layer))
-        auto = [float(N.gradient_flow_charge(N.rescaling(layer, i), theta)) for i in range(closed.shape[0])]
+        units = closed.shape[0]
+        auto = jax.jit(lambda th: jnp.stack([N.gradient_flow_charge(N.rescaling(layer, i), th)
+                                             for i in range(units)]))(theta)
         np.testing.assert_allclose(auto, closed, rtol=0, atol=1e-12)
-        whole = float(N.gradient_flow_charge(N.rescaling(layer), theta))
-        w, b, w_next = (np.asarray(theta[layer][k]) for k in ("W", "b")), None, np.asarray(theta[layer + 1]["W"])
-        w, b = (np.asarray(theta[layer]["W"]), np.asarray(theta[layer]["b"]))
+        whole = float(jax.jit(lambda th: N.gradient_flow_charge(N.rescaling(layer), th))(theta))
+        w, b = np.asarray(theta[layer]["W"]), np.asarray(theta[layer]["b"])
+        w_next = np.asarray(theta[layer + 1]["W"])
         layer_form = 0.5 * ((w**2).sum() + (b**2).sum() - (w_next**2).sum())
         assert abs(whole - layer_form) <= 1e-12
 
@@ -72,15 +74,16 @@ def test_linear_group_charges_are_the_balance_and_angular_momentum_matrices(key)
         np.testing.assert_allclose(c, w @ w.T + np.outer(b, b) - w_next.T @ w_next, atol=1e-12)
         m_mat = np.asarray(N.angular_momentum_matrix(theta, momentum, layer))
         m = c.shape[0]
-        for i in range(m):
-            for j in range(i, m):
-                sym = float(N.gradient_flow_charge(N.linear_group(layer, _basis(m, i, j, True)), theta))
-                # Omega = E_ij + E_ji: 1/2 tr(Omega C) = C_ij (i != j) or C_ii (i == j, Omega = 2 E_ii)
-                assert abs(sym - c[i, j]) <= 1e-12
-                if i != j:
-                    rot = float(N.momentum_charge(N.linear_group(layer, _basis(m, i, j, False)), theta, momentum))
-                    # Omega = E_ij - E_ji: tr(Omega M) = M_ji - M_ij
-                    assert abs(rot - (m_mat[j, i] - m_mat[i, j])) <= 1e-12
+        pairs = [(i, j) for i in range(m) for j in range(i, m)]
+        sym = jax.jit(jax.vmap(lambda om: N.gradient_flow_charge(N.linear_group(layer, om), theta)))(
+            jnp.stack([_basis(m, i, j, True) for i, j in pairs]))
+        rot = jax.jit(jax.vmap(lambda om: N.momentum_charge(N.linear_group(layer, om), theta, momentum)))(
+            jnp.stack([_basis(m, i, j, False) for i, j in pairs]))
+        for (i, j), s_ij, r_ij in zip(pairs, np.asarray(sym), np.asarray(rot)):
+            # Omega = E_ij + E_ji: 1/2 tr(Omega C) = C_ij (i != j) or C_ii (i == j, Omega = 2 E_ii)
+            assert abs(s_ij - c[i, j]) <= 1e-12
+            # Omega = E_ij - E_ji: tr(Omega M) = M_ji - M_ij (zero generator when i == j)
+            assert abs(r_ij - (m_mat[j, i] - m_mat[i, j])) <= 1e-12
 
 
 def test_generators_are_symmetries_and_of_the_right_type(key):
@@ -88,19 +91,19 @@ def test_generators_are_symmetries_and_of_the_right_type(key):
     risk = lambda th: L.network_risk(net, th, x, loss)  # noqa: E731
     gradient_scale = float(jnp.sqrt(sum(jnp.sum(g**2) for g in jax.tree.leaves(jax.grad(risk)(theta)))))
     for gen in (N.rescaling(0, 2), N.rescaling(0), N.translation(1)):
-        assert abs(float(N.invariance_defect(risk, gen, theta))) <= 1e-13 * gradient_scale
-    d = N.generator_defects(N.rescaling(0, 1), theta, key)
+        assert abs(float(jax.jit(lambda th: N.invariance_defect(risk, gen, th))(theta))) <= 1e-13 * gradient_scale
+    d = jax.jit(lambda th: N.generator_defects(N.rescaling(0, 1), th, key))(theta)
     assert float(d["affine"]) <= 1e-14 and float(d["symmetric"]) <= 1e-14 and float(d["antisymmetric"]) > 1e-3
     lin, lin_theta, lx, lloss = _linear_problem(key)
     lin_risk = lambda th: L.network_risk(lin, th, lx, lloss)  # noqa: E731
     rot = N.linear_group(0, _basis(5, 0, 3, False))
-    assert abs(float(N.invariance_defect(lin_risk, rot, lin_theta))) <= 1e-12
-    d = N.generator_defects(rot, lin_theta, key)
+    assert abs(float(jax.jit(lambda th: N.invariance_defect(lin_risk, rot, th))(lin_theta))) <= 1e-12
+    d = jax.jit(lambda th: N.generator_defects(rot, th, key))(lin_theta)
     assert float(d["antisymmetric"]) <= 1e-14 and float(d["symmetric"]) > 1e-3
     # a tanh network has no rescaling symmetry: the check must see it
     tanh = L.MLP((5, 6, 3), activation="tanh", readout=True)
     tanh_risk = lambda th: L.network_risk(tanh, th, x, loss)  # noqa: E731
-    assert abs(float(N.invariance_defect(tanh_risk, N.rescaling(0, 2), theta))) > 1e-4
+    assert abs(float(jax.jit(lambda th: N.invariance_defect(tanh_risk, N.rescaling(0, 2), th))(theta))) > 1e-4
 
 
 def test_bad_generator_arguments_are_rejected(key):
