@@ -18,7 +18,7 @@ from .fields import HarmonicOscillator, Linear, MLPField, NeuralODE, Pendulum
 from .invariants import bilinear_invariant, energy, symplectic_form, symplecticity_defect
 from .landscape import action_hessian, inertia, linearised_flows
 from .learning import GradientFlow, HeavyBall, network_risk
-from .loss import CrossEntropy, Loss, SquaredError
+from .loss import CrossEntropy, LinearFunctional, Loss, SquaredError
 from .networks import ACTIVATIONS, MLP, Recurrent, ResNet, activation
 from .noether import (
     angular_momentum_matrix,
@@ -38,7 +38,8 @@ from .phase_space import HamiltonFlow, friction_log_volume, log_volume
 from .system import LayerMaps, System, VectorField, check_finite, check_params
 
 __all__ = [
-    "ACTIVATIONS", "CrossEntropy", "GradientFlow", "HamiltonFlow", "HarmonicOscillator", "HeavyBall", "LayerMaps", "Linear", "Loss", "MLP",
+    "ACTIVATIONS", "CrossEntropy", "GradientFlow", "HamiltonFlow", "HarmonicOscillator", "HeavyBall",
+    "LinearFunctional", "LayerMaps", "Linear", "Loss", "MLP",
     "MLPField", "NeuralODE", "Pendulum", "Recurrent", "ResNet", "SquaredError", "System",
     "VectorField", "activation", "bilinear_invariant", "check_finite",
     "check_params", "continuous_action", "copies", "discrete_action", "doubled_action", "energy",

@@ -9,19 +9,6 @@ import integrators as I
 import lagrangian as L
 
 
-class LinearLoss(L.Loss):
-    """`l(x) = c . x`: zero curvature, so the `A` block vanishes for linear layers."""
-
-    c: jax.Array
-    target_ndim = 1
-
-    def targets(self):
-        return self.c
-
-    def pointwise(self, x, c):
-        return jnp.vdot(c, x)
-
-
 def _stationary(system, theta, x0, loss):
     sol = I.sweep(system, theta, x0, loss)
     return sol.xs, sol.ps
@@ -58,7 +45,7 @@ def test_zero_curvature_spectrum_is_plus_minus_the_singular_values_of_b():
     with B assembled here by hand from the weight matrices."""
     net = L.MLP((3, 4, 4, 2), activation="identity")
     theta = net.init(jax.random.key(1))
-    x0, loss = jnp.array([0.3, -0.5, 0.9]), LinearLoss(c=jnp.array([1.0, -2.0]))
+    x0, loss = jnp.array([0.3, -0.5, 0.9]), L.LinearFunctional(c=jnp.array([1.0, -2.0]))
     xs, ps = _stationary(net, theta, x0, loss)
     hess = np.asarray(L.action_hessian(net, theta, xs, ps, loss))
     b = -np.eye(10)
