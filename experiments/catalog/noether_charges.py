@@ -36,9 +36,10 @@ Measurements:
 4. Momentum (heavy ball, `lagrangian.HeavyBall`, leapfrog, from a random
    velocity): the isometry charges `Q_H` (rotations of the hidden layer,
    translation) are conserved without friction, while the gradient-flow
-   charges of rescaling (`Omega` symmetric) are broken at the rate `p . Omega p`
-   and the bias sum drifts linearly, at the rate of its conserved momentum
-   charge `sum_i p_{b_1}[i]` (zero only for a start at rest); with friction `gamma` the leapfrog kicks multiply `Q_H` by exactly
+   charges of rescaling (`Omega` symmetric) are broken, `dQ_GF/dt = delta(theta) . p`
+   (their momentum charges too, at the rate `p . Omega p`), and the bias sum drifts linearly, at the rate of its conserved momentum
+   charge `sum_i p_{b_1}[i]` (zero only for a start at rest); with friction
+   `gamma` the leapfrog kicks multiply `Q_H` by exactly
    `(1 - h gamma/2)^2` per step, `-> exp(-gamma t)`.
 """
 
@@ -485,7 +486,8 @@ def breaking_figure(ts, results, curves, momentum, config):
         for method, entry in results["step_size"][name].items():
             order = entry["fitted_order"]
             text = "n/a" if order is None else f"{order:.2f}"
-            axes[0].loglog(rates, np.maximum(entry["rescaling_drift_at_t_final"], FLOOR), "o-" if name == "linear" else "s--",
+            marker = "o-" if name == "linear" else "s--"
+            axes[0].loglog(rates, np.maximum(entry["rescaling_drift_at_t_final"], FLOOR), marker,
                            label=f"{name}, {entry['integrator']} (order {text})")
     from matplotlib.ticker import NullFormatter
 
