@@ -66,3 +66,17 @@ class CrossEntropy(Loss):
 
     def pointwise(self, x, label):
         return jax.nn.logsumexp(x) - x[label]
+
+
+class LinearFunctional(Loss):
+    """`l(x) = c . x`: a loss of zero curvature (its conjugate field is `p_N = c`, so the
+    sweep returns the directional sensitivity of `c . x_N`); `c` is `(n,)` or `(B, n)`."""
+
+    c: Float[Array, "*batch n"]
+    target_ndim = 1
+
+    def targets(self):
+        return self.c
+
+    def pointwise(self, x, c):
+        return jnp.vdot(c, x)
