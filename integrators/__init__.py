@@ -9,8 +9,10 @@ from .memory import Checkpoint, Memory, Reversible, StoreAll, memory_named
 from .partner import partner_tableau
 from .relax import (
     NewtonInTime,
+    RelaxedTraining,
     Relaxation,
     SaddleFlow,
+    learn_while_relaxing,
     newton_in_time,
     relax,
     relaxation_step,
@@ -54,6 +56,6 @@ __all__ = [
     "Checkpoint", "Discretisation", "Memory", "Reversible", "ReversibleHeun", "RungeKutta",
     "Solution", "Splitting", "SplittingTableau", "StoreAll", "adaptive_grid", "discretise", "forward",
     "memory_named", "method_names", "NewtonInTime", "newton_in_time", "output", "partner_tableau",
-    "relax", "Relaxation", "relaxation_step", "saddle_flow", "SaddleFlow", "saddle_flow_step", "solve", "sweep", "tableau",
+    "learn_while_relaxing", "relax", "RelaxedTraining", "Relaxation", "relaxation_step", "saddle_flow", "SaddleFlow", "saddle_flow_step", "solve", "sweep", "tableau",
     "tangent_sweep", "tension", "uniform_grid",
 ]

@@ -142,16 +142,20 @@ def relax(
     return _relax(system, theta, x0, loss, int(iterations), float(eta), bool(record_grads))
 
 
-@eqx.filter_jit
-def _relax(system, theta, x0, loss, iterations, eta, record_grads):
+def _initial_fields(system, theta, x0):
+    """`x_k = x_0` (layers of one shape) or `x_k = 0` (changing widths), `p_k = 0`."""
     if system.layout == "unrolled":
         # start every layer at zero with its own width (the forward pass fills them in)
         shapes = [z.shape for z in jax.eval_shape(lambda: forward(system, theta, x0))]
         xs = (x0, *[jnp.zeros(sh, x0.dtype) for sh in shapes[1:]])
-        ps = tuple(jnp.zeros(sh, x0.dtype) for sh in shapes)
-    else:
-        xs = jnp.broadcast_to(x0, (system.depth + 1,) + x0.shape)
-        ps = jnp.zeros_like(xs)
+        return xs, tuple(jnp.zeros(sh, x0.dtype) for sh in shapes)
+    xs = jnp.broadcast_to(x0, (system.depth + 1,) + x0.shape)
+    return xs, jnp.zeros_like(xs)
+
+
+@eqx.filter_jit
+def _relax(system, theta, x0, loss, iterations, eta, record_grads):
+    xs, ps = _initial_fields(system, theta, x0)
 
     def body(carry, _):
         xs, ps = carry
@@ -269,6 +273,65 @@ def _saddle(system, theta, x0, loss, iterations, eta, rho, record_every):
     back, grads = _pullbacks(system, theta, xs, ps[1:])
     ps = ps.at[0].set(back[0])
     return SaddleFlow(xs=xs, ps=ps, grad=grads, forward_residual=rf, conjugate_residual=rc, grads=history)
+
+
+class RelaxedTraining(eqx.Module):
+    """Result of `learn_while_relaxing`: final parameters and fields, and per update
+    the loss of the forward pass at the parameters used and the largest residuals."""
+
+    theta: PyTree
+    xs: Array | tuple[Array, ...]
+    ps: Array | tuple[Array, ...]
+    losses: Array
+    forward_residual: Array
+    conjugate_residual: Array
+
+
+def learn_while_relaxing(
+    system: LayerMaps,
+    theta: PyTree,
+    x0: Array,
+    loss: Loss,
+    update,
+    state,
+    updates: int,
+    relax_steps: int = 1,
+    eta: float = 1.0,
+) -> RelaxedTraining:
+    """Learning while inferring: the fields `(x_k, p_k)` relax continuously and the
+    parameters move during the relaxation, never waiting for it to converge.
+
+    Each of the `updates` rounds takes `relax_steps` conjugate-relaxation steps
+    (`relaxation_step`, step `eta`) from where the fields are, then one parameter
+    update `(theta, state) = update(theta, g, state)` with the gradient
+    `g = (dPhi_k/dtheta_k)^T p_{k+1}` read at the current, unconverged fields (an
+    optax update fits: `update = lambda th, g, s: ...`). The fields are never reset.
+    `losses[t]` is `l(x_N)` of the forward pass at the parameters of round `t`
+    (a diagnostic; the training itself only reads the relaxing fields).
+    """
+    if int(updates) < 1 or int(relax_steps) < 1:
+        raise ValueError(f"updates and relax_steps must be >= 1; got {updates}, {relax_steps}")
+    if not 0 < eta <= 1:
+        raise ValueError(f"relaxation step eta must lie in (0, 1]; got {eta}")
+    x0 = jnp.asarray(x0)
+    system.check(theta, x0)
+    return _learn(system, theta, x0, loss, update, state, int(updates), int(relax_steps), float(eta))
+
+
+@eqx.filter_jit
+def _learn(system, theta, x0, loss, update, state, updates, relax_steps, eta):
+    xs, ps = _initial_fields(system, theta, x0)
+
+    def round_(carry, _):
+        xs, ps, theta, state = carry
+        value = loss(forward(system, theta, x0)[-1])
+        for _ in range(relax_steps):
+            xs, ps, grads, rf, rc = relaxation_step(system, theta, loss, eta, xs, ps)
+        theta, state = update(theta, grads, state)
+        return (xs, ps, theta, state), (value, rf, rc)
+
+    (xs, ps, theta, _), (losses, rf, rc) = jax.lax.scan(round_, (xs, ps, theta, state), None, length=updates)
+    return RelaxedTraining(theta=theta, xs=xs, ps=ps, losses=losses, forward_residual=rf, conjugate_residual=rc)
 
 
 def _jacobian(system, k, theta_k, x):
