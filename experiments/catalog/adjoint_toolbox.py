@@ -37,7 +37,9 @@ shown is in `results.json`.
    `eps log u_L` (envelope), unrolled backprop and implicit differentiation
    against `L`, reference `f*` at convergence, checked by finite differences.
 
-The `quick` preset shrinks every sweep (`QUICK_SIZES`).
+The `quick` preset shrinks every sweep (`QUICK_SIZES`), times each gradient
+once instead of the median of 3, and skips XLA's memory statistics of the
+checkpointing sweep (one more compilation per strategy and `N`).
 """
 
 from __future__ import annotations
@@ -132,7 +134,8 @@ def _slope(x, y) -> float:
 
 def measure_gradient_cost(config: ToolboxConfig) -> dict:
     ps = config.sizes("cost_params")
-    points = [gradient_cost.measure(p, 8, jax.random.key(config.seed + p)) for p in ps]
+    repeats = 1 if config.quick else 3
+    points = [gradient_cost.measure(p, 8, jax.random.key(config.seed + p), repeats) for p in ps]
     out = {"params": list(ps), "batch": 8}
     for m in gradient_cost.METHODS:
         calls = [pt.calls[m] for pt in points]
@@ -179,7 +182,9 @@ def measure_checkpointing(config: ToolboxConfig) -> dict:
             "scheme": checkpointing.scheme_for(name),
             "field_evaluations": list(evaluations),
             "stored_states": [checkpointing.stored_states(name, n) for n in steps],
-            "compiled_state_count": [checkpointing.compiled_state_count(name, n) for n in steps],
+            # XLA's memory statistics need one more compilation per (strategy, N): full preset only
+            "compiled_state_count": (None if config.quick else
+                                     [checkpointing.compiled_state_count(name, n) for n in steps]),
         }
         if recon[0] is not None:
             out[name]["reconstruction_error_max"] = max(recon)
@@ -350,8 +355,14 @@ def checkpointing_figure(r: dict):
     names = list(checkpointing.STRATEGIES)
     _loglog(axes[0], n, {s: r[s]["stored_states"] for s in names}, "steps $N$", "stored states (schedule)",
             "memory", {s: r[s]["stored_states_slope"] for s in names})
-    _loglog(axes[1], n, {s: r[s]["compiled_state_count"] for s in names if r[s]["compiled_state_count"][0] is not None},
-            "steps $N$", "XLA temp bytes / bytes of one state", "memory (compiled)")
+    compiled = {s: r[s]["compiled_state_count"] for s in names
+                if r[s]["compiled_state_count"] is not None and None not in r[s]["compiled_state_count"]}
+    if compiled:
+        _loglog(axes[1], n, compiled, "steps $N$", "XLA temp bytes / bytes of one state", "memory (compiled)")
+    else:
+        axes[1].text(0.5, 0.5, "XLA memory statistics:\nfull preset only", ha="center", va="center",
+                     transform=axes[1].transAxes)
+        axes[1].set_axis_off()
     for s in names:
         axes[2].semilogx(n, r[s]["extra_evaluations_per_step"], "o-", ms=3, label=s, base=2)
     axes[2].set_xlabel("steps $N$")

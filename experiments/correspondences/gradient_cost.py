@@ -79,16 +79,18 @@ def problem(p: int, batch: int, key) -> tuple[jax.Array, jax.Array]:
 
 def gradient(method: str, fn: CountedFunction, theta, step: float | None = None):
     """The whole gradient by `method` (one of `METHODS`), counted on `fn`."""
+    # perturbations and results live in numpy: only the counted calls run JAX programs
+    theta = np.asarray(theta)
     p = theta.shape[0]
-    basis = jnp.eye(p, dtype=theta.dtype)
+    basis = np.eye(p, dtype=theta.dtype)
     if method == "finite-differences":
-        h = step if step is not None else float(np.sqrt(np.finfo(np.float64).eps)) * max(1.0, float(jnp.max(jnp.abs(theta))))
-        base = fn(theta)
-        return jnp.stack([(fn(theta + h * basis[i]) - base) / h for i in range(p)])
+        h = step if step is not None else float(np.sqrt(np.finfo(np.float64).eps)) * max(1.0, float(np.max(np.abs(theta))))
+        base = float(fn(theta))
+        return np.array([(float(fn(theta + h * basis[i])) - base) / h for i in range(p)])
     if method == "forward-mode":
-        return jnp.stack([fn.jvp(theta, basis[i]) for i in range(p)])
+        return np.array([float(fn.jvp(theta, basis[i])) for i in range(p)])
     if method == "reverse-mode":
-        return fn.vjp(theta)
+        return np.asarray(fn.vjp(theta))
     raise ValueError(f"unknown gradient method {method!r}; choose one of {METHODS}")
 
 
@@ -130,7 +132,7 @@ def measure(p: int, batch: int, key, repeats: int = 3) -> CostPoint:
     """Counts, flops ratios, times (median of `repeats` warm runs) and errors at one `p`."""
     theta, inputs = problem(p, batch, key)
     fn_plain = tanh_unit(inputs)
-    exact = tanh_unit_gradient(theta, inputs)
+    exact = np.asarray(tanh_unit_gradient(theta, inputs))
     flops = xla_flops(fn_plain, theta)
     calls, seconds, errors = {}, {}, {}
     counted = CountedFunction(fn_plain)
@@ -148,7 +150,7 @@ def measure(p: int, batch: int, key, repeats: int = 3) -> CostPoint:
         g = jax.block_until_ready(gradient(method, counted, theta))  # the first call also compiles
         calls[method] = counted.calls
         seconds[method] = timed(lambda: gradient(method, counted, theta))  # noqa: B023
-        errors[method] = float(jnp.linalg.norm(g - exact) / jnp.linalg.norm(exact))
+        errors[method] = float(np.linalg.norm(g - exact) / np.linalg.norm(exact))
     seconds["evaluation"] = timed(lambda: counted(theta))
     ratio = {m: flops[m] / flops["evaluation"] for m in METHODS}
     return CostPoint(p=p, calls=calls, flops_ratio=ratio, seconds=seconds, relative_error=errors)
