@@ -99,7 +99,11 @@ def reconstruct(system, theta, x_final):
 
 
 class Reconstruction(NamedTuple):
-    """One run: reconstruction errors (relative to `max |x|`) and the gradient check."""
+    """One run. `max_error`, `error_at_x0`: `max_k |x_k^rec - x_k|_inf / max |x|` over the stored
+    forward pass (and at `k = 0`); `sweep_reconstruction_error`: what the `Reversible()` sweep
+    reports (`|x_0^rec - x_0|_inf / |x_0|_inf`); `gradient_relative_error`: the sweep's gradient
+    against `jax.grad` of the forward map (L2, leaves concatenated); `euler_backstep_error`:
+    `|x_0^back - x_0|_inf / max |x|` for forward Euler undone by explicit back-steps."""
 
     steps: int
     max_error: float
