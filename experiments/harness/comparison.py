@@ -111,7 +111,7 @@ class Comparison:
     def summary(self) -> dict:
         counts = {s: sum(c.status == s for c in self.cells) for s in STATUSES}
         project = [c.relative_error for c in self.cells
-                   if c.kind == "project" and c.relative_error is not None]
+                   if c.kind == "project" and c.tolerance is not None and c.relative_error is not None]
         return {
             "pairs": len(self.cells),
             "counts": counts,
