@@ -437,3 +437,7 @@ def compare(
             f"FAILED: {summary['project_failures']} project method(s) missed their tolerance: "
             + "; ".join(summary["failed_cells"]), markup=False)
         raise typer.Exit(FAILED)
+
+
+if __name__ == "__main__":  # python -m experiments.cli
+    app()
