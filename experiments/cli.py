@@ -208,7 +208,8 @@ MISMATCH = 1
 
 def _difference_table(comparison, limit: int) -> Table:
     table = Table(title=f"results.json differences ({len(comparison.differences)})", title_justify="left")
-    for column, justify in (("key", "left"), ("recorded", "right"), ("re-run", "right"), ("|diff|", "right"),
+    table.add_column("key", no_wrap=True)
+    for column, justify in (("recorded", "right"), ("re-run", "right"), ("|diff|", "right"),
                             ("rel. diff", "right"), ("why", "left")):
         table.add_column(column, justify=justify, overflow="fold")
     for d in comparison.differences[:limit]:
@@ -257,6 +258,7 @@ def verify(
                       f"{len(c.excluded)} volatile excluded)", markup=False)
         return
     err = _console(stderr=True)
+    err.width = max(err.width, 140)  # keys are long dotted paths: keep each on one line
     err.print(_difference_table(c, limit))
     err.print(f"MISMATCH: {len(c.differences)} of {c.checked} values of {folder}/results.json differ from a "
               f"re-run beyond {tol}", markup=False)
@@ -288,7 +290,7 @@ def figures(
     if list_:
         table = Table(title="README figures", title_justify="left")
         for column in ("figures/ file", "experiment", "run figure", "config"):
-            table.add_column(column)
+            table.add_column(column, overflow="fold")
         for s in sources:
             table.add_row(f"{s.target}.png|pdf", s.experiment, f"figures/{s.stem}",
                           " ".join(f"{k}={v!r}" for k, v in s.overrides.items()) or "(defaults)")

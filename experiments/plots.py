@@ -21,9 +21,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+import logging
+
 import matplotlib
 
 matplotlib.use("Agg")
+logging.getLogger("fontTools").setLevel(logging.ERROR)
+"""fontTools warns about the zero font timestamps of reproducible PDFs; nothing is wrong."""
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402

@@ -1,0 +1,54 @@
+"""`leastaction figures`: the README figures, which experiment makes each, and their regeneration."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+
+from experiments import CATALOG
+from experiments.cli import app
+from experiments.readme_figures import registry, regenerate
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_every_figure_the_readme_shows_has_a_source():
+    """Each `figures/NAME.png` the README embeds is declared by exactly one experiment."""
+    shown = set(re.findall(r"figures/([A-Za-z0-9_\-]+)\.png", (ROOT / "README.md").read_text()))
+    declared = {s.target: s for s in registry()}
+    assert shown, "the README shows no figure"
+    assert shown <= set(declared), shown - set(declared)
+    for target in shown:
+        assert (ROOT / "figures" / f"{target}.png").is_file(), target
+
+
+def test_two_experiments_declaring_one_figure_is_an_error():
+    twin = dataclasses.replace(CATALOG["quickstart"], name="twin")
+    with pytest.raises(ValueError, match="declared by both"):
+        registry({"quickstart": CATALOG["quickstart"], "twin": twin})
+
+
+def test_figures_list(cli):
+    result = cli.invoke(app, ["figures", "--list"])
+    assert result.exit_code == 0, result.output
+    assert "quickstart_phase_space" in result.output and "phase-portraits" in result.output
+
+
+def test_regenerate_copies_the_fresh_figures(tmp_path):
+    """A fresh (small) quickstart run's phase-space figure lands under the registered name,
+    byte for byte the run's file."""
+    small = dataclasses.replace(CATALOG["quickstart"], figures_config={"steps": 6, "batch": 4, "t_final": 1.5})
+    runs = tmp_path / "runs"
+    written = regenerate(tmp_path / "figures", catalog={"quickstart": small}, runs=runs)
+    assert sorted(p.name for p in written) == ["quickstart_phase_space.pdf", "quickstart_phase_space.png"]
+    for path in written:
+        assert path.read_bytes() == (runs / "quickstart" / "figures" / f"phase_space{path.suffix}").read_bytes()
+
+
+def test_unknown_or_figureless_experiment_is_refused(cli, tmp_path):
+    result = cli.invoke(app, ["figures", "--only", "nope", "--dir", str(tmp_path / "f")])
+    assert result.exit_code == 2 and "unknown experiment 'nope'" in result.output
+    assert not (tmp_path / "f").exists()
