@@ -9,7 +9,7 @@ to `t_final` by the explicit Runge-Kutta `method`:
 
 A batch of `batch` initial points (on the `q` axis for the mechanical systems,
 on a circle for the neural ODE) flows forward; the loss is
-`l = (1/B) sum_b 0.5 |x_N^b|^2`. The least-action sweep gives the forward
+`l = (1/B) sum_b 0.5 |x_N^b - y|^2` with the target point `y = TARGET`. The least-action sweep gives the forward
 field `x_k`, the conjugate field `p_k = dl/dx_k` and `dl/dtheta`, checked
 against `jax.grad` through the forward map. Then, per system:
 
@@ -44,6 +44,9 @@ from ..runner import Experiment, Progress, RunFolder
 from ..tables import Table
 
 SYSTEMS = ("oscillator", "pendulum", "neural-ode")
+TARGET = (1.0, 0.5)
+"""The point every trajectory is asked to end at (off the origin, so that `H = p . f` is not
+identically zero for the oscillator, whose flow conserves `|x|`)."""
 
 
 def _floats(text: str, key: str) -> tuple[float, ...]:
@@ -60,7 +63,7 @@ def _floats(text: str, key: str) -> tuple[float, ...]:
 class PhasePortraitsConfig:
     """Defaults of the phase-portrait experiment.
 
-    seed: PRNG seed of the neural ODE's weights.
+    seed: PRNG seed of the neural ODE's weights (3: a sink with curved trajectories).
     steps: time steps `N`.
     t_final: horizon `T`.
     batch: initial points per system.
@@ -72,7 +75,7 @@ class PhasePortraitsConfig:
     quick: the small preset (`steps` 40, `grid` 12).
     """
 
-    seed: int = 0
+    seed: int = 3
     steps: int = 400
     t_final: float = 4.0
     batch: int = 5
@@ -126,7 +129,7 @@ def measure(name: str, config: PhasePortraitsConfig, steps: int) -> tuple[dict, 
     field, theta, x0 = make_system(name, config)
     ts = integrators.uniform_grid(config.t_final, steps)
     system = integrators.discretise(field, ts, config.method)
-    loss = lagrangian.SquaredError(target=0.0)
+    loss = lagrangian.SquaredError(target=jnp.broadcast_to(jnp.asarray(TARGET), x0.shape))
     sol = integrators.sweep(system, theta, x0, loss)
     reference = jax.grad(lambda th: loss(integrators.forward(system, th, x0)[-1]))(theta)
     xs, ps = np.asarray(sol.xs), np.asarray(sol.ps)
