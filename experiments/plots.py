@@ -211,15 +211,18 @@ def doubled_copies(
     title: str | None = None,
     name: str = "",
     colour: str | None = None,
+    legend: bool = True,
 ):
     """The two copies of the state, `x1` solid and `x2` dashed, shape `(T, 2)` each:
-    they coincide on the forward manifold and separate by `x- = x1 - x2`."""
+    they coincide on the forward manifold and separate by `x- = x1 - x2`
+    (`legend=False`: no legend entries, for further samples of one `beta`)."""
     x1, x2 = np.asarray(x1, dtype=float), np.asarray(x2, dtype=float)
     if x1.shape != x2.shape or x1.ndim != 2 or x1.shape[-1] != 2:
         raise ValueError(f"doubled_copies needs two (T, 2) trajectories; got {x1.shape} and {x2.shape}")
     colour = colour or LINE_COLOURS[0]
-    ax.plot(x1[:, 0], x1[:, 1], color=colour, lw=1.3, label=f"$x^{{(1)}}$ {name}".strip())
-    ax.plot(x2[:, 0], x2[:, 1], color=colour, lw=1.3, ls="--", label=f"$x^{{(2)}}$ {name}".strip())
+    labels1 = (f"$x^{{(1)}}$ {name}".strip(), f"$x^{{(2)}}$ {name}".strip()) if legend else ("_", "_")
+    ax.plot(x1[:, 0], x1[:, 1], color=colour, lw=1.3, label=labels1[0])
+    ax.plot(x2[:, 0], x2[:, 1], color=colour, lw=1.3, ls="--", label=labels1[1])
     ax.plot(x1[-1, 0], x1[-1, 1], "o", color=colour, ms=3.5)
     ax.plot(x2[-1, 0], x2[-1, 1], "o", mfc="white", mec=colour, ms=3.5)
     ax.set_xlabel(labels[0])

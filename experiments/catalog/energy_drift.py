@@ -29,6 +29,7 @@ import integrators
 import lagrangian
 
 from .. import plots
+from ..config import check_quick
 from ..runner import Experiment, Progress, RunFolder
 from ..tables import Table
 
@@ -75,6 +76,7 @@ class EnergyDriftConfig:
             raise ValueError(f"config keys 'steps' >= 10 and 'curve_points' >= 2; got {self.steps}, {self.curve_points}")
         if not self.h > 0 or not self.omega > 0:
             raise ValueError(f"config keys 'h' and 'omega' must be > 0; got {self.h}, {self.omega}")
+        check_quick(self, ("steps",))
 
     def method_list(self) -> list[str]:
         return [m.strip() for m in self.methods.split(",") if m.strip()]

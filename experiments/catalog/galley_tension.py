@@ -37,6 +37,7 @@ import lagrangian
 
 from .. import plots
 from ..harness.metrics import relative
+from ..config import check_quick
 from ..runner import Experiment, Progress, RunFolder
 from ..tables import Table
 
@@ -74,6 +75,7 @@ class GalleyTensionConfig:
             raise ValueError(f"config keys need 0 < beta_min < beta_max; got {self.beta_min}, {self.beta_max}")
         if not self.t_final > 0:
             raise ValueError(f"config key 't_final' must be > 0; got {self.t_final}")
+        check_quick(self, ("steps", "betas"))
         try:
             integrators.tableau(self.method)
         except ValueError as error:
@@ -161,7 +163,7 @@ def run(config: GalleyTensionConfig, folder: RunFolder, progress: Progress) -> d
     floor = 1e-18
     for key, label in (("x_minus_over_beta_relative_error", r"tension: $|x^-/\beta - p|\,/\,|p|$"),
                        ("gradient_over_beta_relative_error", r"tension: $|S_\beta'/\beta - l'|\,/\,|l'|$"),
-                       ("max_abs_x_plus_minus_x", r"tension: $\max|x^+ - x|$")):
+                       ("max_abs_x_plus_minus_x", r"tension: $\max|x^+ - x|$ (exact 0 drawn at $10^{-18}$)")):
         ax.loglog(betas, np.maximum([r[key] for r in rows], floor), marker="o", ms=3, label=label)
     shown = f" (slope {slope:.2f} for beta >= {config.fd_fit_min:g})" if slope is not None else ""
     ax.loglog(betas, np.maximum(fd, floor), marker="s", ms=3, color="k", label="finite-difference nudge" + shown)
@@ -175,8 +177,7 @@ def run(config: GalleyTensionConfig, folder: RunFolder, progress: Progress) -> d
         x1, x2 = copies[beta]
         for sample in (0, config.batch // 2):
             plots.doubled_copies(axes[1], np.asarray(x1)[:, sample], np.asarray(x2)[:, sample],
-                                 name=rf"$\beta={beta:.2g}$" if sample == 0 else "",
-                                 colour=plots.LINE_COLOURS[j])
+                                 name=rf"$\beta={beta:.2g}$", colour=plots.LINE_COLOURS[j], legend=sample == 0)
     axes[1].plot(xs[:, 0, 0], xs[:, 0, 1], color="k", lw=0.8, ls=":", label="forward $x$")
     axes[1].plot(xs[:, config.batch // 2, 0], xs[:, config.batch // 2, 1], color="k", lw=0.8, ls=":")
     axes[1].legend(loc="best", fontsize=7)

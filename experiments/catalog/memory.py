@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import plots
+from ..config import check_quick
 from ..runner import Experiment, Progress, RunFolder
 from ..tables import Table
 from .benchmark_gradients import BY_NAME, BenchmarkConfig, gradient_function, make_problem, relative_error, timed
@@ -54,6 +55,7 @@ class MemoryConfig:
 
     def __post_init__(self):
         self.sizes()
+        check_quick(self, ("steps", "repeats"))
         if self.dim < 1 or self.batch < 1 or self.repeats < 1 or not self.t_final > 0:
             raise ValueError("config keys need dim, batch, repeats >= 1 and t_final > 0")
 

@@ -34,6 +34,7 @@ import lagrangian
 
 from .. import plots
 from ..harness.metrics import compare_gradients
+from ..config import check_quick
 from ..runner import Experiment, Progress, RunFolder
 from ..tables import Table
 
@@ -67,6 +68,7 @@ class MLPProjectionConfig:
         if self.steps < 1 or not self.learning_rate > 0 or not 0 < self.test_fraction < 1:
             raise ValueError("config keys need steps >= 1, learning_rate > 0 and 0 < test_fraction < 1; got "
                              f"{self.steps}, {self.learning_rate}, {self.test_fraction}")
+        check_quick(self, ("hidden", "steps"))
 
     def sizes(self) -> tuple[tuple[int, ...], int]:
         """`(widths, steps)` actually run."""

@@ -40,6 +40,7 @@ import lagrangian
 
 from .. import plots
 from ..harness.metrics import compare_gradients
+from ..config import check_quick
 from ..runner import Experiment, Progress, RunFolder
 from ..tables import Table
 
@@ -93,6 +94,7 @@ class PhasePortraitsConfig:
         if not self.t_final > 0 or not self.omega > 0:
             raise ValueError(f"config keys 't_final' and 'omega' must be > 0; got {self.t_final}, {self.omega}")
         _floats(self.betas, "betas")
+        check_quick(self, ("steps", "grid"))
         try:
             if not integrators.tableau(self.method).explicit:
                 raise ValueError(f"{self.method!r} is not an explicit Runge-Kutta tableau")

@@ -36,6 +36,7 @@ import lagrangian
 
 from .. import plots
 from ..harness.metrics import relative
+from ..config import check_quick
 from ..runner import Experiment, Progress, RunFolder
 from ..tables import Table
 from .benchmark_gradients import Problem, continuous_reference, relative_error
@@ -74,6 +75,7 @@ class ResNetLimitConfig:
                     raise ValueError(f"{name!r} is not explicit")
             except (ValueError, AttributeError) as error:
                 raise ValueError(f"config key 'methods': {error}") from None
+        check_quick(self, ("methods", "depths"))
         depths = self.lists()[1]
         if len(depths) < 2 or min(depths) < 1:
             raise ValueError(f"config key 'depths' needs at least two depths >= 1; got {self.depths!r}")
