@@ -245,12 +245,14 @@ def energy(ax, ts: np.ndarray, series: Mapping[str, np.ndarray], *, xlabel: str 
     return ax
 
 
-def _loglog_with_slopes(ax, xs, series, floor, slope_label, fit_range=None):
+def _loglog_with_slopes(ax, xs, series, floor, slope_label, fit_range=None, fit_above=None):
     slopes = {}
     for label, y in series.items():
         x = np.asarray(xs[label] if isinstance(xs, Mapping) else xs, dtype=float)
         y = np.asarray(y, dtype=float)
-        keep = slice(None) if fit_range is None else (x >= fit_range[0]) & (x <= fit_range[1])
+        keep = np.ones(x.shape, bool) if fit_range is None else (x >= fit_range[0]) & (x <= fit_range[1])
+        if fit_above is not None:
+            keep &= y > fit_above
         slope = fitted_order(x[keep], y[keep])
         slopes[label] = slope
         shown = f"{label} ({slope_label} {slope:.2f})" if slope is not None else label
@@ -268,10 +270,12 @@ def convergence(
     title: str | None = None,
     floor: float = 1e-18,
     fit_range: tuple[float, float] | None = None,
+    fit_above: float | None = None,
 ) -> dict[str, float | None]:
     """Errors against step size (or step count) on log-log axes; each legend entry
-    carries the fitted slope (the observed order). Returns `{label: slope}`."""
-    slopes = _loglog_with_slopes(ax, steps, errors, floor, "slope", fit_range)
+    carries the slope fitted over the points with `x` in `fit_range` and error
+    above `fit_above` (the observed order). Returns `{label: slope}`."""
+    slopes = _loglog_with_slopes(ax, steps, errors, floor, "slope", fit_range, fit_above)
     ax.axhline(np.finfo(np.float64).eps, color=OKABE_ITO["black"], ls=":", lw=0.8, label="float64 eps")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)

@@ -50,7 +50,7 @@ class MemoryConfig:
     t_final: float = 1.0
     scale: float = 1.0
     seed: int = 0
-    repeats: int = 5
+    repeats: int = 3
     quick: bool = False
 
     def __post_init__(self):

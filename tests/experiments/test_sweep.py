@@ -76,3 +76,18 @@ def test_four_point_sweep_on_a_local_cluster(cli, tmp_path):
 
     direct = run(CATALOG["quickstart"], {"steps": 6, "seed": 1, "batch": 3, "t_final": 1.5}, out=tmp_path / "direct")
     assert_results_close(direct.results, json.loads((out / names[3] / "results.json").read_text()))
+
+
+@pytest.mark.slow
+def test_sweep_on_an_existing_scheduler_by_address(cli, tmp_path):
+    """`--scheduler ADDRESS` sends the points to a cluster that is already running."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        out = tmp_path / "sweep"
+        result = cli.invoke(app, ["sweep", "quickstart", "--grid", "seed=0,1", "--set", "steps=4",
+                                  "--set", "batch=2", "--scheduler", cluster.scheduler_address,
+                                  "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert [p["status"] for p in summary["points"]] == ["ok", "ok"]
