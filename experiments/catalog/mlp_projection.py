@@ -163,7 +163,7 @@ def run(config: MLPProjectionConfig, folder: RunFolder, progress: Progress) -> d
     axes[1].axhline(np.finfo(np.float64).eps, color="k", ls=":", lw=0.8, label="float64 eps")
     axes[1].set_xlabel("training step")
     axes[1].set_ylabel("|loss(least action) - loss(jax.grad)|")
-    axes[1].set_title(f"max difference {diff.max():.1e}")
+    axes[1].set_title(f"max difference {diff.max():.1e}" + (" (exact zeros drawn at 1e-18)" if (diff == 0).any() else ""))
     axes[1].legend(loc="best")
     folder.save_figure(fig, "training_curves")
     folder.save_table(Table(
