@@ -38,15 +38,34 @@ def test_figures_list(cli):
         assert name in result.output
 
 
+@dataclasses.dataclass(frozen=True)
+class ToyConfig:
+    slope: float = 1.0
+
+
+def _toy_run(config, folder, progress):
+    """A figure of a line of the configured slope (no JAX: the registry is what is tested)."""
+    from experiments import plots
+
+    fig, axes = plots.figure()
+    axes[0].plot([0, 1], [0, config.slope])
+    folder.save_figure(fig, "line")
+    return {"slope": config.slope}
+
+
 def test_regenerate_copies_the_fresh_figures(tmp_path):
-    """A fresh (small) quickstart run's phase-space figure lands under the registered name,
-    byte for byte the run's file."""
-    small = dataclasses.replace(CATALOG["quickstart"], figures_config={"steps": 6, "batch": 4, "t_final": 1.5})
+    """The run's figure lands under the registered name, byte for byte, made with
+    `figures_config`."""
+    from experiments import Experiment
+
+    toy = Experiment(name="toy", description="a line", config=ToyConfig(), run=_toy_run,
+                     figures={"toy_line": "line"}, figures_config={"slope": 2.0})
     runs = tmp_path / "runs"
-    written = regenerate(tmp_path / "figures", catalog={"quickstart": small}, runs=runs)
-    assert sorted(p.name for p in written) == ["quickstart_phase_space.pdf", "quickstart_phase_space.png"]
+    written = regenerate(tmp_path / "figures", catalog={"toy": toy}, runs=runs)
+    assert sorted(p.name for p in written) == ["toy_line.pdf", "toy_line.png"]
     for path in written:
-        assert path.read_bytes() == (runs / "quickstart" / "figures" / f"phase_space{path.suffix}").read_bytes()
+        assert path.read_bytes() == (runs / "toy" / "figures" / f"line{path.suffix}").read_bytes()
+    assert (runs / "toy" / "results.json").read_text().strip() == '{\n  "slope": 2.0\n}'
 
 
 def test_unknown_or_figureless_experiment_is_refused(cli, tmp_path):

@@ -6,7 +6,7 @@ import json
 import shutil
 import tomllib
 
-from experiments import CATALOG, run
+from experiments import CATALOG
 from experiments.cli import app
 from experiments.runner import read_tolerances
 from experiments.verify import compare, Tolerances
@@ -26,22 +26,22 @@ def test_config_toml_states_the_verify_tolerances(quickstart_folder):
     assert read_tolerances(quickstart_folder) == experiment.tolerances
 
 
-def test_two_runs_with_one_config_agree_to_1e_12(quickstart_folder, tmp_path):
-    """Determinism: a second run from the first's config.toml gives the same results.json to
-    1e-12 (relative and absolute); timings would be excluded and listed, and quickstart has none."""
-    second = run(CATALOG["quickstart"], {"steps": 6, "batch": 4, "t_final": 1.5}, out=tmp_path / "second")
-    result = compare(_results(quickstart_folder), second.results, Tolerances(rtol=1e-12, atol=1e-12))
-    assert result.ok, result.differences
-    assert result.checked > 20 and result.excluded == ()
-    manifest = json.loads((second.folder / "manifest.json").read_text())
-    assert compare({"wall_time_seconds": 1.0}, {"wall_time_seconds": manifest["wall_time_seconds"]}).ok
-
-
-def test_verify_passes_on_a_fresh_folder(quickstart_folder, cli):
-    result = cli.invoke(app, ["verify", str(quickstart_folder)])
+def test_verify_passes_and_two_runs_agree_to_1e_12(quickstart_folder, cli, tmp_path):
+    """verify passes on a fresh folder; its re-run (kept with --keep) has the same
+    results.json to 1e-12, relative and absolute (determinism). Timings would be
+    excluded and listed; quickstart's results have none."""
+    kept = tmp_path / "rerun"
+    result = cli.invoke(app, ["verify", str(quickstart_folder), "--keep", str(kept)])
     assert result.exit_code == 0, result.output
     assert f"verified {quickstart_folder}" in result.output
     assert "values match within rtol 1e-09, atol 1e-12" in result.output
+    determinism = compare(_results(quickstart_folder), _results(kept), Tolerances(rtol=1e-12, atol=1e-12))
+    assert determinism.ok, determinism.differences
+    assert determinism.checked > 20 and determinism.excluded == ()
+    manifest = json.loads((kept / "manifest.json").read_text())
+    assert manifest["reproduces"] == str(quickstart_folder)
+    # the manifest's wall time is volatile: any value passes
+    assert compare({"wall_time_seconds": 1.0}, {"wall_time_seconds": manifest["wall_time_seconds"]}).ok
 
 
 def test_reproduce_from_a_copied_folder(quickstart_folder, cli, tmp_path):
