@@ -6,6 +6,8 @@ experiment measures gradient errors at double precision.
     from experiments import CATALOG, run
     record = run(CATALOG["quickstart"], {"steps": 20}, out="runs/qs")
     record.results["gradient"]["relative_l2_error"]
+    experiments.runner.verify(record.folder).ok   # re-run from config.toml, compare within [verify] tolerances
+    experiments.sweep.sweep(CATALOG["quickstart"], {"steps": [10, 20]})   # on a Dask LocalCluster
 """
 
 import jax
@@ -19,13 +21,19 @@ from .runner import (  # noqa: E402
     Progress,
     RunFolder,
     RunRecord,
+    Verification,
     default_output_dir,
+    load_folder,
     read_config,
+    read_tolerances,
+    reproduce,
     run,
 )
 from .tables import Table  # noqa: E402
+from .verify import Comparison, Tolerances, compare  # noqa: E402
 
 __all__ = [
-    "CATALOG", "Experiment", "Progress", "RunFolder", "RunRecord", "Table", "default_output_dir",
-    "get", "plots", "read_config", "run",
+    "CATALOG", "Comparison", "Experiment", "Progress", "RunFolder", "RunRecord", "Table",
+    "Tolerances", "Verification", "compare", "default_output_dir", "get", "load_folder", "plots", "read_config",
+    "read_tolerances", "reproduce", "run",
 ]

@@ -1,13 +1,18 @@
 """The `leastaction` command line.
 
     leastaction list
-    leastaction run NAME [--out DIR] [--force] [--set key=value]... [--quiet]
+    leastaction run NAME [--out DIR] [--force] [--set key=value]... [--config FILE] [--quick] [--quiet]
+    leastaction reproduce DIR [--out NEW]
+    leastaction verify DIR [--keep NEW]
+    leastaction figures [--only NAME]... [--dir figures] [--runs DIR] [--quick]
+    leastaction sweep NAME --grid key=v1,v2,... [--grid ...] [--set key=value]... [--scheduler ADDRESS]
     leastaction compare [--problem P]... [--method M]... [--reference R] [--dtype D] [--out DIR]
     leastaction compare --list
 
 Errors a user can fix (an unknown experiment, a bad `--set`, an output folder
 that exists or cannot be written) are one line on stderr and exit code 2, with
-no traceback and no folder left behind.
+no traceback and no folder left behind. `verify` exits 1 when a number differs
+(and prints the differences); `sweep` exits 1 when a point failed.
 """
 
 from __future__ import annotations
@@ -18,7 +23,15 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from . import config as configs
@@ -66,25 +79,59 @@ def _format(value) -> str:
     return str(value)
 
 
-def _run_with_progress(experiment, overrides, out, force, quiet) -> runner.RunRecord:
-    """`runner.run` with a progress bar on stderr (none when `quiet`); user errors exit 2."""
-    name = experiment.name
+def _with_progress(name: str, quiet: bool, work):
+    """`work(progress)` under a rich progress bar on stderr (steps done/total, elapsed,
+    ETA; none when `quiet`); user errors (`ValueError`) exit 2, Ctrl-C exits 130."""
     try:
         if quiet:
-            return runner.run(experiment, overrides, out=out, force=force)
-        columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                   MofNCompleteColumn(), TimeElapsedColumn())
+            return work(runner.no_progress)
+        columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
         with Progress(*columns, console=_console(stderr=True), transient=True) as bar:
             task = bar.add_task(f"{name}: resolving config", total=None)
 
             def show(done: int, total: int, description: str) -> None:
                 bar.update(task, completed=done, total=total, description=f"{name}: {description}")
 
-            return runner.run(experiment, overrides, out=out, force=force, progress=show)
+            return work(show)
     except ValueError as error:
         raise _fail(str(error)) from None
     except KeyboardInterrupt:
         raise _fail("interrupted; no output folder was written", INTERRUPTED) from None
+
+
+def _run_with_progress(experiment, overrides, out, force, quiet) -> runner.RunRecord:
+    """`runner.run` with a progress bar on stderr (none when `quiet`); user errors exit 2."""
+    return _with_progress(experiment.name, quiet, lambda show: runner.run(
+        experiment, overrides, out=out, force=force, progress=show))
+
+
+def _overrides(experiment, config_file: Optional[Path], settings: Optional[list[str]], quick: bool) -> dict:
+    """Config values from `--config FILE`, then `--set`, then `--quick` (validated, not yet run)."""
+    overrides: dict = {}
+    if config_file is not None:
+        name, values = runner.read_overrides(config_file)
+        if name is not None and name != experiment.name:
+            raise ValueError(f"{config_file} is a config of experiment {name!r}, not {experiment.name!r}")
+        overrides.update(values)
+    overrides.update(configs.parse_assignments(settings or []))
+    if quick:
+        if not experiment.has_quick:
+            raise ValueError(f"experiment {experiment.name!r} has no quick preset (its defaults are already small)")
+        overrides["quick"] = True
+    experiment.resolve(overrides)
+    return overrides
+
+
+def _print_headline(console, record, experiment) -> None:
+    headline = record.headline(experiment.headline)
+    if headline:
+        summary = Table(show_header=False)
+        summary.add_column("result", style="bold")
+        summary.add_column("value", justify="right")
+        for key, value in headline:
+            summary.add_row(key, _format(value))
+        console.print(summary)
 
 
 @app.command("run")
@@ -99,13 +146,18 @@ def run_experiment(
         Optional[list[str]],
         typer.Option("--set", "-s", help="override a config value, key=value (repeatable)"),
     ] = None,
+    config_file: Annotated[
+        Optional[Path],
+        typer.Option("--config", "-c", help="TOML file of config values (a run's config.toml or key = value lines); "
+                     "--set wins over it"),
+    ] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="the experiment's quick preset (sets quick=true)")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress; print only the folder")] = False,
 ) -> None:
     """Run an experiment into a new folder (config, manifest, results, figures, tables, log)."""
     try:
         experiment = get(name)
-        overrides = configs.parse_assignments(settings or [])
-        experiment.resolve(overrides)
+        overrides = _overrides(experiment, config_file, settings, quick)
         if out is not None:
             runner.check_output_dir(out.absolute(), force)
     except ValueError as error:
@@ -120,14 +172,180 @@ def run_experiment(
     elapsed = time.perf_counter() - started
     console.print(f"{name} finished in {elapsed:.1f} s")
     console.print(f"folder: {record.folder}", markup=False)
-    headline = record.headline(experiment.headline)
-    if headline:
-        summary = Table(show_header=False)
-        summary.add_column("result", style="bold")
-        summary.add_column("value", justify="right")
-        for key, value in headline:
-            summary.add_row(key, _format(value))
-        console.print(summary)
+    _print_headline(console, record, experiment)
+
+
+@app.command("reproduce")
+def reproduce(
+    folder: Annotated[Path, typer.Argument(help="a run folder (holding config.toml)")],
+    out: Annotated[
+        Optional[Path],
+        typer.Option("--out", "-o", help="output folder [default: runs/NAME-YYYYmmdd-HHMMSS]"),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="replace an existing output folder")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress; print only the folder")] = False,
+) -> None:
+    """Re-run the experiment of FOLDER from its config.toml into a new folder."""
+    try:
+        experiment, _, _ = runner.load_folder(folder)
+        if out is not None:
+            runner.check_output_dir(out.absolute(), force)
+    except ValueError as error:
+        raise _fail(str(error)) from None
+    record = _with_progress(experiment.name, quiet, lambda show: runner.reproduce(
+        folder, out=out, force=force, progress=show))
+    console = _console()
+    if quiet:
+        console.print(str(record.folder), markup=False)
+        return
+    console.print(f"reproduced {folder} -> folder: {record.folder}", markup=False)
+    _print_headline(console, record, experiment)
+
+
+MISMATCH = 1
+"""Exit code of `verify` when a number differs beyond its tolerance."""
+
+
+def _difference_table(comparison, limit: int) -> Table:
+    table = Table(title=f"results.json differences ({len(comparison.differences)})", title_justify="left")
+    table.add_column("key", no_wrap=True)
+    for column, justify in (("recorded", "right"), ("re-run", "right"), ("|diff|", "right"),
+                            ("rel. diff", "right"), ("why", "left")):
+        table.add_column(column, justify=justify, overflow="fold")
+    for d in comparison.differences[:limit]:
+        table.add_row(d.path, _format(d.expected), _format(d.got),
+                      "" if d.abs_diff is None else _format(d.abs_diff),
+                      "" if d.rel_diff is None else _format(d.rel_diff), d.reason)
+    if len(comparison.differences) > limit:
+        table.add_row(f"... {len(comparison.differences) - limit} more", "", "", "", "", "")
+    return table
+
+
+@app.command("verify")
+def verify(
+    folder: Annotated[Path, typer.Argument(help="a run folder (config.toml and results.json)")],
+    keep: Annotated[
+        Optional[Path], typer.Option("--keep", help="keep the re-run in this folder [default: a deleted temp folder]"),
+    ] = None,
+    rtol: Annotated[Optional[float], typer.Option("--rtol", help="override the [verify] rtol of config.toml")] = None,
+    atol: Annotated[Optional[float], typer.Option("--atol", help="override the [verify] atol of config.toml")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="at most this many differences printed")] = 50,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress; print only the verdict")] = False,
+) -> None:
+    """Re-run FOLDER from its config.toml and compare every number of results.json within the
+    tolerances of its [verify] table; exit 1 with a table of differences on a mismatch."""
+    try:
+        experiment, _, tolerances = runner.load_folder(folder)
+        if rtol is not None or atol is not None:
+            tolerances = runner.Tolerances(rtol=tolerances.rtol if rtol is None else rtol,
+                                           atol=tolerances.atol if atol is None else atol,
+                                           volatile=tolerances.volatile)
+        if not (folder / runner.RESULTS).is_file():
+            raise ValueError(f"{folder} has no {runner.RESULTS}")
+    except ValueError as error:
+        raise _fail(str(error)) from None
+    outcome = _with_progress(experiment.name, quiet, lambda show: runner.verify(
+        folder, keep=keep, progress=show, tolerances=tolerances))
+    c = outcome.comparison
+    console = _console()
+    tol = f"rtol {c.tolerances.rtol:g}, atol {c.tolerances.atol:g}"
+    if not quiet and c.excluded:
+        console.print(f"excluded as volatile (timings, memory; not compared): {len(c.excluded)} values: "
+                      + ", ".join(c.excluded[:8]) + (" ..." if len(c.excluded) > 8 else ""), markup=False)
+    if c.ok:
+        console.print(f"verified {folder}: {c.checked} values match within {tol} "
+                      f"(largest difference {c.max_abs_diff:.3g} abs, {c.max_rel_diff:.3g} rel; "
+                      f"{len(c.excluded)} volatile excluded)", markup=False)
+        return
+    err = _console(stderr=True)
+    err.width = max(err.width, 140)  # keys are long dotted paths: keep each on one line
+    err.print(_difference_table(c, limit))
+    err.print(f"MISMATCH: {len(c.differences)} of {c.checked} values of {folder}/results.json differ from a "
+              f"re-run beyond {tol}", markup=False)
+    raise typer.Exit(MISMATCH)
+
+
+@app.command("figures")
+def figures(
+    only: Annotated[
+        Optional[list[str]], typer.Option("--only", help="only this experiment's figures (repeatable)"),
+    ] = None,
+    directory: Annotated[Path, typer.Option("--dir", help="where the README figures live")] = Path("figures"),
+    runs: Annotated[
+        Optional[Path], typer.Option("--runs", help="keep the fresh runs under this folder [default: discarded]"),
+    ] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="quick presets (to test the pipeline, not for the README)")
+                     ] = False,
+    list_: Annotated[bool, typer.Option("--list", help="list which experiment makes which figure, then exit")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress")] = False,
+) -> None:
+    """Regenerate every README figure under figures/ from fresh runs of the experiments that make them."""
+    from . import readme_figures
+
+    try:
+        sources = readme_figures.registry()
+    except ValueError as error:
+        raise _fail(str(error)) from None
+    console = _console()
+    if list_:
+        table = Table(title="README figures", title_justify="left")
+        for column in ("figures/ file", "experiment", "run figure", "config"):
+            table.add_column(column, overflow="fold")
+        for s in sources:
+            table.add_row(f"{s.target}.png|pdf", s.experiment, f"figures/{s.stem}",
+                          " ".join(f"{k}={v!r}" for k, v in s.overrides.items()) or "(defaults)")
+        console.print(table)
+        return
+    written = _with_progress("figures", quiet, lambda show: readme_figures.regenerate(
+        directory, only=only, quick=quick, runs=runs, progress=show))
+    for path in written:
+        console.print(str(path), markup=False)
+
+
+@app.command("sweep")
+def sweep(
+    name: Annotated[str, typer.Argument(help="experiment name (see `leastaction list`)")],
+    grid: Annotated[list[str], typer.Option("--grid", "-g", help="key=v1,v2,... (repeatable: cartesian product)")],
+    settings: Annotated[
+        Optional[list[str]], typer.Option("--set", "-s", help="a config value shared by every point (repeatable)"),
+    ] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="every point runs the quick preset")] = False,
+    out: Annotated[
+        Optional[Path], typer.Option("--out", "-o", help="sweep folder [default: runs/sweep-NAME-YYYYmmdd-HHMMSS]"),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="replace an existing sweep folder")] = False,
+    scheduler: Annotated[
+        Optional[str], typer.Option("--scheduler", help="address of a running Dask scheduler [default: a LocalCluster]"),
+    ] = None,
+    workers: Annotated[int, typer.Option("--workers", help="LocalCluster worker processes")] = 2,
+    threads: Annotated[int, typer.Option("--threads", help="threads per LocalCluster worker")] = 1,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress; print only the folder")] = False,
+) -> None:
+    """Run an experiment at every point of a grid on Dask: one folder per point and a summary table."""
+    from . import sweep as sweeps
+
+    try:
+        experiment = get(name)
+        base = _overrides(experiment, None, settings, quick)
+        parsed = sweeps.parse_grid(grid)
+        points = sweeps.grid_points(experiment, parsed, base)
+        if out is not None:
+            runner.check_output_dir(out.absolute(), force)
+    except ValueError as error:
+        raise _fail(str(error)) from None
+    record = _with_progress(f"sweep {name}", quiet, lambda show: sweeps.sweep(
+        experiment, parsed, base, out=out, force=force, scheduler=scheduler, workers=workers, threads=threads,
+        progress=show))
+    console = _console()
+    if quiet:
+        console.print(str(record.folder), markup=False)
+    else:
+        console.print(f"{len(points)} points -> folder: {record.folder}", markup=False)
+        console.print((record.folder / f"{sweeps.SUMMARY}.md").read_text(encoding="utf-8"), markup=False)
+    if record.failures:
+        _console(stderr=True).print(f"FAILED: {len(record.failures)} point(s): " + "; ".join(
+            f"{r['point']}: {r['error']}" for r in record.failures), markup=False)
+        raise typer.Exit(1)
 
 
 FAILED = 1
@@ -221,3 +439,7 @@ def compare(
             f"FAILED: {summary['project_failures']} project method(s) missed their tolerance: "
             + "; ".join(summary["failed_cells"]), markup=False)
         raise typer.Exit(FAILED)
+
+
+if __name__ == "__main__":  # python -m experiments.cli
+    app()

@@ -118,3 +118,14 @@ def resolve(defaults: Any, overrides: Mapping[str, Any], experiment: str = "expe
 def as_dict(config: Any) -> dict[str, Any]:
     """The configuration as a plain `{key: value}` dict (declaration order)."""
     return {k: getattr(config, k) for k in keys(config)}
+
+
+def check_quick(config: Any, replaced: Iterable[str]) -> None:
+    """With `config.quick`, the keys in `replaced` take the quick preset's values: setting
+    any of them as well is a `ValueError` (it would be silently ignored)."""
+    if not getattr(config, "quick", False):
+        return
+    fields = {f.name: f for f in dataclasses.fields(config)}
+    changed = [k for k in replaced if getattr(config, k) != fields[k].default]
+    if changed:
+        raise ValueError(f"config key 'quick' replaces {', '.join(replaced)}; do not also set {', '.join(changed)}")

@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import os
 import platform
 import subprocess
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-PACKAGES = ("leastaction", "jax", "jaxlib", "diffrax", "equinox", "numpy", "scipy", "matplotlib")
+PACKAGES = (
+    "leastaction", "jax", "jaxlib", "diffrax", "equinox", "lineax", "optimistix", "numpy", "scipy", "matplotlib",
+    "optax", "scikit-learn", "dask", "distributed", "rich", "typer", "tomli-w", "torch",
+)
+"""Distributions whose versions a manifest records (`None` when not installed)."""
 MANIFEST = "manifest.json"
 
 
@@ -30,19 +35,43 @@ def versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
     return found
 
 
+def cpu_info() -> dict[str, str | int | None]:
+    """The CPU model (from `/proc/cpuinfo` where there is one), the logical cores of
+    the machine and the cores this process may run on."""
+    model = None
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if line.lower().startswith(("model name", "hardware", "cpu model")):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        available = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        available = os.cpu_count()
+    return {"model": model or platform.processor() or platform.machine(),
+            "logical_cores": os.cpu_count(), "available_cores": available}
+
+
 def platform_info() -> dict[str, str]:
-    """Python version and the machine the run used."""
+    """Python version and the machine the run used (CPU model and cores included)."""
     import jax
 
     return {
         "python": platform.python_version(),
         "python_implementation": platform.python_implementation(),
+        "python_executable": sys.executable,
         "platform": platform.platform(),
         "system": platform.system(),
         "machine": platform.machine(),
         "processor": platform.processor() or platform.machine(),
         "jax_backend": jax.default_backend(),
         "jax_enable_x64": bool(jax.config.jax_enable_x64),
+        "jax_devices": [str(device) for device in jax.devices()],
+        "cpu": cpu_info(),
+        "xla_flags": os.environ.get("XLA_FLAGS"),
     }
 
 

@@ -5,6 +5,13 @@ labelled axes, PNG and PDF side by side.
   planar vector field, used for the forward field `dx/dt = f(x)` and for the
   conjugate field `dp/dt = -(df/dx)^T p`;
 - `relative_deviation`: `|y_k - y_0| / |y_0|` of conserved quantities on a log axis;
+- `doubled_copies`: the two copies `x1 = x+ + x-/2`, `x2 = x+ - x-/2` of the
+  doubled-variable formalism drawn together in the plane, separating under the loss;
+- `energy`: `H(t)` itself along the flow;
+- `convergence`: error against step size (or steps) on log-log axes, with the
+  least-squares slope of each series (`fitted_order`) in its legend;
+- `scaling`: a measured cost (memory, time) against `N` on log-log axes, with slopes;
+- `training_curves`: losses (or accuracies) against the training step;
 - `figure` / `save_figure`: create a figure in the house style, write it as
   `stem.png` and `stem.pdf`.
 """
@@ -14,9 +21,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+import logging
+
 import matplotlib
 
 matplotlib.use("Agg")
+logging.getLogger("fontTools").setLevel(logging.ERROR)
+"""fontTools warns about the zero font timestamps of reproducible PDFs; nothing is wrong."""
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
@@ -179,3 +190,140 @@ def save_figure(fig, directory: Path, stem: str, close: bool = True) -> list[Pat
     if close:
         plt.close(fig)
     return [png, pdf]
+
+
+def fitted_order(x: Sequence[float], y: Sequence[float]) -> float | None:
+    """Least-squares slope of `log y` against `log x` over the points with finite
+    positive `x` and `y`; `None` with fewer than two such points."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    keep = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
+    if keep.sum() < 2:
+        return None
+    return float(np.polyfit(np.log(x[keep]), np.log(y[keep]), 1)[0])
+
+
+def doubled_copies(
+    ax,
+    x1: np.ndarray,
+    x2: np.ndarray,
+    *,
+    labels: tuple[str, str] = ("$x_1$ (first component)", "$x_2$ (second component)"),
+    title: str | None = None,
+    name: str = "",
+    colour: str | None = None,
+    legend: bool = True,
+):
+    """The two copies of the state, `x1` solid and `x2` dashed, shape `(T, 2)` each:
+    they coincide on the forward manifold and separate by `x- = x1 - x2`
+    (`legend=False`: no legend entries, for further samples of one `beta`)."""
+    x1, x2 = np.asarray(x1, dtype=float), np.asarray(x2, dtype=float)
+    if x1.shape != x2.shape or x1.ndim != 2 or x1.shape[-1] != 2:
+        raise ValueError(f"doubled_copies needs two (T, 2) trajectories; got {x1.shape} and {x2.shape}")
+    colour = colour or LINE_COLOURS[0]
+    labels1 = (f"$x^{{(1)}}$ {name}".strip(), f"$x^{{(2)}}$ {name}".strip()) if legend else ("_", "_")
+    ax.plot(x1[:, 0], x1[:, 1], color=colour, lw=1.3, label=labels1[0])
+    ax.plot(x2[:, 0], x2[:, 1], color=colour, lw=1.3, ls="--", label=labels1[1])
+    ax.plot(x1[-1, 0], x1[-1, 1], "o", color=colour, ms=3.5)
+    ax.plot(x2[-1, 0], x2[-1, 1], "o", mfc="white", mec=colour, ms=3.5)
+    ax.set_xlabel(labels[0])
+    ax.set_ylabel(labels[1])
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def energy(ax, ts: np.ndarray, series: Mapping[str, np.ndarray], *, xlabel: str = "$t$",
+           ylabel: str = r"$H = p\cdot f(x)$", title: str | None = None):
+    """`H(t)` of each series against `t` (linear axes)."""
+    for label, y in series.items():
+        ax.plot(np.asarray(ts, dtype=float), np.asarray(y, dtype=float), label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(loc="best")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def _loglog_with_slopes(ax, xs, series, floor, slope_label, fit_range=None, fit_above=None):
+    slopes = {}
+    for label, y in series.items():
+        x = np.asarray(xs[label] if isinstance(xs, Mapping) else xs, dtype=float)
+        y = np.asarray(y, dtype=float)
+        keep = np.ones(x.shape, bool) if fit_range is None else (x >= fit_range[0]) & (x <= fit_range[1])
+        if fit_above is not None:
+            keep &= y > fit_above
+        slope = fitted_order(x[keep], y[keep])
+        slopes[label] = slope
+        shown = f"{label} ({slope_label} {slope:.2f})" if slope is not None else label
+        ax.loglog(x, np.maximum(y, floor), marker="o", ms=3.5, label=shown)
+    return slopes
+
+
+def convergence(
+    ax,
+    steps: np.ndarray | Mapping[str, np.ndarray],
+    errors: Mapping[str, np.ndarray],
+    *,
+    xlabel: str = "step size $h$",
+    ylabel: str = "error",
+    title: str | None = None,
+    floor: float = 1e-18,
+    fit_range: tuple[float, float] | None = None,
+    fit_above: float | None = None,
+) -> dict[str, float | None]:
+    """Errors against step size (or step count) on log-log axes; each legend entry
+    carries the slope fitted over the points with `x` in `fit_range` and error
+    above `fit_above` (the observed order). Returns `{label: slope}`."""
+    slopes = _loglog_with_slopes(ax, steps, errors, floor, "slope", fit_range, fit_above)
+    ax.axhline(np.finfo(np.float64).eps, color=OKABE_ITO["black"], ls=":", lw=0.8, label="float64 eps")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(loc="best")
+    if title:
+        ax.set_title(title)
+    return slopes
+
+
+def scaling(
+    ax,
+    ns: np.ndarray | Mapping[str, np.ndarray],
+    values: Mapping[str, np.ndarray],
+    *,
+    xlabel: str = "steps $N$",
+    ylabel: str,
+    title: str | None = None,
+) -> dict[str, float | None]:
+    """A cost (memory in bytes, time in seconds) against `N` on log-log axes, each
+    series labelled with its log-log slope. Returns `{label: slope}`."""
+    slopes = _loglog_with_slopes(ax, ns, values, 1e-300, "slope", None)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(loc="best")
+    if title:
+        ax.set_title(title)
+    return slopes
+
+
+def training_curves(
+    ax,
+    steps: np.ndarray,
+    series: Mapping[str, np.ndarray],
+    *,
+    xlabel: str = "training step",
+    ylabel: str = "loss",
+    title: str | None = None,
+    log: bool = True,
+    styles: Sequence[str] = ("-", "--", ":", "-."),
+):
+    """Training curves against the step (log y by default); line styles cycle so
+    that curves that coincide stay visible."""
+    for i, (label, y) in enumerate(series.items()):
+        plot = ax.semilogy if log else ax.plot
+        plot(np.asarray(steps), np.asarray(y, dtype=float), ls=styles[i % len(styles)], label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(loc="best")
+    if title:
+        ax.set_title(title)
+    return ax

@@ -39,6 +39,7 @@ import tomli_w
 from . import config as configs
 from . import manifest as provenance
 from .tables import Table
+from .verify import DEFAULT_ATOL, DEFAULT_RTOL, Comparison, Tolerances, compare
 
 CONFIG, RESULTS, LOG = "config.toml", "results.json", "log.txt"
 FIGURES, TABLES = "figures", "tables"
@@ -97,7 +98,18 @@ class Experiment:
             fix the type of each key.
         run: computes the results dict (JSON-able numbers) and writes figures
             and tables through the `RunFolder`; reports steps to `progress`.
-        headline: dotted keys of `results` shown in the end-of-run summary.
+        headline: dotted keys of `results` shown in the end-of-run summary
+            (and as the columns of a sweep's summary table).
+        volatile: results keys `verify` leaves out besides those whose name
+            contains "time", "seconds", "memory", "bytes", "timestamp" or
+            "wall": shell patterns matched against the key's last name or its
+            dotted path without list indices (`experiments.verify`).
+        verify_rtol, verify_atol: the tolerances `verify` uses, written into
+            each folder's `config.toml` under `[verify]`.
+        figures: the README figures this experiment makes,
+            `{stem under figures/: stem of the run's figures/}`; `leastaction
+            figures` regenerates them from a fresh run with `figures_config`.
+        figures_config: the config overrides of that run.
     """
 
     name: str
@@ -105,11 +117,29 @@ class Experiment:
     config: Any
     run: RunFunction
     headline: tuple[str, ...] = field(default=())
+    volatile: tuple[str, ...] = field(default=())
+    verify_rtol: float = DEFAULT_RTOL
+    verify_atol: float = DEFAULT_ATOL
+    figures: Mapping[str, str] = field(default_factory=dict)
+    figures_config: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         if not self.name or not all(ch.isalnum() or ch in "-_" for ch in self.name):
             raise ValueError(f"experiment names are non-empty [A-Za-z0-9_-]; got {self.name!r}")
         configs.check_defaults(self.config)
+        self.tolerances  # validates the verify fields
+        if self.figures:
+            self.resolve(self.figures_config)
+
+    @property
+    def tolerances(self) -> Tolerances:
+        """The default `[verify]` table of this experiment's folders."""
+        return Tolerances(rtol=self.verify_rtol, atol=self.verify_atol, volatile=tuple(self.volatile))
+
+    @property
+    def has_quick(self) -> bool:
+        """Whether the config has a `quick` preset switch (`--quick` sets it)."""
+        return "quick" in configs.keys(self.config)
 
     def resolve(self, overrides: Mapping[str, Any] | None = None) -> Any:
         """The default config with `overrides` applied (a `ValueError` naming any bad key)."""
@@ -211,23 +241,59 @@ def jsonable(value: Any, where: str = "results", warn: Callable[[str], None] | N
     raise TypeError(f"{where}: cannot write a {type(value).__name__} to results.json")
 
 
-def write_config(path: Path, experiment: str, config: Any) -> None:
-    """`config.toml`: `experiment = NAME` and a `[config]` table of every key."""
-    document = {"experiment": experiment, "config": configs.as_dict(config)}
+def write_config(path: Path, experiment: str, config: Any, tolerances: Tolerances | None = None) -> None:
+    """`config.toml`: `experiment = NAME`, a `[config]` table of every key and the
+    `[verify]` table (`rtol`, `atol`, `volatile`) saying how `verify` compares results."""
+    document: dict[str, Any] = {"experiment": experiment, "config": configs.as_dict(config)}
+    if tolerances is not None:
+        document["verify"] = tolerances.as_dict()
     Path(path).write_text(tomli_w.dumps(document), encoding="utf-8")
+
+
+def _config_document(path: Path) -> tuple[Path, dict[str, Any]]:
+    path = Path(path)
+    if path.is_dir():
+        path = path / CONFIG
+    try:
+        with open(path, "rb") as handle:
+            return path, tomllib.load(handle)
+    except FileNotFoundError:
+        raise ValueError(f"no config file {path}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"{path} is not valid TOML: {error}") from None
 
 
 def read_config(path: Path) -> tuple[str, dict[str, Any]]:
     """`(experiment name, {key: value})` from a `config.toml` written by a run
     (the file itself, or the run folder holding it)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / CONFIG
-    with open(path, "rb") as handle:
-        document = tomllib.load(handle)
+    path, document = _config_document(path)
     if not isinstance(document.get("experiment"), str) or not isinstance(document.get("config"), dict):
         raise ValueError(f"{path} is not a run config: expected `experiment = NAME` and a [config] table")
     return document["experiment"], dict(document["config"])
+
+
+def read_tolerances(path: Path, default: Tolerances | None = None) -> Tolerances:
+    """The `[verify]` table of a `config.toml` (or run folder); `default` where it is silent."""
+    path, document = _config_document(path)
+    table = document.get("verify", {})
+    if not isinstance(table, dict):
+        raise ValueError(f"{path}: [verify] must be a table")
+    return Tolerances.from_dict(table, default)
+
+
+def read_overrides(path: Path) -> tuple[str | None, dict[str, Any]]:
+    """Config values from a TOML file for `run --config`: a run's `config.toml`
+    (`experiment` and `[config]`), or a flat table of `key = value` (name `None`)."""
+    path, document = _config_document(path)
+    if "config" in document:
+        if not isinstance(document["config"], dict):
+            raise ValueError(f"{path}: [config] must be a table")
+        name = document.get("experiment")
+        return (name if isinstance(name, str) else None), dict(document["config"])
+    nested = [k for k, v in document.items() if isinstance(v, dict)]
+    if nested:
+        raise ValueError(f"{path}: expected `key = value` lines or a [config] table; found the table [{nested[0]}]")
+    return None, dict(document)
 
 
 def _file_logger(path: Path) -> tuple[logging.Logger, logging.Handler]:
@@ -248,6 +314,8 @@ def run(
     out: Path | str | None = None,
     force: bool = False,
     progress: Progress = no_progress,
+    tolerances: Tolerances | None = None,
+    origin: str | None = None,
 ) -> RunRecord:
     """Run `experiment` with `overrides` into the folder `out` (all or nothing).
 
@@ -257,6 +325,9 @@ def run(
         out: the output folder; `runs/NAME-TIMESTAMP` under the current directory if `None`.
         force: replace an existing `out` (only once the new folder is complete).
         progress: told about each step of the run.
+        tolerances: the `[verify]` table written to `config.toml`
+            (default: the experiment's `tolerances`).
+        origin: the folder this run reproduces (recorded in the manifest).
 
     Raises:
         ValueError: a bad config key or value, or an output folder that exists
@@ -278,8 +349,8 @@ def run(
     handler = None
     captured = logging.getLogger("py.warnings")
     try:
-        start, clock = provenance.utc_now(), time.perf_counter()
-        write_config(tmp / CONFIG, experiment.name, config)
+        start, clock, cpu_clock = provenance.utc_now(), time.perf_counter(), time.process_time()
+        write_config(tmp / CONFIG, experiment.name, config, tolerances or experiment.tolerances)
         logger, handler = _file_logger(tmp / LOG)
         captured.addHandler(handler)
         logging.captureWarnings(True)
@@ -296,7 +367,7 @@ def run(
             raise TypeError(f"experiment {experiment.name!r} returned {type(results).__name__}, not a dict")
         results = jsonable(results, warn=logger.warning)
         (tmp / RESULTS).write_text(json.dumps(results, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-        end, wall = provenance.utc_now(), time.perf_counter() - clock
+        end, wall, cpu = provenance.utc_now(), time.perf_counter() - clock, time.process_time() - cpu_clock
         logger.info(f"finished in {wall:.3f} s")
         logging.captureWarnings(False)
         captured.removeHandler(handler)
@@ -312,7 +383,9 @@ def run(
             "start_utc": provenance.iso(start),
             "end_utc": provenance.iso(end),
             "wall_time_seconds": wall,
+            "cpu_time_seconds": cpu,
             "output_folder": str(out),
+            "reproduces": origin,
             "command": provenance.command_line(),
             "versions": provenance.versions(),
             "platform": provenance.platform_info(),
@@ -347,3 +420,79 @@ def _publish(tmp: Path, out: Path, force: bool) -> None:
         os.rename(old, out)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+# --- reproduce and verify -------------------------------------------------------------------
+
+
+def load_folder(folder: Path | str) -> tuple[Experiment, Any, Tolerances]:
+    """`(experiment, resolved config, tolerances)` of a run folder, from its `config.toml`.
+
+    Raises a `ValueError` (before any work) if the folder has no config, names an
+    experiment the catalogue does not have, or holds a key or value the
+    experiment's config rejects.
+    """
+    from .catalog import get
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"{folder} is not a run folder")
+    name, values = read_config(folder)
+    experiment = get(name)
+    try:
+        config = experiment.resolve(values)
+    except ValueError as error:
+        raise ValueError(f"{folder / CONFIG}: {error}") from None
+    return experiment, config, read_tolerances(folder, experiment.tolerances)
+
+
+def reproduce(
+    folder: Path | str, out: Path | str | None = None, force: bool = False, progress: Progress = no_progress,
+) -> RunRecord:
+    """Re-run the experiment of `folder` from its `config.toml` into a new folder
+    (`runs/NAME-TIMESTAMP` by default); the `[verify]` table is carried over."""
+    folder = Path(os.path.abspath(folder))
+    experiment, config, tolerances = load_folder(folder)
+    return run(experiment, configs.as_dict(config), out=out, force=force, progress=progress,
+               tolerances=tolerances, origin=str(folder))
+
+
+@dataclass(frozen=True)
+class Verification:
+    """`verify`'s answer: the comparison and the re-run it compared with."""
+
+    folder: Path
+    rerun: RunRecord
+    comparison: Comparison
+
+    @property
+    def ok(self) -> bool:
+        return self.comparison.ok
+
+
+def verify(
+    folder: Path | str, keep: Path | str | None = None, progress: Progress = no_progress,
+    tolerances: Tolerances | None = None,
+) -> Verification:
+    """Re-run `folder` from its `config.toml` and compare every number of its
+    `results.json` with the re-run's within the `[verify]` tolerances
+    (`experiments.verify`). The re-run goes to `keep` if given, else to a
+    temporary folder that is deleted afterwards."""
+    folder = Path(os.path.abspath(folder))
+    experiment, config, stored = load_folder(folder)
+    tolerances = tolerances or stored
+    try:
+        expected = json.loads((folder / RESULTS).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{folder} has no {RESULTS}") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{folder / RESULTS} is not valid JSON: {error}") from None
+    if keep is not None:
+        check_output_dir(Path(os.path.abspath(keep)), force=False)
+        record = run(experiment, configs.as_dict(config), out=keep, progress=progress, tolerances=tolerances,
+                     origin=str(folder))
+        return Verification(folder, record, compare(expected, record.results, tolerances))
+    with tempfile.TemporaryDirectory(prefix="leastaction-verify-") as scratch:
+        record = run(experiment, configs.as_dict(config), out=Path(scratch) / folder.name, progress=progress,
+                     tolerances=tolerances, origin=str(folder))
+    return Verification(folder, record, compare(expected, record.results, tolerances))

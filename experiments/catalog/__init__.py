@@ -1,7 +1,27 @@
 """The catalogue: every experiment `leastaction run NAME` can run, by name.
 
 One module per experiment, each defining `EXPERIMENT` (an `Experiment` with
-its typed default config and its `run` function).
+its typed default config and its `run` function). What a module declares, and
+what it gets for it:
+
+- `config`: a frozen dataclass of `bool`/`int`/`float`/`str` defaults (they fix
+  each key's type; `__post_init__` raises a `ValueError` naming a bad key), with
+  a `seed` and a `quick: bool` field whose preset runs in under a minute
+  (`leastaction run NAME --quick`, the test suite). A preset that replaces
+  sizes should refuse them being set as well (`experiments.config.check_quick`).
+- `run(config, folder, progress) -> results`: every number the figures and
+  tables show; figures through `folder.save_figure`, tables through
+  `folder.save_table`; `progress(done, total, text)` drives the progress bar.
+- `verify` (re-run and compare `results.json`) needs nothing more: timings and
+  memory go under keys containing "time", "seconds", "memory", "bytes",
+  "timestamp" or "wall", which it leaves out. Other machine-dependent numbers
+  (a time ratio, say) are named in `volatile=(...)` (shell patterns on the
+  key name or the dotted path without list indices). `verify_rtol`,
+  `verify_atol` (defaults 1e-9, 1e-12) go into each folder's `[verify]` table.
+- `sweep` needs nothing more; `headline=(...)` (dotted results keys) are the
+  summary table's columns.
+- `figures={"name under figures/": "stem the run saves"}` and optionally
+  `figures_config={...}` register README figures for `leastaction figures`.
 """
 
 from __future__ import annotations

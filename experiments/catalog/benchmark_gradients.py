@@ -812,5 +812,11 @@ BENCHMARK_GRADIENTS = Experiment(
         "targets.least_action_exact_backsolve_not.value_backsolve_min_error_vs_discrete",
         "wall_seconds",
     ),
+    volatile=("gradient_over_forward",),
+    figures={
+        "benchmark_gradients_error_vs_steps": "error_vs_steps",
+        "benchmark_gradients_memory_vs_steps": "memory_vs_steps",
+        "benchmark_gradients_time_vs_steps": "time_vs_steps",
+    },
 )
 EXPERIMENT = BENCHMARK_GRADIENTS

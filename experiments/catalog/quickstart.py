@@ -244,4 +244,5 @@ EXPERIMENT = Experiment(
         "stationarity.max_residual",
         "loss",
     ),
+    figures={"quickstart_phase_space": "phase_space"},
 )

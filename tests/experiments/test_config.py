@@ -75,3 +75,12 @@ def test_defaults_must_be_frozen_scalar_dataclasses():
         check_defaults(Listy())
     assert as_dict(Toy()) == {"n": 3, "rate": 0.5, "name": "euler", "on": False}
     assert coerce("on", "0", False) is False
+
+
+def test_quick_preset_refuses_the_sizes_it_replaces():
+    """`quick` replaces the run sizes; setting one of them as well would be silently ignored."""
+    from experiments.catalog import CATALOG
+
+    with pytest.raises(ValueError, match="'quick' replaces steps, betas; do not also set steps"):
+        CATALOG["galley-tension"].resolve({"quick": "true", "steps": "50"})
+    assert CATALOG["galley-tension"].resolve({"quick": "true", "seed": "2"}).seed == 2

@@ -59,8 +59,16 @@ def test_manifest_records_provenance_and_hashes(quickstart_folder):
     assert manifest["seed"] == 0
     assert set(manifest["versions"]) == set(PACKAGES)
     assert manifest["versions"]["jax"]
-    for key in ("python", "platform", "machine", "processor"):
+    for key in ("python", "platform", "machine", "processor", "python_executable"):
         assert manifest["platform"][key]
+    import os
+    import platform
+
+    assert manifest["platform"]["python"] == platform.python_version()
+    assert manifest["platform"]["cpu"]["logical_cores"] == os.cpu_count()
+    assert manifest["platform"]["cpu"]["model"]
+    assert manifest["versions"]["optax"] and manifest["versions"]["dask"]
+    assert manifest["cpu_time_seconds"] > 0
     assert manifest["wall_time_seconds"] > 0
     start = datetime.fromisoformat(manifest["start_utc"])
     end = datetime.fromisoformat(manifest["end_utc"])

@@ -1,0 +1,74 @@
+"""`leastaction figures`: the README figures, which experiment makes each, and their regeneration."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+
+from experiments import CATALOG
+from experiments.cli import app
+from experiments.readme_figures import registry, regenerate
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_every_figure_the_readme_shows_has_a_source():
+    """Each `figures/NAME.png` the README embeds is declared by exactly one experiment."""
+    shown = set(re.findall(r"!\[[^\]]*\]\(figures/([A-Za-z0-9_\-]+)\.png\)", (ROOT / "README.md").read_text()))
+    declared = {s.target: s for s in registry()}
+    assert len(shown) >= 2, "the README shows fewer than two figures"
+    assert shown <= set(declared), shown - set(declared)
+    for target in shown:
+        assert (ROOT / "figures" / f"{target}.png").is_file(), target
+
+
+def test_two_experiments_declaring_one_figure_is_an_error():
+    twin = dataclasses.replace(CATALOG["quickstart"], name="twin")
+    with pytest.raises(ValueError, match="declared by both"):
+        registry({"quickstart": CATALOG["quickstart"], "twin": twin})
+
+
+def test_figures_list(cli):
+    result = cli.invoke(app, ["figures", "--list"])
+    assert result.exit_code == 0, result.output
+    for name in ("quickstart", "phase-portraits", "energy-drift", "benchmark-gradients"):
+        assert name in result.output
+
+
+@dataclasses.dataclass(frozen=True)
+class ToyConfig:
+    slope: float = 1.0
+
+
+def _toy_run(config, folder, progress):
+    """A figure of a line of the configured slope (no JAX: the registry is what is tested)."""
+    from experiments import plots
+
+    fig, axes = plots.figure()
+    axes[0].plot([0, 1], [0, config.slope])
+    folder.save_figure(fig, "line")
+    return {"slope": config.slope}
+
+
+def test_regenerate_copies_the_fresh_figures(tmp_path):
+    """The run's figure lands under the registered name, byte for byte, made with
+    `figures_config`."""
+    from experiments import Experiment
+
+    toy = Experiment(name="toy", description="a line", config=ToyConfig(), run=_toy_run,
+                     figures={"toy_line": "line"}, figures_config={"slope": 2.0})
+    runs = tmp_path / "runs"
+    written = regenerate(tmp_path / "figures", catalog={"toy": toy}, runs=runs)
+    assert sorted(p.name for p in written) == ["toy_line.pdf", "toy_line.png"]
+    for path in written:
+        assert path.read_bytes() == (runs / "toy" / "figures" / f"line{path.suffix}").read_bytes()
+    assert (runs / "toy" / "results.json").read_text().strip() == '{\n  "slope": 2.0\n}'
+
+
+def test_unknown_or_figureless_experiment_is_refused(cli, tmp_path):
+    result = cli.invoke(app, ["figures", "--only", "nope", "--dir", str(tmp_path / "f")])
+    assert result.exit_code == 2 and "unknown experiment 'nope'" in result.output
+    assert not (tmp_path / "f").exists()

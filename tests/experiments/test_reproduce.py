@@ -1,0 +1,120 @@
+"""`leastaction reproduce` and `leastaction verify` on quickstart folders, and run determinism."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tomllib
+
+from experiments import CATALOG
+from experiments.cli import app
+from experiments.runner import read_tolerances
+from experiments.verify import compare, Tolerances
+
+from .conftest import SMALL
+
+
+def _results(folder):
+    return json.loads((folder / "results.json").read_text())
+
+
+def test_config_toml_states_the_verify_tolerances(quickstart_folder):
+    with open(quickstart_folder / "config.toml", "rb") as handle:
+        document = tomllib.load(handle)
+    experiment = CATALOG["quickstart"]
+    assert document["verify"] == {"rtol": experiment.verify_rtol, "atol": experiment.verify_atol, "volatile": []}
+    assert read_tolerances(quickstart_folder) == experiment.tolerances
+
+
+def test_verify_passes_and_two_runs_agree_to_1e_12(quickstart_folder, cli, tmp_path):
+    """verify passes on a fresh folder; its re-run (kept with --keep) has the same
+    results.json to 1e-12, relative and absolute (determinism). Timings would be
+    excluded and listed; quickstart's results have none."""
+    kept = tmp_path / "rerun"
+    result = cli.invoke(app, ["verify", str(quickstart_folder), "--keep", str(kept)])
+    assert result.exit_code == 0, result.output
+    assert f"verified {quickstart_folder}" in result.output
+    assert "values match within rtol 1e-09, atol 1e-12" in result.output
+    determinism = compare(_results(quickstart_folder), _results(kept), Tolerances(rtol=1e-12, atol=1e-12))
+    assert determinism.ok, determinism.differences
+    assert determinism.checked > 20 and determinism.excluded == ()
+    manifest = json.loads((kept / "manifest.json").read_text())
+    assert manifest["reproduces"] == str(quickstart_folder)
+    # the manifest's wall time is volatile: any value passes
+    assert compare({"wall_time_seconds": 1.0}, {"wall_time_seconds": manifest["wall_time_seconds"]}).ok
+
+
+def test_reproduce_from_a_copied_folder(quickstart_folder, cli, tmp_path):
+    """A folder copied elsewhere (no link to where it ran) re-runs from its config.toml alone."""
+    copy = tmp_path / "elsewhere" / "copied"
+    shutil.copytree(quickstart_folder, copy)
+    out = tmp_path / "reproduced"
+    result = cli.invoke(app, ["reproduce", str(copy), "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == str(out)
+    assert (out / "config.toml").read_bytes() == (quickstart_folder / "config.toml").read_bytes()
+    assert compare(_results(quickstart_folder), _results(out), Tolerances(rtol=1e-12, atol=1e-12)).ok
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["reproduces"] == str(copy)
+
+
+def test_verify_on_an_edited_results_file_fails_with_a_diff(quickstart_folder, cli, tmp_path):
+    edited = tmp_path / "edited"
+    shutil.copytree(quickstart_folder, edited)
+    results = _results(edited)
+    original = results["loss"]
+    results["loss"] = original * (1 + 1e-6)
+    results["stationarity"]["max_abs_p"] += 1.0
+    (edited / "results.json").write_text(json.dumps(results))
+    result = cli.invoke(app, ["verify", str(edited)])
+    assert result.exit_code == 1, result.output
+    assert "MISMATCH: 2 of" in result.output
+    assert "loss" in result.output and "stationarity.max_abs_p" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_verify_uses_the_tolerances_stored_in_the_folder(quickstart_folder, cli, tmp_path):
+    """Loosening rtol in the folder's [verify] table makes a small edit pass."""
+    edited = tmp_path / "loose"
+    shutil.copytree(quickstart_folder, edited)
+    results = _results(edited)
+    results["loss"] *= 1 + 1e-6
+    (edited / "results.json").write_text(json.dumps(results))
+    config = (edited / "config.toml").read_text().replace("rtol = 1e-09", "rtol = 1e-05")
+    (edited / "config.toml").write_text(config)
+    result = cli.invoke(app, ["verify", str(edited), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "within rtol 1e-05" in result.output
+
+
+def test_verify_of_a_folder_without_config_is_a_clear_error(cli, tmp_path):
+    result = cli.invoke(app, ["verify", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "no config file" in result.output and "Traceback" not in result.output
+
+
+def test_config_with_a_bad_key_is_refused_before_any_work(quickstart_folder, cli, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(quickstart_folder, broken)
+    text = (broken / "config.toml").read_text().replace("steps = 6", "stpes = 6")
+    (broken / "config.toml").write_text(text)
+    result = cli.invoke(app, ["reproduce", str(broken), "--out", str(tmp_path / "never")])
+    assert result.exit_code == 2
+    assert "unknown config key 'stpes'" in result.output
+    assert not (tmp_path / "never").exists()
+
+
+def test_run_from_a_config_file_with_set_on_top(quickstart_folder, cli, tmp_path):
+    out = tmp_path / "from-file"
+    result = cli.invoke(app, ["run", "quickstart", "--config", str(quickstart_folder / "config.toml"),
+                              "--set", "seed=1", "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    with open(out / "config.toml", "rb") as handle:
+        config = tomllib.load(handle)["config"]
+    assert config["steps"] == 6 and config["batch"] == 4 and config["seed"] == 1
+
+
+def test_quick_without_a_quick_preset_is_a_clear_error(cli, tmp_path):
+    result = cli.invoke(app, ["run", "quickstart", "--quick", "--out", str(tmp_path / "q"), *SMALL])
+    assert result.exit_code == 2
+    assert "has no quick preset" in result.output

@@ -1,0 +1,92 @@
+"""`leastaction sweep`: a grid of quickstart runs on a Dask LocalCluster."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from experiments import CATALOG
+from experiments.cli import app
+from experiments.sweep import grid_points, parse_grid
+
+from .conftest import assert_results_close
+
+
+def test_parse_grid_and_points_resolve_every_config():
+    grid = parse_grid(["steps=4,6", "method=euler,rk4"])
+    assert grid == {"steps": ["4", "6"], "method": ["euler", "rk4"]}
+    points = grid_points(CATALOG["quickstart"], grid, {"batch": "3"})
+    assert [p.name for p in points] == ["000-steps=4-method=euler", "001-steps=4-method=rk4",
+                                        "002-steps=6-method=euler", "003-steps=6-method=rk4"]
+    assert points[3].values == {"steps": 6, "method": "rk4"}
+    assert points[3].overrides == {"batch": "3", "steps": "6", "method": "rk4"}
+
+
+@pytest.mark.parametrize("grid, message", [
+    (["steps"], "--grid expects key=v1,v2"),
+    (["steps=4,,6"], "--grid expects key=v1,v2"),
+    (["stpes=4,6"], "unknown config key 'stpes'"),
+    (["steps=4,0"], "sweep point steps=0: config key 'steps' must be >= 1"),
+    (["steps=4", "steps=6"], "given twice"),
+])
+def test_bad_grid_is_a_clear_error_before_any_work(cli, tmp_path, grid, message):
+    args = ["sweep", "quickstart", "--out", str(tmp_path / "sweep")]
+    for item in grid:
+        args += ["--grid", item]
+    result = cli.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert os.listdir(tmp_path) == []
+
+
+def test_swept_key_also_set_is_refused(cli, tmp_path):
+    result = cli.invoke(app, ["sweep", "quickstart", "--grid", "steps=4,6", "--set", "steps=5",
+                              "--out", str(tmp_path / "s")])
+    assert result.exit_code == 2 and "both set and swept" in result.output
+
+
+def test_four_point_sweep_on_a_local_cluster(cli, tmp_path, quickstart_folder):
+    """2 worker processes x 1 thread; one complete run folder per point, the summary in
+    md, tex and json; the point with the shared small quickstart's config reproduces
+    that run's results (a direct run, not on Dask)."""
+    out = tmp_path / "sweep"
+    result = cli.invoke(app, ["sweep", "quickstart", "--grid", "steps=4,6", "--grid", "seed=0,1",
+                              "--set", "batch=4", "--set", "t_final=1.5", "--out", str(out),
+                              "--workers", "2", "--threads", "1", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == str(out)
+    names = ["000-steps=4-seed=0", "001-steps=4-seed=1", "002-steps=6-seed=0", "003-steps=6-seed=1"]
+    assert sorted(os.listdir(out)) == sorted(names + ["summary.json", "summary.md", "summary.tex", "sweep.toml"])
+    summary = json.loads((out / "summary.json").read_text())
+    assert [p["point"] for p in summary["points"]] == names
+    assert all(p["status"] == "ok" for p in summary["points"])
+    for point in summary["points"]:
+        folder = out / point["folder"]
+        assert {"config.toml", "manifest.json", "results.json", "log.txt"} <= set(os.listdir(folder))
+        assert point["config"]["batch"] == 4
+        results = json.loads((folder / "results.json").read_text())
+        assert point["headline"]["gradient.relative_l2_error"] == results["gradient"]["relative_l2_error"]
+        assert results["gradient"]["relative_l2_error"] <= 1e-12
+    md = (out / "summary.md").read_text()
+    assert md.count("| 00") == 4 and "gradient.relative_l2_error" in md
+    assert r"\toprule" in (out / "summary.tex").read_text()
+    assert (out / names[2] / "config.toml").read_bytes() == (quickstart_folder / "config.toml").read_bytes()
+    assert_results_close(json.loads((quickstart_folder / "results.json").read_text()),
+                         json.loads((out / names[2] / "results.json").read_text()))
+
+
+@pytest.mark.slow
+def test_sweep_on_an_existing_scheduler_by_address(cli, tmp_path):
+    """`--scheduler ADDRESS` sends the points to a cluster that is already running."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        out = tmp_path / "sweep"
+        result = cli.invoke(app, ["sweep", "quickstart", "--grid", "seed=0,1", "--set", "steps=4",
+                                  "--set", "batch=2", "--scheduler", cluster.scheduler_address,
+                                  "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert [p["status"] for p in summary["points"]] == ["ok", "ok"]
