@@ -375,4 +375,5 @@ EXPERIMENT = Experiment(
         "solvers.descent.max_real_eigenvalue",
         "solvers.relaxation.max_real_eigenvalue",
     ),
+    figures={"action_landscape_action_landscape": "action_landscape"},
 )

@@ -489,4 +489,5 @@ EXPERIMENT = Experiment(
         "sinkhorn.rates.envelope",
         "sinkhorn.rates.unrolled",
     ),
+    figures={f"adjoint_toolbox_{key}": key for key in FIGURES},
 )

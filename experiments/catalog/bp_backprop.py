@@ -279,4 +279,5 @@ EXPERIMENT = Experiment(
         "graphs.mlp.error_grid.order_eps",
         "graphs.mlp.mean_shift.order_beta",
     ),
+    figures={"bp_backprop": "bp_backprop"},
 )

@@ -231,4 +231,5 @@ EXPERIMENT = Experiment(
         "summary.cross_entropy_derivative_max_relative_error",
         "summary.reverse_kl_derivative_max_relative_error",
     ),
+    figures={"kl_directions_kl_fits": "kl_fits"},
 )

@@ -279,4 +279,5 @@ EXPERIMENT = Experiment(
         "summary.fan_out_order_s",
         "summary.max_jvp_vs_covariance_relative_difference",
     ),
+    figures={"kl_projection": "kl_projection"},
 )

@@ -328,4 +328,6 @@ EXPERIMENT = Experiment(
         "learning.1 step.final_loss",
         "learning.backprop.final_loss",
     ),
+    figures={"local_dynamics_convergence": "convergence",
+             "local_dynamics_learning_while_inferring": "learning_while_inferring"},
 )

@@ -559,4 +559,6 @@ EXPERIMENT = Experiment(
         "momentum.conserved.angular_momentum.max_relative_drift",
         "weight_decay.rescaling_max_relative_deviation",
     ),
+    figures={"noether_charges_charges_over_training": "charges_over_training",
+             "noether_charges_charge_breaking": "charge_breaking"},
 )

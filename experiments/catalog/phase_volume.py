@@ -289,4 +289,5 @@ EXPERIMENT = Experiment(
         "momentum.methods.leapfrog.max_abs_log_det",
         "momentum.methods.leapfrog.symplecticity_defect_final",
     ),
+    figures={"phase_volume_log_volume": "log_volume"},
 )

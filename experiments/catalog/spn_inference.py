@@ -382,4 +382,5 @@ EXPERIMENT = Experiment(
         "summary.max_multiplier_difference_vs_slsqp",
         "summary.max_table_difference_vs_slsqp",
     ),
+    figures={"spn_inference": "spn_inference"},
 )

@@ -273,4 +273,5 @@ EXPERIMENT = Experiment(
         "final_loss.least-action",
         "time_ratio_to_autodiff.least-action",
     ),
+    figures={"train_neural_ode_training": "training"},
 )

@@ -7,6 +7,10 @@ import pytest
 from experiments.catalog import get
 from experiments.runner import run
 
+# The quick run of this experiment takes 10-60 s of CPU; with the other catalogue runs
+# it would push the default suite past its time budget, so it runs with `pytest -m slow`.
+pytestmark = pytest.mark.slow
+
 
 def test_quick_run_writes_results_figure_and_table(tmp_path):
     record = run(get("kl-projection"), {"quick": True}, out=tmp_path / "kl")

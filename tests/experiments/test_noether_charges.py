@@ -11,6 +11,10 @@ from experiments.catalog import CATALOG
 from experiments.catalog.noether_charges import QUICK, NoetherConfig, fitted_order, padded_grid
 from experiments.runner import run
 
+# The quick run of this experiment takes 10-60 s of CPU; with the other catalogue runs
+# it would push the default suite past its time budget, so it runs with `pytest -m slow`.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):

@@ -12,6 +12,10 @@ from experiments.catalog import CATALOG
 from experiments.catalog.phase_volume import QUICK, splitting_log_volume_per_step
 from experiments.runner import run
 
+# The quick run of this experiment takes 10-60 s of CPU; with the other catalogue runs
+# it would push the default suite past its time budget, so it runs with `pytest -m slow`.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):

@@ -8,9 +8,11 @@ from experiments.runner import run
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
+    """The quick preset through the runner (about 30 s: the tests that read it are slow)."""
     return run(EXPERIMENT, {"quick": True}, out=tmp_path_factory.mktemp("runs") / "train").results
 
 
+@pytest.mark.slow
 def test_least_action_training_follows_autodiff_at_every_step(quick):
     """Same seed, same optax update: the curves differ only by the gradients, which agree
     to rounding, so 1e-9 relative at every step leaves room for Adam's normalisation
@@ -19,6 +21,7 @@ def test_least_action_training_follows_autodiff_at_every_step(quick):
     assert quick["max_relative_curve_difference"]["least-action"] <= 1e-9
 
 
+@pytest.mark.slow
 def test_diffrax_peer_reaches_the_same_loss(quick):
     """diffrax's ReversibleHeun on the same grid is the same discrete map, so its
     RecursiveCheckpointAdjoint training reaches the same loss to rounding (1e-9)."""
@@ -27,6 +30,7 @@ def test_diffrax_peer_reaches_the_same_loss(quick):
     assert abs(final["diffrax"] - final["least-action"]) <= 1e-9 * final["least-action"]
 
 
+@pytest.mark.slow
 def test_training_lowers_the_loss(quick):
     losses = quick["losses"]["least-action"]
     assert losses[-1] < 0.5 * losses[0]
@@ -47,7 +51,10 @@ def test_bad_config_is_a_clear_error(bad, message):
         EXPERIMENT.resolve(bad)
 
 
-@pytest.mark.parametrize("method, memory", [("rk4", "checkpoint-log"), ("reversible-heun", "store-all")])
+@pytest.mark.parametrize(
+    "method, memory",
+    [pytest.param("rk4", "checkpoint-log", marks=pytest.mark.slow), ("reversible-heun", "store-all")],
+)
 def test_the_three_gradients_agree(method, memory):
     """At theta_0, each trainer's gradient against autodiff through the scan: 1e-12
     relative L2 (rounding of the same discrete map; diffrax builds rk4 from the same tableau)."""

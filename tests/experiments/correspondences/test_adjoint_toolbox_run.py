@@ -8,6 +8,10 @@ from experiments.catalog import get
 from experiments.catalog.adjoint_toolbox import FIGURES, QUICK_SIZES, ToolboxConfig
 from experiments.runner import run
 
+# The quick run of this experiment takes 10-60 s of CPU; with the other catalogue runs
+# it would push the default suite past its time budget, so it runs with `pytest -m slow`.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
