@@ -129,3 +129,13 @@ def check_quick(config: Any, replaced: Iterable[str]) -> None:
     changed = [k for k in replaced if getattr(config, k) != fields[k].default]
     if changed:
         raise ValueError(f"config key 'quick' replaces {', '.join(replaced)}; do not also set {', '.join(changed)}")
+
+
+def numbers(key: str, text: str, kind: type = int) -> tuple:
+    """The comma-separated numbers of the string config value `text` (e.g. ``"2,3,3,1"``),
+    converted by `kind`; a `ValueError` naming `key` if one does not parse."""
+    try:
+        return tuple(kind(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ValueError(f"config key {key!r} must be comma-separated {kind.__name__}s; got {text!r}") from None
+

@@ -44,6 +44,7 @@ from ..correspondences import (
     linearise,
     scalar_mlp,
 )
+from ..config import check_quick, numbers
 from ..runner import Experiment, Progress, RunFolder
 from ..tables import Table
 
@@ -82,10 +83,7 @@ class BPBackpropConfig:
     quick: bool = False
 
     def __post_init__(self):
-        try:
-            widths = tuple(int(w) for w in self.widths.split(","))
-        except ValueError:
-            raise ValueError(f"config key 'widths' must be comma-separated integers; got {self.widths!r}") from None
+        widths = numbers("widths", self.widths)
         if len(widths) < 4 or widths[-1] != 1:
             raise ValueError(f"config key 'widths' needs two hidden layers (for loops) and a width-1 output; "
                              f"got {self.widths!r}")
@@ -93,10 +91,7 @@ class BPBackpropConfig:
             raise ValueError(f"config key 'grid_points' must be >= 3; got {self.grid_points}")
         if not 0 < self.grid_min < 0.1:
             raise ValueError(f"config key 'grid_min' must be in (0, 0.1); got {self.grid_min}")
-        replaced = [k for k in ("grid_points", "grid_min")
-                    if self.quick and getattr(self, k) != BPBackpropConfig.__dataclass_fields__[k].default]
-        if replaced:
-            raise ValueError(f"config key 'quick' replaces the grid; do not also set {', '.join(replaced)}")
+        check_quick(self, ("grid_points", "grid_min"))
         if not self.mean_shift_eps > 0:
             raise ValueError(f"config key 'mean_shift_eps' must be > 0; got {self.mean_shift_eps}")
 
@@ -107,7 +102,7 @@ class BPBackpropConfig:
         return np.logspace(np.log10(self.grid_min), 0, self.grid_points)
 
     def graphs(self) -> dict[str, ScalarGraph]:
-        widths = tuple(int(w) for w in self.widths.split(","))
+        widths = numbers("widths", self.widths)
         return {"mlp": scalar_mlp(widths, seed=self.seed, target=self.target), "fan_out": fan_out_graph()}
 
 

@@ -45,6 +45,7 @@ from ..correspondences import (
     linear_gaussian_projection,
     scalar_mlp,
 )
+from ..config import check_quick, numbers
 from ..runner import Experiment, Progress, RunFolder
 from ..tables import Table
 
@@ -78,10 +79,7 @@ class KLProjectionConfig:
     quick: bool = False
 
     def __post_init__(self):
-        try:
-            widths = tuple(int(w) for w in self.widths.split(","))
-        except ValueError:
-            raise ValueError(f"config key 'widths' must be comma-separated integers; got {self.widths!r}") from None
+        widths = numbers("widths", self.widths)
         if len(widths) < 2 or widths[-1] != 1 or sum(widths[1:]) > 9:
             raise ValueError("config key 'widths' needs a width-1 output and at most 9 computed nodes "
                              f"(tensor quadrature); got {self.widths!r}")
@@ -89,10 +87,7 @@ class KLProjectionConfig:
             raise ValueError(f"config key 'points' must be >= 3 (degree-5 rule); got {self.points}")
         if not 0 < self.s_min < self.s_max:
             raise ValueError(f"config keys need 0 < s_min < s_max; got {self.s_min}, {self.s_max}")
-        replaced = [k for k in ("s_min", "s_max", "s_points")
-                    if self.quick and getattr(self, k) != KLProjectionConfig.__dataclass_fields__[k].default]
-        if replaced:
-            raise ValueError(f"config key 'quick' replaces the widths; do not also set {', '.join(replaced)}")
+        check_quick(self, ("s_min", "s_max", "s_points"))
         if self.s_points < 3:
             raise ValueError(f"config key 's_points' must be >= 3; got {self.s_points}")
 
@@ -105,7 +100,7 @@ class KLProjectionConfig:
         return np.logspace(-1, -3, 3) if self.quick else np.logspace(0, -4, 7)
 
     def graphs(self) -> dict[str, ScalarGraph]:
-        widths = tuple(int(w) for w in self.widths.split(","))
+        widths = numbers("widths", self.widths)
         return {
             "tanh_mlp": scalar_mlp(widths, seed=self.seed, activation="tanh", target=self.target),
             "linear_mlp": scalar_mlp(widths, seed=self.seed, activation="identity", target=self.target),

@@ -9,7 +9,9 @@ from experiments.catalog.quickstart import QuickstartConfig, initial_points, mea
 from experiments.runner import no_progress
 
 
-@pytest.mark.parametrize("method", ["heun", "midpoint", "rk4", "bosh3"])
+@pytest.mark.parametrize(
+    "method", ["rk4", *(pytest.param(m, marks=pytest.mark.slow) for m in ("heun", "midpoint", "bosh3"))]
+)
 def test_gradient_matches_jax_grad_for_every_tableau(method):
     config = QuickstartConfig(steps=4, batch=3, t_final=1.0, method=method)
     lines = []
@@ -23,6 +25,7 @@ def test_gradient_matches_jax_grad_for_every_tableau(method):
     assert any("relative L2 error" in line for line in lines)
 
 
+@pytest.mark.slow
 def test_energy_drift_shrinks_with_the_step():
     """`H = p . f` is conserved by the continuous flow: its drift on the grid is
     discretisation error, first order for Euler, smaller for RK4."""

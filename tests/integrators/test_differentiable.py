@@ -197,13 +197,15 @@ class DrivenField(L.VectorField):
 
 
 GRID_CASES = [
-    ("euler", I.StoreAll()),
+    pytest.param("euler", I.StoreAll(), marks=pytest.mark.slow),
     ("rk4", I.Checkpoint(levels=2)),
-    ("gauss-legendre-2", I.StoreAll()),
-    ("yoshida4", I.StoreAll()),
+    pytest.param("gauss-legendre-2", I.StoreAll(), marks=pytest.mark.slow),
+    pytest.param("yoshida4", I.StoreAll(), marks=pytest.mark.slow),
     ("reversible-heun", I.Reversible()),
-    ("asynchronous-leapfrog", I.Reversible()),
+    pytest.param("asynchronous-leapfrog", I.Reversible(), marks=pytest.mark.slow),
 ]
+GRID_IDS = ["euler", "rk4-Checkpoint", "gauss-legendre-2", "yoshida4", "reversible-heun-Reversible",
+            "asynchronous-leapfrog-Reversible"]
 
 
 def _grid_setup(method):
@@ -214,7 +216,7 @@ def _grid_setup(method):
     return field, theta, ts, x0
 
 
-@pytest.mark.parametrize("method,memory", GRID_CASES, ids=[f"{m}-{type(s).__name__}" for m, s in GRID_CASES])
+@pytest.mark.parametrize("method,memory", GRID_CASES, ids=GRID_IDS)
 def test_grad_reaches_the_time_grid(method, memory):
     """`dl/dts` (non-uniform grid, saved states inside, batch of 4) against `jax.grad`
     through the plain scan. 1e-12 relative L2 (1e-10 for the implicit tableau,
@@ -238,7 +240,7 @@ def test_grad_reaches_the_time_grid(method, memory):
 
 
 def test_time_grid_gradient_against_finite_differences():
-    """Independent of autodiff: central differences in each grid time (step 1e-6,
+    """Independent of autodiff: central differences in four grid times (step 1e-6,
     error O(1e-12) / 1e-6 rounding + O(1e-12) truncation; tolerance 1e-7 relative)."""
     field, theta, ts, x0 = _grid_setup("rk4")
 
@@ -246,9 +248,9 @@ def test_time_grid_gradient_against_finite_differences():
         return jnp.sum(jnp.sin(I.solve(I.discretise(field, ts, "rk4"), theta, x0)))
 
     got = jax.grad(loss)(ts)
-    eps = 1e-6
-    fd = jnp.array([(loss(ts.at[i].add(eps)) - loss(ts.at[i].add(-eps))) / (2 * eps) for i in range(ts.shape[0])])
-    assert rel_l2(got, fd) <= 1e-7
+    eps, entries = 1e-6, (0, 5, 11, 12)  # the first time, interior ones and the last
+    fd = jnp.array([(loss(ts.at[i].add(eps)) - loss(ts.at[i].add(-eps))) / (2 * eps) for i in entries])
+    assert rel_l2(got[jnp.asarray(entries)], fd) <= 1e-7
 
 
 def test_other_system_arrays_are_constants():

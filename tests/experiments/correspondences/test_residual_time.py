@@ -13,11 +13,13 @@ def runs():
     return rt.measure(path, 2.0, (20, 40, 80))[0]
 
 
+@pytest.mark.slow  # 15-20 s: diffrax reference solves; the adjoint-toolbox run covers it too
 def test_sweep_gradient_equals_jax_grad(runs):
     for numbers, _, _ in runs:
         assert numbers.sweep_vs_jax_grad <= 1e-12  # exact discrete gradient (DESIGN 2.3)
 
 
+@pytest.mark.slow  # 15-20 s: diffrax reference solves; the adjoint-toolbox run covers it too
 def test_normalised_gradient_converges_at_first_order(runs):
     numbers = [r for r, _, _ in runs]
     taus = [r.tau for r in numbers]
@@ -34,6 +36,7 @@ def test_depths_must_divide_the_largest():
         rt.measure(path, 1.0, (3, 4))
 
 
+@pytest.mark.slow  # 15-20 s: diffrax reference solves; the adjoint-toolbox run covers it too
 def test_density_integrates_to_the_gradient_of_the_constant_part():
     """`dl/dW0 = int_0^T dl/dW(t) dt` (since `dW(t)/dW0 = I`): the diffrax density against
     `jax.grad` through a diffrax solve of the loss (discretise-then-optimise at tolerance 1e-12)."""
