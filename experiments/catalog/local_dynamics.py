@@ -58,7 +58,7 @@ class LocalDynamicsConfig:
     seed: int = 0
     quick: bool = False
     relax_eta: float = 0.2
-    saddle_iterations: int = 40_000
+    saddle_iterations: int = 80_000
     learning_updates: int = 300
     learning_rate: float = 0.1
 
@@ -270,6 +270,7 @@ def convergence_figure(relaxation, saddle):
         errors = saddle[name]["errors"]
         middle.semilogy(every * np.arange(1, len(errors) + 1), errors,
                         label=rf"{name} ($\rho$ = {saddle[name]['rho']:g})")
+    middle.ticklabel_format(axis="x", style="sci", scilimits=(3, 3))
     middle.set_xlabel("saddle-flow steps")
     middle.set_ylabel(r"relative error of $dl/d\theta$")
     middle.set_title(f"linear ResNet, depth {saddle['linear_depth']}")
