@@ -98,7 +98,9 @@ class Driven(L.VectorField):
         return jnp.tanh(theta["W"] @ x + theta["b"] * jnp.sin(3.0 * t))
 
 
-@pytest.mark.parametrize("method", ["rk4", "dopri5", "gauss-legendre-2", "reversible-heun"])
+@pytest.mark.parametrize(
+    "method", ["rk4", "reversible-heun", *(pytest.param(m, marks=pytest.mark.slow) for m in ("dopri5", "gauss-legendre-2"))]
+)
 def test_time_dependent_field_on_a_user_grid(method, key):
     field = Driven()
     theta = field.init(key)
@@ -147,7 +149,9 @@ def _fitted_slopes(method):
     return fit(x_err), fit(g_err), x_err, g_err
 
 
-@pytest.mark.parametrize("method", ["euler", "rk4", "gauss-legendre-2", "leapfrog", "reversible-heun"])
+@pytest.mark.parametrize(
+    "method", ["euler", "rk4", "leapfrog", "reversible-heun", pytest.param("gauss-legendre-2", marks=pytest.mark.slow)]
+)
 def test_convergence_order(method):
     x_slope, g_slope, x_err, g_err = _fitted_slopes(method)
     assert abs(x_slope - _order(method)) <= 0.2, (x_slope, x_err)

@@ -37,8 +37,8 @@ def _systems():
 SYSTEMS = _systems()
 
 
-FLOAT32 = ["mlp-funnel-relu", "resnet-100", "recurrent", "neural-ode-16"]
-BATCHED = ["mlp-narrow-wide-narrow", "resnet-100", "recurrent", "neural-ode-64", "mlp-field-8"]
+FLOAT32 = ["mlp-funnel-relu", "neural-ode-16"]
+BATCHED = ["mlp-narrow-wide-narrow", "resnet-100", "recurrent"]
 CASES = [(name, None, jnp.float64) for name in sorted(SYSTEMS)]
 CASES += [(name, 32, jnp.float64) for name in BATCHED]
 CASES += [(name, 32, jnp.float32) for name in FLOAT32]
@@ -85,7 +85,7 @@ def test_cross_entropy_loss_on_classifier(key):
     assert rel_l2(I.sweep(system, theta, x0, loss).grad, reference_grad(system, theta, x0, loss)) <= 1e-12
 
 
-@settings(max_examples=6, deadline=None)
+@settings(max_examples=4, deadline=None)
 @given(
     widths=st.lists(st.integers(1, 9), min_size=2, max_size=6),
     activation=st.sampled_from(sorted(L.ACTIVATIONS)),
@@ -98,7 +98,7 @@ def test_random_mlps(widths, activation, seed, scale, batch):
     _check_random(system, seed, batch)
 
 
-@settings(max_examples=5, deadline=None)
+@settings(max_examples=3, deadline=None)
 @given(
     depth=st.integers(1, 40),
     dim=st.integers(1, 8),

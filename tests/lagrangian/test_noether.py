@@ -153,6 +153,7 @@ def test_gradient_flow_conserves_rescaling_and_translation_charges(key):
     assert float(jnp.max(jnp.abs(xs[-1] - xs[0]))) > 1e-2
 
 
+@pytest.mark.slow
 def test_relu_kinks_limit_the_rescaling_charge_to_first_order(key):
     """ReLU: `grad R` jumps where a pre-activation crosses zero, so RK4's drift of the
     rescaling charge falls only like `h` (a fixed number of kink crossings, each with
