@@ -77,6 +77,15 @@ PointField = Callable[[np.ndarray], np.ndarray]
 """A planar vector field evaluated on points: `(M, 2) -> (M, 2)`."""
 
 
+def _annotate(ax, xlabel: str, ylabel: str, title: str | None) -> None:
+    """Axis labels, the legend and (if given) the title of a panel."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(loc="best")
+    if title:
+        ax.set_title(title)
+
+
 def figure(ncols: int = 1, nrows: int = 1, panel_size: tuple[float, float] = (4.2, 3.8)):
     """`(fig, axes)` in the house style; `axes` is always a flat array."""
     fig, axes = plt.subplots(
@@ -171,11 +180,7 @@ def relative_deviation(
         scale = abs(y[0]) if y[0] != 0 else 1.0
         ax.semilogy(ts, np.maximum(np.abs(y - y[0]) / scale, floor), label=label)
     ax.axhline(np.finfo(np.float64).eps, color=OKABE_ITO["black"], ls=":", lw=0.8, label="float64 eps")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.legend(loc="best")
-    if title:
-        ax.set_title(title)
+    _annotate(ax, xlabel, ylabel, title)
     return ax
 
 
@@ -237,11 +242,7 @@ def energy(ax, ts: np.ndarray, series: Mapping[str, np.ndarray], *, xlabel: str 
     """`H(t)` of each series against `t` (linear axes)."""
     for label, y in series.items():
         ax.plot(np.asarray(ts, dtype=float), np.asarray(y, dtype=float), label=label)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.legend(loc="best")
-    if title:
-        ax.set_title(title)
+    _annotate(ax, xlabel, ylabel, title)
     return ax
 
 
@@ -277,11 +278,7 @@ def convergence(
     above `fit_above` (the observed order). Returns `{label: slope}`."""
     slopes = _loglog_with_slopes(ax, steps, errors, floor, "slope", fit_range, fit_above)
     ax.axhline(np.finfo(np.float64).eps, color=OKABE_ITO["black"], ls=":", lw=0.8, label="float64 eps")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.legend(loc="best")
-    if title:
-        ax.set_title(title)
+    _annotate(ax, xlabel, ylabel, title)
     return slopes
 
 
@@ -297,11 +294,7 @@ def scaling(
     """A cost (memory in bytes, time in seconds) against `N` on log-log axes, each
     series labelled with its log-log slope. Returns `{label: slope}`."""
     slopes = _loglog_with_slopes(ax, ns, values, 1e-300, "slope", None)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.legend(loc="best")
-    if title:
-        ax.set_title(title)
+    _annotate(ax, xlabel, ylabel, title)
     return slopes
 
 
@@ -321,9 +314,5 @@ def training_curves(
     for i, (label, y) in enumerate(series.items()):
         plot = ax.semilogy if log else ax.plot
         plot(np.asarray(steps), np.asarray(y, dtype=float), ls=styles[i % len(styles)], label=label)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.legend(loc="best")
-    if title:
-        ax.set_title(title)
+    _annotate(ax, xlabel, ylabel, title)
     return ax
