@@ -65,6 +65,20 @@ def linearise(graph: ScalarGraph) -> Linearisation:
     return Linearisation(values, graph.local_jacobians(values), d1, d2)
 
 
+def response_matrix(graph: ScalarGraph, lin: Linearisation) -> tuple[np.ndarray, dict[int, int]]:
+    """`(M, slot)`: `M = (I - B)^{-1}` over the free nodes, `B[v, u] = dg_v/du` the local
+    Jacobians (so `dz = M e` maps the residuals to the node deviations), and `slot[v]`
+    the row of node `v`."""
+    free = list(graph.free)
+    slot = {v: k for k, v in enumerate(free)}
+    B = np.zeros((len(free), len(free)))
+    for v in free:
+        for k, u in enumerate(graph.parents[v]):
+            if u in slot:
+                B[slot[v], slot[u]] += lin.jacobians[v][k]
+    return np.linalg.solve(np.eye(len(free)) - B, np.eye(len(free))), slot
+
+
 @dataclass(frozen=True)
 class BPResult:
     """A Gaussian BP fixed point.
@@ -208,21 +222,16 @@ def dense_posterior(graph: ScalarGraph, beta: float, eps: float, lin: Linearisat
         mean = Sigma[:, y] eta_y / (1 + Lambda_y Sigma[y, y]).
     """
     lin = lin if lin is not None else linearise(graph)
-    free = list(graph.free)
-    slot = {v: k for k, v in enumerate(free)}
-    B = np.zeros((len(free), len(free)))
-    for v in free:
-        for k, u in enumerate(graph.parents[v]):
-            if u in slot:
-                B[slot[v], slot[u]] += lin.jacobians[v][k]
-    M = np.linalg.solve(np.eye(len(free)) - B, np.eye(len(free)))
+    M, slot = response_matrix(graph, lin)
     sigma_y = eps * M @ M[slot[graph.output]]
     eta_y, lam_y = -beta * lin.loss_gradient, beta * lin.loss_curvature
     mean = np.zeros(graph.size)
     cov = np.zeros(graph.size)
+    free = list(slot)
     mean[free] = sigma_y * eta_y / (1.0 + lam_y * sigma_y[slot[graph.output]])
     cov[free] = sigma_y
     return DensePosterior(mean, cov)
 
 
-__all__ = ["BPResult", "DensePosterior", "Linearisation", "dense_posterior", "gaussian_belief_propagation", "linearise"]
+__all__ = ["BPResult", "DensePosterior", "Linearisation", "dense_posterior", "gaussian_belief_propagation", "linearise",
+           "response_matrix"]

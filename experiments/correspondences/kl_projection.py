@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .computation_graph import ScalarGraph
-from .gaussian_bp import linearise
+from .gaussian_bp import linearise, response_matrix
 
 
 def gauss_hermite_rule(dim: int, points: int) -> tuple[np.ndarray, np.ndarray]:
@@ -141,14 +141,8 @@ def linear_gaussian_projection(graph: ScalarGraph, s: float, beta: float) -> Pro
         t^2 = s^2 - beta s^4 L'' c^2 / (1 + beta s^2 L'' |c|^2).
     """
     lin = linearise(graph)
-    free = list(graph.free)
-    slot = {v: k for k, v in enumerate(free)}
-    B = np.zeros((len(free), len(free)))
-    for v in free:
-        for k, u in enumerate(graph.parents[v]):
-            if u in slot:
-                B[slot[v], slot[u]] += lin.jacobians[v][k]
-    c = np.linalg.solve(np.eye(len(free)) - B, np.eye(len(free)))[slot[graph.output]]
+    M, slot = response_matrix(graph, lin)
+    c = M[slot[graph.output]]
     denominator = 1.0 + beta * s ** 2 * lin.loss_curvature * (c @ c)
     means = -beta * s ** 2 * lin.loss_gradient * c / denominator
     variances = s ** 2 - beta * s ** 4 * lin.loss_curvature * c ** 2 / denominator
