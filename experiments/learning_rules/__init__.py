@@ -6,6 +6,7 @@
 
 from .hamiltonian_echo import (
     Echo,
+    conjugate_field,
     echo_and_conjugate_field,
     echo_error_curve,
     echo_perturbation,
@@ -14,6 +15,6 @@ from .hamiltonian_echo import (
 )
 
 __all__ = [
-    "Echo", "echo_and_conjugate_field", "echo_error_curve", "echo_perturbation", "hamiltonian_echo",
+    "Echo", "conjugate_field", "echo_and_conjugate_field", "echo_error_curve", "echo_perturbation", "hamiltonian_echo",
     "kick_weights",
 ]

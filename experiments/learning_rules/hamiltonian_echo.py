@@ -56,6 +56,11 @@ class Echo(NamedTuple):
       `Sigma x_N + eps X grad l` and from `Sigma x_N - eps X grad l` (symmetric) or
       `Sigma x_N` (one-sided);
     - `eps`, `symmetric`: the nudge and the variant.
+
+    Example:
+        >>> echo = hamiltonian_echo(system, theta, x0, lagrangian.SquaredError(), eps=1e-4)
+        >>> echo.echo_plus.shape == echo.forward.shape   # (N + 1, [B,] 2n)
+        True
     """
 
     grad: PyTree
@@ -86,7 +91,12 @@ def check_echo_system(system: integrators.Discretisation) -> None:
 
 def kick_weights(ts: Float[Array, " N1"]) -> Float[Array, " N1"]:
     """Leapfrog's quadrature weights at the states: `w_j = (h_{j-1} + h_j)/2`, `w_0 = h_0/2`,
-    `w_N = h_{N-1}/2` (the two half kicks at each position `phi_j`)."""
+    `w_N = h_{N-1}/2` (the two half kicks at each position `phi_j`).
+
+    Example:
+        >>> kick_weights(jnp.array([0.0, 0.1, 0.3]))
+        Array([0.05, 0.15, 0.1 ], dtype=float64)
+    """
     h = jnp.diff(ts)
     zero = jnp.zeros((1,), ts.dtype)
     return 0.5 * (jnp.concatenate([h, zero]) + jnp.concatenate([zero, h]))
@@ -169,7 +179,12 @@ def hamiltonian_echo(
 
 def echo_perturbation(echo: Echo) -> Array:
     """The echo perturbation `(e+_j - e-_j)/(2 eps)` (or `(e+_j - e0_j)/eps`) read in forward time,
-    index `k = N - j`, shape `(N + 1, [B,] 2n)`: to first order `X p_k`."""
+    index `k = N - j`, shape `(N + 1, [B,] 2n)`: to first order `X p_k`.
+
+    Example:
+        >>> echo_perturbation(hamiltonian_echo(system, theta, x0, lagrangian.SquaredError(), 1e-4))[-1]
+        ... # X grad l(x_N): the nudge itself, (dl/dpi_N, dl/dphi_N)
+    """
     width = 2.0 * echo.eps if echo.symmetric else echo.eps
     return ((echo.echo_plus - echo.echo_minus) / width)[::-1]
 
@@ -187,8 +202,8 @@ def echo_and_conjugate_field(
         echo_field[k]          = echo perturbation / eps at the echo state of x_k
         exchanged_conjugate[k] = X p_k = (p_pi,k, p_phi,k)
 
-    with `p_k` the conjugate field of the doubled phase space (the store-all
-    least-action sweep, `p_N = grad l`). Their difference is `O(eps)` one-sided,
+    with `p_k` the conjugate field of the doubled phase space (`conjugate_field`:
+    the tension `x- / beta` of the doubled action, `p_N = grad l`). Their difference is `O(eps)` one-sided,
     `O(eps^2)` symmetric.
 
     Example:
@@ -196,8 +211,19 @@ def echo_and_conjugate_field(
         >>> float(jnp.max(jnp.abs(field - conjugate)) / jnp.max(jnp.abs(conjugate)))   # ~1e-9
     """
     echo = hamiltonian_echo(system, theta, x0, loss, eps, symmetric)
-    solution = integrators.sweep(system, theta, jnp.asarray(x0), loss)
-    return echo_perturbation(echo), exchange(solution.ps)
+    return echo_perturbation(echo), exchange(conjugate_field(system, theta, x0, loss))
+
+
+def conjugate_field(system: integrators.Discretisation, theta: PyTree, x0: Array, loss: lagrangian.Loss) -> Array:
+    """`p_k`, `k = 0..N`, shape `(N + 1, [B,] 2n)`: the tension `x-_k / beta` of the doubled action
+    (`integrators.tension`, DESIGN.md 2.2) at `beta = 1`, i.e. `p_N = grad l`, `p_k = (dPhi/dx)^T p_{k+1}`.
+
+    Example:
+        >>> conjugate_field(system, theta, x0, lagrangian.SquaredError())[-1]   # grad l(x_N)
+    """
+    beta = 1.0
+    _, x_minus, _ = integrators.tension(system, theta, jnp.asarray(x0), loss, beta)
+    return x_minus / beta
 
 
 def relative_error(estimate: PyTree, reference: PyTree) -> float:
@@ -231,7 +257,7 @@ def echo_error_curve(
     check_echo_system(system)
     x0 = jnp.asarray(x0)
     reference = jax.grad(lambda th: loss(integrators.output(system, th, x0)))(theta)
-    conjugate = exchange(integrators.sweep(system, theta, x0, loss).ps)
+    conjugate = exchange(conjugate_field(system, theta, x0, loss))
     scale = float(jnp.max(jnp.abs(conjugate)))
     curve = {"eps": [], "symmetric": [], "one_sided": [], "conjugate_symmetric": [], "conjugate_one_sided": []}
     for eps in eps_values:
