@@ -29,8 +29,8 @@ def test_field_is_hamiltons_equations_of_h(setup):
     """f = J grad H with grad H by autodiff of one H evaluation (the force is written in closed form)."""
     _, theta, x0, _ = setup
     j = L.symplectic_form(6)
-    expected = jax.vmap(lambda x: j @ jax.grad(CHAIN.physical_energy)(x, theta))(x0)
-    field = jax.vmap(lambda x: CHAIN(0.0, x, theta))(x0)
+    expected = jax.jit(jax.vmap(lambda x: j @ jax.grad(CHAIN.physical_energy)(x, theta)))(x0)
+    field = jax.jit(jax.vmap(lambda x: CHAIN(0.0, x, theta)))(x0)
     assert np.max(np.abs(field - expected)) < 1e-14 * np.max(np.abs(expected))  # same sums, rounding only
 
 
@@ -68,7 +68,7 @@ def test_leapfrog_is_reversed_by_the_momentum_flip(setup):
 
 def test_leapfrog_step_is_symplectic(setup):
     system, theta, x0, _ = setup
-    jacobian = jax.jacfwd(lambda x: system.layer(0, x, theta))(x0[0])
+    jacobian = jax.jit(jax.jacfwd(lambda x: system.layer(0, x, theta)))(x0[0])
     assert float(L.symplecticity_defect(jacobian)) < 1e-13  # M^T J M = J up to rounding (measured 1e-16)
 
 
