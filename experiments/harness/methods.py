@@ -535,7 +535,8 @@ def register_defaults() -> None:
 
 
 __all__ = [
-    "EXACT", "FiniteDifferences", "ForwardMode", "HamiltonianEcho", "JaxGrad", "LeastAction", "LeastActionScheme", "METHODS",
+    "EXACT", "FiniteDifferences", "ForwardMode", "HamiltonianEcho", "JaxGrad", "LeastAction", "LeastActionScheme",
+    "METHODS",
     "NewtonInTime", "Relaxation", "SaddleFlow",
     "Method", "Prepared", "Tension", "method_named", "register", "register_defaults",
     "scheme_names", "select", "sweep_evaluations",
