@@ -108,7 +108,7 @@ def echo_system(system: integrators.Discretisation) -> integrators.Discretisatio
     return eqx.tree_at(lambda s: s.ts, system, ts[0] + (ts[-1] - ts[::-1]))
 
 
-def energy_gradient_sum(field, theta: PyTree, xs: Array, weights: Float[Array, " N1"]) -> PyTree:
+def energy_gradient_sum(field: lagrangian.VectorField, theta: PyTree, xs: Array, weights: Float[Array, " N1"]) -> PyTree:
     """`sum_j w_j sum_b dH/dtheta(x_j^b)` over states `xs` of shape `(N + 1, [B,] 2n)`:
     one `jax.vjp` of one evaluation of `H` per state."""
 
@@ -132,9 +132,9 @@ def _echo(system, theta, x0, loss, eps, symmetric):
     minus = integrators.forward(back, theta, start - eps * nudge if symmetric else start)
     weights = kick_weights(back.ts).astype(forward.dtype)
     scale = -1.0 / (2.0 * eps) if symmetric else -1.0 / eps
-    difference = energy_gradient_sum(system.field, theta, plus, weights)
-    baseline = energy_gradient_sum(system.field, theta, minus, weights)
-    grad = jax.tree.map(lambda a, b: scale * (a - b), difference, baseline)
+    along_plus = energy_gradient_sum(system.field, theta, plus, weights)
+    along_minus = energy_gradient_sum(system.field, theta, minus, weights)
+    grad = jax.tree.map(lambda a, b: scale * (a - b), along_plus, along_minus)
     return Echo(grad, value, forward, plus, minus, eps, symmetric)
 
 
