@@ -97,6 +97,7 @@ class Comparison:
     cells: list[Cell]
     wall_seconds: float
     phase_seconds: dict[str, float] = field(default_factory=dict)
+    processes: list[dict] | None = None
 
     def cell(self, method: str, problem: str) -> Cell:
         for c in self.cells:
@@ -120,6 +121,7 @@ class Comparison:
             "max_project_relative_error": max(project) if project else None,
             "wall_seconds": self.wall_seconds,
             "phase_seconds": self.phase_seconds,
+            "processes": self.processes,
             "passed": not self.failures(),
         }
 
@@ -261,6 +263,7 @@ def compare(
     repeats: int = 5,
     budget: float = 0.5,
     workers: int | None = None,
+    processes: int | None = None,
     progress: Callable[[int, int, str], None] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> Comparison:
@@ -276,6 +279,11 @@ def compare(
         repeats, budget: timing: at most `repeats` warm calls, stopping after
             `budget` seconds (at least one).
         workers: threads compiling XLA programs (default: the number of CPUs).
+        processes: worker processes the problems are split over, by family
+            (`experiments.harness.processes`; default: the number of CPUs). Only
+            shipped problems and methods, named, can go to another process; anything
+            else (a `Problem` or `Method` object, a name registered at run time)
+            runs in this process.
         progress: told `(done, total, description)` as pairs are prepared and measured.
         log: told one line per pair.
 
@@ -296,6 +304,16 @@ def compare(
     problem_list = _resolve_problems(problems, seed, dtype_value)
     progress = progress or (lambda done, total, description: None)
     log = log or (lambda message: None)
+    processes = (os.cpu_count() or 1) if processes is None else processes
+    shipped = (all(isinstance(p, str) for p in ([] if problems is None or isinstance(problems, str) else problems))
+               and all(isinstance(m, str) for m in ([] if methods is None or isinstance(methods, str) else methods))
+               and {p.name for p in problem_list} <= problem_registry.SHIPPED
+               and {m.name for m in method_list} <= method_registry.SHIPPED)
+    if processes > 1 and shipped and len({p.family for p in problem_list}) > 1:
+        from .processes import compare_in_processes
+
+        options = dict(reference=reference, dtype=dtype, seed=seed, repeats=repeats, budget=budget)
+        return compare_in_processes(problem_list, [m.name for m in method_list], processes, options, progress, log)
     total, done = 2 * len(problem_list) * len(method_list), 0
 
     jobs: dict[tuple[str, str], _Job] = {}

@@ -120,6 +120,9 @@ class Method(abc.ABC):
 METHODS: dict[str, Method] = {}
 """Every method `compare` knows, by name (references, then peers, then project methods)."""
 
+SHIPPED: frozenset[str] = frozenset()
+"""The methods `register_defaults` registered (what a fresh process knows)."""
+
 
 def register(method: Method) -> Method:
     """Add `method` to `METHODS` (a `ValueError` if its name is taken)."""
@@ -532,6 +535,8 @@ def register_defaults() -> None:
     register(HamiltonianEcho(eps=1e-4))
     for scheme in scheme_names():
         register(LeastActionScheme.named(scheme))
+    global SHIPPED
+    SHIPPED = frozenset(METHODS)
 
 
 __all__ = [

@@ -520,13 +520,12 @@ def _register_defaults() -> None:
     register_problem("mlp", "MLP 8-32-32-4, tanh, cross-entropy", _mlp)
     register_problem("resnet", "ResNet, d = 16, 20 blocks", _resnet)
     register_problem("recurrent", "recurrent network with shared weights, d = 16, 20 steps", _recurrent)
+    # Each ODE is registered once, stepped by RK4; the `least-action-{scheme}` methods
+    # re-discretise it by every other scheme (Euler = the ResNet projection included).
     for dim in (2, 16, 64):
-        for scheme in ("euler", "rk4"):
-            register_problem(f"node-d{dim}-{scheme}", f"neural ODE, d = {dim}, {scheme}",
-                             _neural_ode(dim, scheme), family=f"node-d{dim}")
-    for scheme in ("euler", "rk4"):
-        register_problem(f"linear-{scheme}", f"linear ODE dx/dt = A x (closed form), {scheme}",
-                         _linear(scheme), family="linear")
+        register_problem(f"node-d{dim}-rk4", f"neural ODE, d = {dim}, rk4", _neural_ode(dim, "rk4"),
+                         family=f"node-d{dim}")
+    register_problem("linear-rk4", "linear ODE dx/dt = A x (closed form), rk4", _linear("rk4"), family="linear")
     register_problem("harmonic-rk4", "harmonic oscillator (closed form), rk4", _harmonic, family="harmonic")
     register_problem("pendulum-rk4", "pendulum, rk4", _pendulum, family="pendulum")
     register_problem("oscillator-chain", "chain of 6 anharmonic oscillators (time-reversible), leapfrog",
@@ -534,6 +533,8 @@ def _register_defaults() -> None:
 
 
 _register_defaults()
+SHIPPED = frozenset(PROBLEMS)
+"""The problems registered when this module is imported (what a fresh process knows)."""
 
 
 def default_problems() -> list[str]:

@@ -1,0 +1,72 @@
+"""A comparison split over worker processes gives the cells a single process gives."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import jax
+import numpy as np
+import pytest
+
+from experiments import harness
+from experiments.harness.processes import compare_in_processes, partition
+
+PROBLEMS = ["mlp", "linear-rk4"]
+METHODS = ["jax-grad", "least-action"]
+
+
+def _fake(name, family, is_ode):
+    """What `partition` reads of a problem."""
+    return SimpleNamespace(name=name, family=family, is_ode=is_ode)
+
+
+def test_partition_keeps_families_together_and_balances_the_load():
+    problems = [_fake("mlp", "mlp", False), _fake("resnet", "resnet", False), _fake("a-euler", "a", True),
+                _fake("a-rk4", "a", True), _fake("b-rk4", "b", True), _fake("c-rk4", "c", True),
+                _fake("d-rk4", "d", True)]
+    groups = partition(problems, list(harness.METHODS), 2)
+    names = [p.name for p in problems]
+    assert sorted(n for g in groups for n in g) == sorted(names)
+    assert any({"a-euler", "a-rk4"} <= set(g) for g in groups)
+    # four ODE families of about equal weight and two light networks: two ODE families per group
+    assert [len({n[0] for n in g if "-" in n}) for g in groups] == [2, 2]
+    for g in groups:  # each group keeps the given order
+        assert g == [n for n in names if n in g]
+    assert partition(problems, METHODS, 1) == [names]
+
+
+@pytest.fixture(scope="module")
+def both():
+    """The same comparison in this process and in two worker processes."""
+    single = harness.compare(problems=PROBLEMS, methods=METHODS, repeats=1, processes=1)
+    split = harness.compare(problems=PROBLEMS, methods=METHODS, repeats=1, processes=2)
+    return single, split
+
+
+def test_processes_give_the_cells_of_one_process(both):
+    single, split = both
+    assert single.processes is None
+    assert len(split.processes) == 2 and sorted(sum((p["problems"] for p in split.processes), [])) == sorted(PROBLEMS)
+    assert [(c.method, c.problem, c.status) for c in split.cells] == [(c.method, c.problem, c.status)
+                                                                     for c in single.cells]
+    assert list(split.problems) == PROBLEMS
+    for a, b in zip(single.cells, split.cells):
+        if a.gradient is None:
+            continue
+        # one XLA thread per worker may sum in another order: agreement to rounding, not bitwise
+        for x, y in zip(jax.tree.leaves(a.gradient), jax.tree.leaves(b.gradient), strict=True):
+            np.testing.assert_allclose(y, x, rtol=1e-12, atol=1e-15)
+    assert split.summary()["passed"] and split.summary()["max_project_relative_error"] <= 1e-12
+
+
+def test_objects_and_runtime_registrations_stay_in_this_process():
+    method = harness.METHODS["least-action"]
+    comparison = harness.compare(problems=["mlp", "linear-rk4"], methods=["jax-grad", method], repeats=1,
+                                 processes=2)
+    assert comparison.processes is None and comparison.summary()["passed"]
+
+
+def test_a_failing_worker_raises_with_its_error():
+    with pytest.raises(RuntimeError, match="unknown method 'no-such-reference'"):
+        compare_in_processes([harness.problem_named(n) for n in PROBLEMS], ["least-action"], 2,
+                             {"reference": "no-such-reference"}, lambda *_: None, lambda _: None)
