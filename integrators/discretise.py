@@ -12,6 +12,7 @@ from .splitting import Splitting
 from .tableau import SPLITTINGS, TABLEAUX, ButcherTableau, SplittingTableau, tableau
 
 REVERSIBLE = {"reversible-heun": ReversibleHeun, "asynchronous-leapfrog": AsynchronousLeapfrog}
+"""The reversible schemes by name: the `Discretisation` class `discretise` builds for each."""
 
 
 def method_names() -> list[str]:

@@ -177,6 +177,7 @@ TABLEAUX: dict[str, ButcherTableau] = {
         GAUSS1, GAUSS2, GAUSS3, LOBATTO_IIIA, LOBATTO_IIIB,
     )
 }
+"""Every registered Butcher tableau by name (explicit and implicit Runge-Kutta)."""
 
 
 @dataclass(frozen=True)
@@ -224,6 +225,7 @@ YOSHIDA4 = _compose_leapfrog("yoshida4", [_W1, 1.0 - 2.0 * _W1, _W1], 4, ("fores
 """Yoshida's fourth-order triple-jump composition of leapfrog, symplectic."""
 
 SPLITTINGS: dict[str, SplittingTableau] = {t.name: t for t in (LEAPFROG, SYMPLECTIC_EULER, YOSHIDA4)}
+"""Every registered splitting method by name (`leapfrog`, `symplectic-euler`, `yoshida4`)."""
 
 
 def tableau(name: str) -> ButcherTableau | SplittingTableau:

@@ -22,6 +22,7 @@ ACTIVATIONS = {
     "softplus": jax.nn.softplus,
     "identity": lambda z: z,
 }
+"""The activation functions by name (`MLP`, `ResNet` and `activation` accept these names)."""
 
 
 def activation(name: str):

@@ -46,6 +46,8 @@ def _discover() -> dict[str, Experiment]:
 
 
 CATALOG: dict[str, Experiment] = _discover()
+"""Every experiment of the catalogue, by name (`leastaction list`); built by importing each module of
+`experiments/catalog/` that defines `EXPERIMENT`."""
 
 
 def get(name: str) -> Experiment:

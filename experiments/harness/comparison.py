@@ -273,8 +273,8 @@ def compare(
         reference: name of a reference or peer method (default `jax.grad`).
         dtype: ``"float64"`` or ``"float32"``.
         seed: seed of the registered problems' weights and batches.
-        repeats, budget: timing: at most `repeats` warm calls, stopping after
-            `budget` seconds (at least one).
+        repeats: timing: at most `repeats` warm calls (at least one).
+        budget: timing: stop the warm calls after `budget` seconds.
         workers: threads compiling XLA programs (default: the number of CPUs).
         progress: told `(done, total, description)` as pairs are prepared and measured.
         log: told one line per pair.
