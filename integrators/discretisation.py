@@ -17,7 +17,12 @@ from lagrangian import LayerMaps, VectorField
 
 
 def uniform_grid(t_final: float, steps: int, t0: float = 0.0, dtype=jnp.float64) -> Float[Array, " N1"]:
-    """`steps + 1` equally spaced times from `t0` to `t_final`."""
+    """`steps + 1` equally spaced times from `t0` to `t_final`.
+
+    Example:
+        >>> integrators.uniform_grid(t_final=1.0, steps=4)
+        Array([0.  , 0.25, 0.5 , 0.75, 1.  ], dtype=float64)
+    """
     if int(steps) < 1:
         raise ValueError(f"the number of steps must be >= 1; got {steps}")
     if not np.isfinite(t_final) or not np.isfinite(t0) or t_final <= t0:

@@ -61,7 +61,12 @@ class Reversible(Memory):
 
 
 def memory_named(name: str) -> Memory:
-    """The strategy called `name`: ``store-all``, ``checkpoint``, ``checkpoint-log`` or ``reversible``."""
+    """The strategy called `name`: ``store-all``, ``checkpoint``, ``checkpoint-log`` or ``reversible``.
+
+    Example:
+        >>> integrators.memory_named("reversible")
+        Reversible()
+    """
     table = {
         "store-all": StoreAll(),
         "checkpoint": Checkpoint(),

@@ -229,7 +229,12 @@ SPLITTINGS: dict[str, SplittingTableau] = {t.name: t for t in (LEAPFROG, SYMPLEC
 
 
 def tableau(name: str) -> ButcherTableau | SplittingTableau:
-    """The registered tableau or splitting called `name` (or one of its aliases)."""
+    """The registered tableau or splitting called `name` (or one of its aliases).
+
+    Example:
+        >>> integrators.tableau("rk4").order, integrators.tableau("leapfrog").order
+        (4, 2)
+    """
     for t in (*TABLEAUX.values(), *SPLITTINGS.values()):
         if name == t.name or name in t.aliases:
             return t

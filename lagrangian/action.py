@@ -37,7 +37,14 @@ def hamiltonian(
     theta: PyTree,
     running_cost: RunningCost | None = None,
 ) -> Scalar:
-    """`H(x, p, theta, t) = p . f(t, x, theta) + r(t, x, theta)`."""
+    """`H(x, p, theta, t) = p . f(t, x, theta) + r(t, x, theta)`.
+
+    Example:
+        >>> osc = lagrangian.HarmonicOscillator()
+        >>> theta = osc.init(jax.random.key(0))
+        >>> lagrangian.hamiltonian(osc, 0.0, jnp.array([1.0, 0.0]), jnp.array([0.0, 1.0]), theta)   # p . f
+        Array(-1., dtype=float64)
+    """
     h = jnp.vdot(p, field(t, x, theta))
     if running_cost is not None:
         h = h + running_cost(t, x, theta)
@@ -50,6 +57,13 @@ def hamilton_equations(field: VectorField, t, x, p, theta, running_cost=None):
         dx/dt = dH/dp = f,    dp/dt = -dH/dx = -(df/dx)^T p - dr/dx,
 
     from `jax.vjp` of one evaluation of `H`.
+
+    Example:
+        >>> osc = lagrangian.HarmonicOscillator()
+        >>> theta = osc.init(jax.random.key(0))
+        >>> dx, dp = lagrangian.hamilton_equations(osc, 0.0, jnp.array([1.0, 0.0]), jnp.array([0.0, 1.0]), theta)
+        >>> dx, dp       # (f, -(df/dx)^T p)
+        (Array([ 0., -1.], dtype=float64), Array([ 1., -0.], dtype=float64))
     """
     _, pullback = jax.vjp(lambda x_, p_: hamiltonian(field, t, x_, p_, theta, running_cost), x, p)
     dh_dx, dh_dp = pullback(jnp.ones((), x.dtype))
@@ -128,6 +142,13 @@ def discrete_action(
 
     `xs[k]`, `ps[k]` for `k = 0..N` (a tuple, or an array with a leading axis
     `N + 1`); each may carry a batch axis, over which the pairing sums.
+
+    Example:
+        >>> mlp = lagrangian.MLP((2, 4, 1))
+        >>> theta, x0, loss = mlp.init(jax.random.key(0)), jnp.ones(2), lagrangian.SquaredError()
+        >>> sol = integrators.sweep(mlp, theta, x0, loss)
+        >>> bool(jnp.isclose(lagrangian.discrete_action(mlp, theta, sol.xs, sol.ps, loss), sol.loss))   # S_d = l at the solution
+        True
     """
     total = loss_weight * loss(xs[-1])
     for k in range(system.depth):
@@ -151,6 +172,12 @@ def stationarity_residuals(
       (`x_0` is clamped), followed by the terminal residual ``grad l(x_N) - p_N``.
 
     Each term uses `jax.vjp` of one layer map (or of the loss) only.
+
+    Example:
+        >>> mlp = lagrangian.MLP((2, 4, 1))
+        >>> theta, x0, loss = mlp.init(jax.random.key(0)), jnp.ones(2), lagrangian.SquaredError()
+        >>> sol = integrators.sweep(mlp, theta, x0, loss)
+        >>> residuals = lagrangian.stationarity_residuals(mlp, theta, sol.xs, sol.ps, loss)
     """
     forward, conjugate = [], []
     for k in range(system.depth):

@@ -22,12 +22,22 @@ from .system import LayerMaps
 
 
 def copies(x_plus: Array, x_minus: Array) -> tuple[Array, Array]:
-    """`(x1, x2) = (x+ + x-/2, x+ - x-/2)`: the two physical copies."""
+    """`(x1, x2) = (x+ + x-/2, x+ - x-/2)`: the two physical copies.
+
+    Example:
+        >>> lagrangian.copies(jnp.array([1.0]), jnp.array([0.5]))
+        (Array([1.25], dtype=float64), Array([0.75], dtype=float64))
+    """
     return x_plus + 0.5 * x_minus, x_plus - 0.5 * x_minus
 
 
 def mean_and_difference(x1: Array, x2: Array) -> tuple[Array, Array]:
-    """`(x+, x-) = ((x1 + x2)/2, x1 - x2)`: the inverse of `copies`."""
+    """`(x+, x-) = ((x1 + x2)/2, x1 - x2)`: the inverse of `copies`.
+
+    Example:
+        >>> lagrangian.mean_and_difference(jnp.array([1.25]), jnp.array([0.75]))
+        (Array([1.], dtype=float64), Array([0.5], dtype=float64))
+    """
     return 0.5 * (x1 + x2), x1 - x2
 
 

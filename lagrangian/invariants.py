@@ -19,7 +19,13 @@ from .system import VectorField
 
 
 def bilinear_invariant(ps: Sequence[Array], vs: Sequence[Array]) -> Float[Array, " N1"]:
-    """`[p_k . v_k for k = 0..N]` (summed over a batch axis if present)."""
+    """`[p_k . v_k for k = 0..N]` (summed over a batch axis if present).
+
+    Example:
+        >>> ps, vs = jnp.ones((3, 2)), jnp.arange(6.0).reshape(3, 2)
+        >>> lagrangian.bilinear_invariant(ps, vs)
+        Array([1., 5., 9.], dtype=float64)
+    """
     return jnp.stack([jnp.vdot(p, v) for p, v in zip(ps, vs)])
 
 
@@ -36,13 +42,24 @@ def energy(
 
 
 def symplectic_form(n: int, dtype=jnp.float64) -> Float[Array, "2n 2n"]:
-    """`J = [[0, I], [-I, 0]]` on the doubled phase space `(x, p)` with `x, p in R^n`."""
+    """`J = [[0, I], [-I, 0]]` on the doubled phase space `(x, p)` with `x, p in R^n`.
+
+    Example:
+        >>> lagrangian.symplectic_form(1)
+        Array([[ 0.,  1.],
+               [-1.,  0.]], dtype=float64)
+    """
     eye, zero = jnp.eye(n, dtype=dtype), jnp.zeros((n, n), dtype)
     return jnp.block([[zero, eye], [-eye, zero]])
 
 
 def symplecticity_defect(jacobian: Float[Array, "2n 2n"]) -> Float[Array, ""]:
-    """`max |M^T J M - J|` for the Jacobian `M` of a map of `(x, p)`."""
+    """`max |M^T J M - J|` for the Jacobian `M` of a map of `(x, p)`.
+
+    Example:
+        >>> float(lagrangian.symplecticity_defect(jnp.eye(4)))   # the identity map is symplectic
+        0.0
+    """
     n = jacobian.shape[0] // 2
     j = symplectic_form(n, jacobian.dtype)
     return jnp.max(jnp.abs(jacobian.T @ j @ jacobian - j))

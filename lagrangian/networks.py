@@ -26,7 +26,12 @@ ACTIVATIONS = {
 
 
 def activation(name: str):
-    """The activation function called `name` (one of `ACTIVATIONS`)."""
+    """The activation function called `name` (one of `ACTIVATIONS`).
+
+    Example:
+        >>> lagrangian.activation("relu")(jnp.array([-1.0, 2.0]))
+        Array([0., 2.], dtype=float64)
+    """
     try:
         return ACTIVATIONS[name]
     except KeyError:
@@ -47,6 +52,12 @@ class MLP(LayerMaps):
 
     `widths = (n_0, n_1, ..., n_N)`; `theta[k] = {"W": (n_{k+1}, n_k), "b": (n_{k+1},)}`.
     With `readout=True` the last layer is affine (no activation), as for logits.
+
+    Example:
+        >>> mlp = lagrangian.MLP((4, 16, 3), activation="tanh")
+        >>> theta = mlp.init(jax.random.key(0))          # one pytree per layer (widths change)
+        >>> integrators.output(mlp, theta, jnp.ones((5, 4))).shape
+        (5, 3)
     """
 
     layout: ClassVar[str] = "unrolled"
@@ -87,6 +98,12 @@ class ResNet(LayerMaps):
     neural ODE with layer-dependent parameters.
 
     `theta = {"W": (depth, d, d), "b": (depth, d)}` (stacked; the sweep scans).
+
+    Example:
+        >>> net = lagrangian.ResNet(dim=3, depth=10)
+        >>> theta = net.init(jax.random.key(0))          # leaves stacked along a leading axis of 10
+        >>> integrators.output(net, theta, jnp.ones(3)).shape
+        (3,)
     """
 
     layout: ClassVar[str] = "stacked"

@@ -130,6 +130,12 @@ def register(method: Method) -> Method:
 
 
 def method_named(name: str) -> Method:
+    """The registered method called `name` (a `ValueError` listing the valid names otherwise).
+
+    Example:
+        >>> method_named("least-action").kind
+        'project'
+    """
     try:
         return METHODS[name]
     except KeyError:
