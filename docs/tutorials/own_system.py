@@ -57,10 +57,12 @@ x0 = jax.random.normal(jax.random.key(1), (16, 4))              # a batch of 16 
 loss = L.SquaredError(target=jnp.ones(4))
 
 reference = jax.grad(lambda th: loss(I.output(net, th, x0)))(theta)["W"]
-for memory in (I.StoreAll(), I.Checkpoint(2), I.Checkpoint.logarithmic()):
+strategies = {"StoreAll()": I.StoreAll(), "Checkpoint(2)": I.Checkpoint(2),
+              "Checkpoint.logarithmic()": I.Checkpoint.logarithmic()}
+for label, memory in strategies.items():
     grad = I.sweep(net, theta, x0, loss, memory=memory).grad["W"]
     error = float(jnp.linalg.norm(grad - reference) / jnp.linalg.norm(reference))
-    print(f"Swish, {type(memory).__name__} {getattr(memory, 'levels', '')}: relative error vs jax.grad {error:.1e}")
+    print(f"Swish, {label:>24}: relative error vs jax.grad {error:.1e}")
     assert error < 1e-12, error
 
 
