@@ -53,5 +53,15 @@ def doubled_action(
 
     It is the discrete action with the loss weighted by `beta` and `x-` in the
     place of `p`; for `beta != 0`, `S_beta[x+, x-] = beta * S_d[x+, x-/beta]`.
+
+    Example:
+        >>> mlp = lagrangian.MLP((2, 4, 1))
+        >>> theta, x0, loss = mlp.init(jax.random.key(0)), jnp.ones(2), lagrangian.SquaredError()
+        >>> sol = integrators.sweep(mlp, theta, x0, loss)
+        >>> beta = 0.1
+        >>> x_minus = jax.tree.map(lambda p: beta * p, sol.ps)              # x- = beta p
+        >>> s_beta = lagrangian.doubled_action(mlp, theta, sol.xs, x_minus, loss, beta)
+        >>> bool(jnp.isclose(s_beta, beta * sol.loss))                      # S_beta = beta S_d at the solution
+        True
     """
     return discrete_action(system, theta, x_plus, x_minus, loss, loss_weight=beta)

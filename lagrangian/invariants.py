@@ -37,7 +37,16 @@ def energy(
     theta: PyTree,
     running_cost: Callable | None = None,
 ) -> Float[Array, " T"]:
-    """`H(t_k) = p_k . f(t_k, x_k, theta) (+ r)` along a sampled trajectory."""
+    """`H(t_k) = p_k . f(t_k, x_k, theta) (+ r)` along a sampled trajectory.
+
+    Example:
+        >>> osc = lagrangian.HarmonicOscillator()
+        >>> theta, ts = osc.init(jax.random.key(0)), jnp.linspace(0.0, 1.0, 5)
+        >>> xs = jnp.stack([jnp.cos(ts), -jnp.sin(ts)], axis=-1)
+        >>> H = lagrangian.energy(osc, ts, xs, xs, theta)                   # p = x solves the conjugate equation here
+        >>> bool(jnp.allclose(H, H[0], atol=1e-15))
+        True
+    """
     return jax.vmap(lambda t, x, p: hamiltonian(field, t, x, p, theta, running_cost))(ts, xs, ps)
 
 

@@ -15,7 +15,13 @@ from jaxtyping import Array, Float, Int, Scalar
 
 
 class Loss(eqx.Module):
-    """A terminal loss: `pointwise(x, target)` for one state, batch-averaged by `__call__`."""
+    """A terminal loss: `pointwise(x, target)` for one state, batch-averaged by `__call__`.
+
+    Example:
+        >>> loss = lagrangian.SquaredError()                 # a Loss: pointwise, averaged over a batch
+        >>> loss.pointwise(jnp.array([3.0, 4.0]), None), loss(jnp.array([[3.0, 4.0], [0.0, 0.0]]))
+        (Array(12.5, dtype=float64), Array(6.25, dtype=float64))
+    """
 
     target_ndim: AbstractClassVar[int]
 

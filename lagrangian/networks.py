@@ -138,6 +138,12 @@ class Recurrent(LayerMaps):
 
     `theta = {"W": (d, d), "U": (d, m), "b": (d,)}` is the same at every step
     (layout ``"shared"``), so `dl/dtheta = sum_k (dPhi_k/dtheta)^T p_{k+1}`.
+
+    Example:
+        >>> rnn = lagrangian.Recurrent(inputs=jnp.ones((6, 2)), dim=3)      # 6 steps of a 2-D input sequence
+        >>> theta = rnn.init(jax.random.key(0))                            # shared: W (3, 3), U (3, 2), b (3,)
+        >>> rnn.depth, integrators.output(rnn, theta, jnp.zeros(3)).shape
+        (6, (3,))
     """
 
     layout: ClassVar[str] = "shared"
