@@ -31,7 +31,13 @@ def uniform_grid(t_final: float, steps: int, t0: float = 0.0, dtype=jnp.float64)
 
 
 class Discretisation(LayerMaps):
-    """Base class: `field` on the grid `ts`, one layer per step."""
+    """Base class: `field` on the grid `ts`, one layer per step.
+
+    Example:
+        >>> ode = integrators.discretise(lagrangian.NeuralODE(2), integrators.uniform_grid(1.0, 20), "heun")
+        >>> isinstance(ode, integrators.Discretisation), ode.depth       # one layer per step
+        (True, 20)
+    """
 
     layout: ClassVar[str] = "shared"
     field: VectorField

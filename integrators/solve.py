@@ -40,6 +40,12 @@ class Solution(eqx.Module):
     - `grad_x0`: `dl/dx_0`; `x_final`: `x_N`; `loss`: `l(x_N)`.
     - `reconstruction_error`: for `Reversible`, `max |x_0^rec - x_0| / max |x_0|`
       after the backward reconstruction; `None` otherwise.
+
+    Example:
+        >>> mlp = lagrangian.MLP((3, 4, 2))
+        >>> sol = integrators.sweep(mlp, mlp.init(jax.random.key(0)), jnp.ones((5, 3)), lagrangian.SquaredError())
+        >>> [x.shape for x in sol.xs], sol.grad_x0.shape, sol.x_final.shape     # widths change: xs is a tuple
+        ([(5, 3), (5, 4), (5, 2)], (5, 3), (5, 2))
     """
 
     xs: Array | tuple[Array, ...] | None

@@ -27,6 +27,13 @@ class ButcherTableau:
 
     Stored as tuples so that a tableau is hashable and static under `jax.jit`.
     Validated on construction: shapes agree and `c_i = sum_j a_ij`.
+
+    Example:
+        >>> rk4 = integrators.RK4
+        >>> rk4.order, len(rk4.b), rk4.b
+        (4, 4, (0.16666666666666666, 0.3333333333333333, 0.3333333333333333, 0.16666666666666666))
+        >>> euler = integrators.ButcherTableau(name="my-euler", a=((0.0,),), b=(1.0,), c=(0.0,), order=1)
+        >>> ode = integrators.discretise(lagrangian.NeuralODE(2), integrators.uniform_grid(1.0, 10), euler)
     """
 
     name: str
@@ -184,7 +191,12 @@ TABLEAUX: dict[str, ButcherTableau] = {
 class SplittingTableau:
     """A splitting (composition) method: `steps` is a sequence of
     `("kick", c)` (`v += c h f_v(q)`) and `("drift", d)` (`q += d h f_q(v)`)
-    sub-steps whose drift and kick coefficients each sum to one."""
+    sub-steps whose drift and kick coefficients each sum to one.
+
+    Example:
+        >>> integrators.LEAPFROG.steps                       # kick-drift-kick (Stormer-Verlet)
+        (('kick', 0.5), ('drift', 1.0), ('kick', 0.5))
+    """
 
     name: str
     steps: tuple[tuple[str, float], ...]
