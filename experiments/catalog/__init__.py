@@ -51,7 +51,15 @@ CATALOG: dict[str, Experiment] = _discover()
 
 
 def get(name: str) -> Experiment:
-    """The experiment called `name`; a `ValueError` listing the valid names otherwise."""
+    """The experiment called `name`; a `ValueError` listing the valid names otherwise.
+
+    Example:
+        >>> experiments.get("quickstart").name
+        'quickstart'
+        >>> experiments.get("no-such-experiment")
+        Traceback (most recent call last):
+        ValueError: unknown experiment 'no-such-experiment'; valid names: ...
+    """
     try:
         return CATALOG[name]
     except KeyError:
