@@ -48,7 +48,7 @@ class Checkpoint(Memory):
     `levels=None` means `ceil(log2 N)` (logarithmic memory).
 
     Example:
-        >>> net = lagrangian.ResNet(dim=2, depth=64)
+        >>> net = lagrangian.ResNet(dim=2, depth=16)
         >>> theta, x0, loss = net.init(jax.random.key(0)), jnp.ones(2), lagrangian.SquaredError()
         >>> g_log = integrators.sweep(net, theta, x0, loss, memory=integrators.Checkpoint.logarithmic()).grad
         >>> g_all = integrators.sweep(net, theta, x0, loss).grad

@@ -428,10 +428,10 @@ class NewtonInTime(eqx.Module):
     """States `xs`, conjugate field `ps`, gradient, and the Newton iterations used.
 
     Example:
-        >>> net = lagrangian.ResNet(dim=2, depth=32)
+        >>> net = lagrangian.ResNet(dim=2, depth=8)
         >>> result = integrators.newton_in_time(net, net.init(jax.random.key(0)), jnp.ones(2), lagrangian.SquaredError())
         >>> result.xs.shape, int(result.iterations) < 10
-        ((33, 2), True)
+        ((9, 2), True)
     """
 
     xs: Array

@@ -5,6 +5,9 @@ experiment, and the built site renders its equations.
   `integrators`, `experiments` and the public subpackages of `experiments` (`__all__`, or the
   public names when a package has none) and fails on a class, function or module without its
   own docstring (a dataclass's generated `Name(field, ...)` signature does not count).
+- `test_every_public_function_and_class_has_an_example`: the same walk over `lagrangian`,
+  `integrators`, `experiments` and `experiments.harness` requires an `Example:` section;
+  `test_docstring_examples_run` (marked `docs`, ~30 s) runs those examples as doctests.
 - `test_catalogue_page_lists_every_experiment` checks the page the build hook generates
   against `experiments.CATALOG` (no mkdocs needed).
 - `test_site_renders_math` (marked `docs`; needs the `docs` extra) builds the site with
@@ -107,6 +110,22 @@ def _hooks():
     return module
 
 
+EXAMPLE_PACKAGES = ("lagrangian", "integrators", "experiments", "experiments.harness")
+
+
+def test_every_public_function_and_class_has_an_example():
+    """The API's core (not the correspondences' constructions, not the catalogue) shows how each
+    name is called: an `Example:` section (a doctest, run by `test_docstring_examples_run`)."""
+    missing = []
+    for package_name in EXAMPLE_PACKAGES:
+        package = importlib.import_module(package_name)
+        for name in _exported(package):
+            obj = getattr(package, name)
+            if (inspect.isclass(obj) or inspect.isfunction(obj)) and "Example:" not in (_own_docstring(obj) or ""):
+                missing.append(f"{package_name}.{name}")
+    assert not missing, f"{len(missing)} public names without an Example section: {', '.join(missing)}"
+
+
 def test_catalogue_page_lists_every_experiment():
     from experiments import CATALOG
 
@@ -204,7 +223,7 @@ def test_docstring_examples_run():
 
     runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS)
     tests = _examples()
-    assert len(tests) >= 30
+    assert len(tests) >= 110  # 116 when written: every function and class of EXAMPLE_PACKAGES
     for test in tests:
         runner.run(test)
     failed, attempted = runner.summarize(verbose=False)
