@@ -1,7 +1,8 @@
 """MkDocs build hooks: pages generated from the repository at build time.
 
 - `catalogue.md`: one section per registered experiment (`experiments.CATALOG`), with its
-  command, description, default config, the README figures it declares and its test file;
+  command, description, module docstring, default config, the README figures it declares
+  and its test file;
   generated here so that the catalogue page cannot miss an experiment.
 - `figures/*.png`: the figures at the top of the repository (`figures/`), served as they are.
 - `source/<path>.md`: a read-only page for every repository file the pages cite as
@@ -12,7 +13,9 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import re
+import sys
 from pathlib import Path
 
 from mkdocs.structure.files import File, Files
@@ -29,6 +32,11 @@ def _test_file(module: str) -> str | None:
         if (ROOT / candidate).exists():
             return candidate
     return None
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a Markdown table cell."""
+    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def _value(v) -> str:
@@ -51,7 +59,7 @@ def catalogue_markdown() -> str:
         "| --- | --- |",
     ]
     for name, experiment in sorted(CATALOG.items()):
-        lines.append(f"| [`{name}`](#{name}) | {experiment.description} |")
+        lines.append(f"| [`{name}`](#{name}) | {_cell(experiment.description)} |")
     lines.append("")
     for name, experiment in sorted(CATALOG.items()):
         module = experiment.run.__module__.rsplit(".", 1)[-1]
@@ -66,6 +74,11 @@ def catalogue_markdown() -> str:
         if test:
             links.append(f"test [`{test}`](source/{test}.md)")
         lines += ["Source: " + ", ".join(links) + ".", ""]
+        about = inspect.getdoc(sys.modules[experiment.run.__module__])
+        if about:  # shown verbatim: plain-text equations, not Markdown
+            lines += ['??? abstract "What it computes (the module docstring)"', "", "    ```text"]
+            lines += [f"    {line}".rstrip() for line in about.splitlines()]
+            lines += ["    ```", ""]
         fields = dataclasses.fields(experiment.config)
         lines += ["??? note \"Default configuration\"", "", "    | key | default |", "    | --- | --- |"]
         lines += [f"    | `{f.name}` | {_value(getattr(experiment.config, f.name))} |" for f in fields]
