@@ -46,7 +46,14 @@ FIGURES, TABLES = "figures", "tables"
 
 
 class Progress(Protocol):
-    """Told when an experiment finishes step `done` of `total` (`description` says which)."""
+    """Told when an experiment finishes step `done` of `total` (`description` says which).
+
+    Example:
+        >>> def show(done, total, description):           # any callable with this signature is a Progress
+        ...     print(f"{done}/{total} {description}")
+        >>> show(1, 3, "forward pass")
+        1/3 forward pass
+    """
 
     def __call__(self, done: int, total: int, description: str) -> None: ...
 
@@ -59,6 +66,21 @@ class RunFolder:
     """What an experiment's `run` writes into: figures, tables and log lines.
 
     `path` is the folder being built (a temporary sibling of the final one).
+
+    Example:
+        >>> from dataclasses import dataclass
+        >>> @dataclass(frozen=True)
+        ... class ToyConfig:
+        ...     seed: int = 0
+        ...     scale: float = 2.0
+        >>> def run_toy(config, folder, progress):
+        ...     folder.save_table(experiments.Table(["x", "2x"], [[config.scale, 2 * config.scale]]), "double")
+        ...     return {"value": 2.0 * config.scale}
+        >>> toy = experiments.Experiment("toy", "doubles scale", ToyConfig(), run_toy)
+        >>> import tempfile, pathlib
+        >>> record = experiments.run(toy, out=pathlib.Path(tempfile.mkdtemp()) / "toy")
+        >>> sorted(p.name for p in (record.folder / "tables").iterdir())
+        ['double.md', 'double.tex']
     """
 
     def __init__(self, path: Path, logger: logging.Logger):
@@ -110,6 +132,19 @@ class Experiment:
             `{stem under figures/: stem of the run's figures/}`; `leastaction
             figures` regenerates them from a fresh run with `figures_config`.
         figures_config: the config overrides of that run.
+
+    Example:
+        >>> from dataclasses import dataclass
+        >>> @dataclass(frozen=True)
+        ... class ToyConfig:
+        ...     seed: int = 0
+        ...     scale: float = 2.0
+        >>> def run_toy(config, folder, progress):
+        ...     folder.log("doubling")
+        ...     return {"value": 2.0 * config.scale}
+        >>> toy = experiments.Experiment("toy", "doubles scale", ToyConfig(), run_toy)
+        >>> toy.resolve({"scale": "3"})                  # strings parsed with the default's type
+        ToyConfig(seed=0, scale=3.0)
     """
 
     name: str
@@ -148,7 +183,23 @@ class Experiment:
 
 @dataclass(frozen=True)
 class RunRecord:
-    """What a completed run produced: its folder and the contents of its files."""
+    """What a completed run produced: its folder and the contents of its files.
+
+    Example:
+        >>> from dataclasses import dataclass
+        >>> @dataclass(frozen=True)
+        ... class ToyConfig:
+        ...     seed: int = 0
+        ...     scale: float = 2.0
+        >>> def run_toy(config, folder, progress):
+        ...     folder.log("doubling")
+        ...     return {"value": 2.0 * config.scale}
+        >>> toy = experiments.Experiment("toy", "doubles scale", ToyConfig(), run_toy)
+        >>> import tempfile, pathlib
+        >>> record = experiments.run(toy, out=pathlib.Path(tempfile.mkdtemp()) / "toy")
+        >>> record.config.scale, record.headline(["value"]), record.manifest["seed"]
+        (2.0, [('value', 4.0)], 0)
+    """
 
     folder: Path
     config: Any
@@ -171,7 +222,13 @@ class RunRecord:
 
 def default_output_dir(name: str, now: datetime | None = None, root: Path = Path("runs")) -> Path:
     """`runs/NAME-YYYYmmdd-HHMMSS` (UTC) under the current directory, made unique
-    with a `-2`, `-3`... suffix if that folder already exists."""
+    with a `-2`, `-3`... suffix if that folder already exists.
+
+    Example:
+        >>> from datetime import datetime
+        >>> experiments.default_output_dir("quickstart", now=datetime(2026, 1, 2, 3, 4, 5), root=Path("/nonexistent"))
+        PosixPath('/nonexistent/quickstart-20260102-030405')
+    """
     stamp = (now or provenance.utc_now()).strftime("%Y%m%d-%H%M%S")
     candidate = root / f"{name}-{stamp}"
     n = 2
@@ -265,7 +322,17 @@ def _config_document(path: Path) -> tuple[Path, dict[str, Any]]:
 
 def read_config(path: Path) -> tuple[str, dict[str, Any]]:
     """`(experiment name, {key: value})` from a `config.toml` written by a run
-    (the file itself, or the run folder holding it)."""
+    (the file itself, or the run folder holding it).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> out = pathlib.Path(tempfile.mkdtemp())        # a config.toml as a run writes it
+        >>> _ = (out / "config.toml").write_text(
+        ...     'experiment = "quickstart"\\n[config]\\nsteps = 5\\nbatch = 2\\n[verify]\\nrtol = 1e-6\\n')
+        >>> name, values = experiments.read_config(out)
+        >>> name, values["steps"], values["batch"]
+        ('quickstart', 5, 2)
+    """
     path, document = _config_document(path)
     if not isinstance(document.get("experiment"), str) or not isinstance(document.get("config"), dict):
         raise ValueError(f"{path} is not a run config: expected `experiment = NAME` and a [config] table")
@@ -273,7 +340,16 @@ def read_config(path: Path) -> tuple[str, dict[str, Any]]:
 
 
 def read_tolerances(path: Path, default: Tolerances | None = None) -> Tolerances:
-    """The `[verify]` table of a `config.toml` (or run folder); `default` where it is silent."""
+    """The `[verify]` table of a `config.toml` (or run folder); `default` where it is silent.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> out = pathlib.Path(tempfile.mkdtemp())        # a config.toml as a run writes it
+        >>> _ = (out / "config.toml").write_text(
+        ...     'experiment = "quickstart"\\n[config]\\nsteps = 5\\nbatch = 2\\n[verify]\\nrtol = 1e-6\\n')
+        >>> experiments.read_tolerances(out)                # atol: the default where the table is silent
+        Tolerances(rtol=1e-06, atol=1e-12, volatile=())
+    """
     path, document = _config_document(path)
     table = document.get("verify", {})
     if not isinstance(table, dict):
@@ -332,6 +408,21 @@ def run(
     Raises:
         ValueError: a bad config key or value, or an output folder that exists
             (without `force`) or cannot be created, before any work is done.
+
+    Example:
+        >>> from dataclasses import dataclass
+        >>> @dataclass(frozen=True)
+        ... class ToyConfig:
+        ...     seed: int = 0
+        ...     scale: float = 2.0
+        >>> def run_toy(config, folder, progress):
+        ...     folder.log("doubling")
+        ...     return {"value": 2.0 * config.scale}
+        >>> toy = experiments.Experiment("toy", "doubles scale", ToyConfig(), run_toy)
+        >>> import tempfile, pathlib
+        >>> record = experiments.run(toy, {"scale": 3.0}, out=pathlib.Path(tempfile.mkdtemp()) / "toy")
+        >>> record.results, sorted(p.name for p in record.folder.iterdir())
+        ({'value': 6.0}, ['config.toml', 'log.txt', 'manifest.json', 'results.json'])
     """
     config = experiment.resolve(overrides)
     out = Path(os.path.abspath(out if out is not None else default_output_dir(experiment.name)))
@@ -431,6 +522,15 @@ def load_folder(folder: Path | str) -> tuple[Experiment, Any, Tolerances]:
     Raises a `ValueError` (before any work) if the folder has no config, names an
     experiment the catalogue does not have, or holds a key or value the
     experiment's config rejects.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> out = pathlib.Path(tempfile.mkdtemp())        # a config.toml as a run writes it
+        >>> _ = (out / "config.toml").write_text(
+        ...     'experiment = "quickstart"\\n[config]\\nsteps = 5\\nbatch = 2\\n[verify]\\nrtol = 1e-6\\n')
+        >>> experiment, config, tolerances = experiments.load_folder(out)
+        >>> experiment.name, config.steps, tolerances.rtol
+        ('quickstart', 5, 1e-06)
     """
     from .catalog import get
 
@@ -450,7 +550,16 @@ def reproduce(
     folder: Path | str, out: Path | str | None = None, force: bool = False, progress: Progress = no_progress,
 ) -> RunRecord:
     """Re-run the experiment of `folder` from its `config.toml` into a new folder
-    (`runs/NAME-TIMESTAMP` by default); the `[verify]` table is carried over."""
+    (`runs/NAME-TIMESTAMP` by default); the `[verify]` table is carried over.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> tmp = pathlib.Path(tempfile.mkdtemp())
+        >>> first = experiments.run(experiments.CATALOG["quickstart"], {"steps": 5, "batch": 2}, out=tmp / "qs")
+        >>> again = experiments.reproduce(tmp / "qs", out=tmp / "qs-again")
+        >>> again.config == first.config, again.results["loss"] == first.results["loss"]
+        (True, True)
+    """
     folder = Path(os.path.abspath(folder))
     experiment, config, tolerances = load_folder(folder)
     return run(experiment, configs.as_dict(config), out=out, force=force, progress=progress,
@@ -459,7 +568,17 @@ def reproduce(
 
 @dataclass(frozen=True)
 class Verification:
-    """`verify`'s answer: the comparison and the re-run it compared with."""
+    """`verify`'s answer: the comparison and the re-run it compared with.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> out = pathlib.Path(tempfile.mkdtemp()) / "qs"
+        >>> experiments.run(experiments.CATALOG["quickstart"], {"steps": 5, "batch": 2}, out=out).folder.name
+        'qs'
+        >>> verification = experiments.runner.verify(out)       # `leastaction verify DIR`
+        >>> verification.ok, verification.comparison.checked > 10
+        (True, True)
+    """
 
     folder: Path
     rerun: RunRecord

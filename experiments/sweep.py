@@ -174,7 +174,8 @@ def sweep(
         base: overrides every point shares.
         out: the sweep folder; `runs/sweep-NAME-TIMESTAMP` by default.
         scheduler: a Dask scheduler address; `None` starts a `LocalCluster`.
-        workers, threads: the size of that local cluster.
+        workers: the number of worker processes of that local cluster.
+        threads: the threads per worker of that local cluster.
     """
     from .runner import default_output_dir
 

@@ -62,6 +62,18 @@ class Table:
 
     `caption` and `label` are used by the LaTeX output; `digits` is the number
     of significant digits of floats.
+
+    Example:
+        >>> table = experiments.Table(["method", "error"], [["least action", 3.1e-16], ["finite differences", 2.5e-7]],
+        ...                           caption="Relative error", label="tab:error")
+        >>> print(table.markdown())
+        **Relative error**
+        <BLANKLINE>
+        | method | error |
+        |:---|---:|
+        | least action | 3.10e-16 |
+        | finite differences | 2.50e-07 |
+        <BLANKLINE>
     """
 
     columns: Sequence[str]

@@ -41,7 +41,13 @@ may differ between machines without failing."""
 
 @dataclass(frozen=True)
 class Tolerances:
-    """How a folder is verified: `rtol`, `atol` and the experiment's volatile key patterns."""
+    """How a folder is verified: `rtol`, `atol` and the experiment's volatile key patterns.
+
+    Example:
+        >>> loose = experiments.Tolerances(rtol=1e-6, volatile=("*_ratio",))
+        >>> experiments.compare({"x": 1.0, "speed_ratio": 2.0}, {"x": 1.0 + 1e-8, "speed_ratio": 3.0}, loose).ok
+        True
+    """
 
     rtol: float = DEFAULT_RTOL
     atol: float = DEFAULT_ATOL
@@ -83,7 +89,13 @@ class Difference:
 
 @dataclass(frozen=True)
 class Comparison:
-    """The outcome of `compare`: numbers checked, differences, volatile keys left out."""
+    """The outcome of `compare`: numbers checked, differences, volatile keys left out.
+
+    Example:
+        >>> comparison = experiments.compare({"a": [1.0, 2.0]}, {"a": [1.0, 2.0 + 1e-6]})
+        >>> comparison.ok, comparison.checked, f"{comparison.max_rel_diff:.0e}"
+        (False, 2, '5e-07')
+    """
 
     tolerances: Tolerances
     checked: int = 0
@@ -177,7 +189,15 @@ def _walk(expected: Any, got: Any, path: str, tol: Tolerances, found: dict) -> N
 
 
 def compare(expected: Any, got: Any, tolerances: Tolerances = Tolerances()) -> Comparison:
-    """Compare a recorded results tree with a re-run's (see the module docstring)."""
+    """Compare a recorded results tree with a re-run's (see the module docstring).
+
+    Example:
+        >>> experiments.compare({"error": 1e-16, "steps": 10}, {"error": 1.1e-16, "steps": 10}).ok    # within atol
+        True
+        >>> result = experiments.compare({"loss": 1.0, "wall_seconds": 3.0}, {"loss": 1.5, "wall_seconds": 9.0})
+        >>> result.ok, [d.path for d in result.differences], result.excluded       # timings are left out
+        (False, ['loss'], ('wall_seconds',))
+    """
     found: dict = {"checked": 0, "differences": [], "excluded": [], "max_abs": 0.0, "max_rel": 0.0}
     _walk(expected, got, "", tolerances, found)
     return Comparison(tolerances=tolerances, checked=found["checked"], differences=tuple(found["differences"]),

@@ -23,7 +23,14 @@ from .tableau import ButcherTableau, tableau as tableau_named
 
 class AdaptiveGrid(eqx.Module):
     """The accepted grid `ts` (length `max_steps + 1`, padded with `T`), the number
-    of accepted and rejected steps."""
+    of accepted and rejected steps.
+
+    Example:
+        >>> field = lagrangian.HarmonicOscillator()
+        >>> grid = integrators.adaptive_grid(field, field.init(jax.random.key(0)), jnp.array([1.0, 0.0]), 1.0, max_steps=64)
+        >>> int(grid.accepted) + 1 <= grid.ts.shape[0], float(grid.ts[-1])     # padded with T after the accepted steps
+        (True, 1.0)
+    """
 
     ts: Float[Array, " M1"]
     accepted: Array
@@ -42,7 +49,17 @@ def adaptive_grid(
     first_step: float | None = None,
     max_steps: int = 4096,
 ) -> AdaptiveGrid:
-    """Integrate `field` from `t0` to `t_final` with error control; return the accepted grid."""
+    """Integrate `field` from `t0` to `t_final` with error control; return the accepted grid.
+
+    Example:
+        >>> field = lagrangian.HarmonicOscillator()
+        >>> theta, x0 = field.init(jax.random.key(0)), jnp.array([1.0, 0.0])
+        >>> grid = integrators.adaptive_grid(field, theta, x0, t_final=2.0, method="dopri5", rtol=1e-8, atol=1e-10)
+        >>> ts = grid.ts[: int(grid.accepted) + 1]                              # the accepted steps
+        >>> ode = integrators.discretise(field, ts, "dopri5")                   # the map the sweep differentiates exactly
+        >>> bool(jnp.allclose(integrators.output(ode, theta, x0), jnp.array([jnp.cos(2.0), -jnp.sin(2.0)]), atol=1e-7))
+        True
+    """
     tab = tableau_named(method) if isinstance(method, str) else method
     if tab.b_error is None or tab.embedded_order is None:
         raise ValueError(f"tableau {tab.name!r} has no embedded pair; adaptive stepping needs one (e.g. dopri5, tsit5, bosh3, heun)")

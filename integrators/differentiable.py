@@ -54,8 +54,13 @@ def solve(
             leading axis (a tuple when the widths change); `None` returns `x_N`.
 
     Example:
-        >>> loss = lambda th: jnp.sum(solve(system, th, x0, memory=Reversible()) ** 2)
-        >>> jax.grad(loss)(theta)   # the reversible least-action gradient
+        >>> field = lagrangian.NeuralODE(2)
+        >>> system = integrators.discretise(field, integrators.uniform_grid(1.0, 100), "reversible-heun")
+        >>> theta, x0 = field.init(jax.random.key(0)), jnp.ones((4, 2))
+        >>> loss = lambda th: jnp.sum(integrators.solve(system, th, x0, memory=integrators.Reversible()) ** 2)
+        >>> grad = jax.grad(loss)(theta)   # the reversible least-action gradient, O(1) memory in N
+        >>> sorted(grad)
+        ['W', 'b']
     """
     _check_memory(system, memory)
     if saveat is not None:

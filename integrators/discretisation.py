@@ -17,7 +17,12 @@ from lagrangian import LayerMaps, VectorField
 
 
 def uniform_grid(t_final: float, steps: int, t0: float = 0.0, dtype=jnp.float64) -> Float[Array, " N1"]:
-    """`steps + 1` equally spaced times from `t0` to `t_final`."""
+    """`steps + 1` equally spaced times from `t0` to `t_final`.
+
+    Example:
+        >>> integrators.uniform_grid(t_final=1.0, steps=4)
+        Array([0.  , 0.25, 0.5 , 0.75, 1.  ], dtype=float64)
+    """
     if int(steps) < 1:
         raise ValueError(f"the number of steps must be >= 1; got {steps}")
     if not np.isfinite(t_final) or not np.isfinite(t0) or t_final <= t0:
@@ -26,7 +31,13 @@ def uniform_grid(t_final: float, steps: int, t0: float = 0.0, dtype=jnp.float64)
 
 
 class Discretisation(LayerMaps):
-    """Base class: `field` on the grid `ts`, one layer per step."""
+    """Base class: `field` on the grid `ts`, one layer per step.
+
+    Example:
+        >>> ode = integrators.discretise(lagrangian.NeuralODE(2), integrators.uniform_grid(1.0, 20), "heun")
+        >>> isinstance(ode, integrators.Discretisation), ode.depth       # one layer per step
+        (True, 20)
+    """
 
     layout: ClassVar[str] = "shared"
     field: VectorField

@@ -12,10 +12,16 @@ from .splitting import Splitting
 from .tableau import SPLITTINGS, TABLEAUX, ButcherTableau, SplittingTableau, tableau
 
 REVERSIBLE = {"reversible-heun": ReversibleHeun, "asynchronous-leapfrog": AsynchronousLeapfrog}
+"""The reversible schemes by name: the `Discretisation` class `discretise` builds for each."""
 
 
 def method_names() -> list[str]:
-    """Every name `discretise` accepts."""
+    """Every name `discretise` accepts.
+
+    Example:
+        >>> "rk4" in integrators.method_names() and "reversible-heun" in integrators.method_names()
+        True
+    """
     return sorted(TABLEAUX) + sorted(SPLITTINGS) + sorted(REVERSIBLE)
 
 
@@ -28,7 +34,13 @@ def discretise(
     """The layer maps of `field` on the grid `ts` for `method`: a `ButcherTableau`,
     a `SplittingTableau`, or a name (a tableau, a splitting, ``"reversible-heun"``
     or ``"asynchronous-leapfrog"``). `options` go to the scheme (e.g. the Newton
-    `rtol`/`atol` of implicit Runge-Kutta stages)."""
+    `rtol`/`atol` of implicit Runge-Kutta stages).
+
+    Example:
+        >>> ode = integrators.discretise(lagrangian.NeuralODE(2), integrators.uniform_grid(1.0, 100), "rk4")
+        >>> ode.depth, ode.layout
+        (100, 'shared')
+    """
     ts = jnp.asarray(ts)
     if isinstance(method, str):
         if method in REVERSIBLE:

@@ -22,6 +22,11 @@ def partner_tableau(tableau: ButcherTableau) -> ButcherTableau:
     divides by it); such methods (midpoint, Bogacki-Shampine, Dormand-Prince,
     Tsitouras) get their exact gradient from the stage-wise conjugate step of
     `integrators.RungeKutta`, which needs no division.
+
+    Example:
+        >>> partner = integrators.partner_tableau(integrators.HEUN)
+        >>> partner.b == integrators.HEUN.b
+        True
     """
     a, b = np.asarray(tableau.a), np.asarray(tableau.b)
     zero = np.flatnonzero(b == 0.0)

@@ -56,7 +56,14 @@ from .solve import _conjugate_step, forward
 
 class Relaxation(eqx.Module):
     """Result of a relaxation: the fields and gradient at the final `tau`, and the
-    history (one row per iteration) of the largest forward and conjugate residuals."""
+    history (one row per iteration) of the largest forward and conjugate residuals.
+
+    Example:
+        >>> net = lagrangian.ResNet(dim=2, depth=8)
+        >>> result = integrators.relax(net, net.init(jax.random.key(0)), jnp.ones(2), lagrangian.SquaredError(), iterations=200)
+        >>> result.forward_residual.shape, bool(result.forward_residual[-1] < 1e-12)    # one row per iteration
+        ((200,), True)
+    """
 
     xs: Array | tuple[Array, ...]
     ps: Array | tuple[Array, ...]
@@ -83,7 +90,18 @@ def _check_scan_layout(system):
 
 
 def relaxation_step(system, theta, loss, eta, xs, ps):
-    """One Jacobi step of the conjugate relaxation; returns new fields, residuals, gradient."""
+    """One Jacobi step of the conjugate relaxation; returns new fields, residuals, gradient.
+
+    Example:
+        >>> net = lagrangian.ResNet(dim=2, depth=4)
+        >>> theta, loss = net.init(jax.random.key(0)), lagrangian.SquaredError()
+        >>> xs, ps = jnp.ones((5, 2)), jnp.zeros((5, 2))                   # x_k = x_0, p_k = 0
+        >>> for _ in range(2 * net.depth + 1):                              # 2N + 1 Jacobi steps of eta = 1: exact
+        ...     xs, ps, grad, r_x, r_p = integrators.relaxation_step(net, theta, loss, 1.0, xs, ps)
+        >>> exact = integrators.sweep(net, theta, jnp.ones(2), loss)
+        >>> bool(jnp.allclose(ps, exact.ps, atol=1e-15))
+        True
+    """
     if system.layout == "unrolled":
         return _relaxation_step_unrolled(system, theta, loss, eta, xs, ps)
 
@@ -134,6 +152,14 @@ def relax(
 
     With `record_grads`, the gradient read at every iteration is returned in
     `grads` (leading axis `iterations`), for convergence curves.
+
+    Example:
+        >>> mlp = lagrangian.MLP((2, 4, 4, 1))
+        >>> theta, x0, loss = mlp.init(jax.random.key(0)), jnp.ones(2), lagrangian.SquaredError()
+        >>> relaxed = integrators.relax(mlp, theta, x0, loss, iterations=300, eta=0.2)
+        >>> exact = integrators.sweep(mlp, theta, x0, loss).grad
+        >>> bool(all(jnp.allclose(a, b, atol=1e-10) for a, b in zip(jax.tree.leaves(relaxed.grad), jax.tree.leaves(exact))))
+        True
     """
     if not 0 < eta <= 1:
         raise ValueError(f"relaxation step eta must lie in (0, 1]; got {eta}")
@@ -172,7 +198,15 @@ class SaddleFlow(eqx.Module):
     """Result of the augmented-Lagrangian saddle flow: fields and gradient at the final
     `tau`, the histories (per iteration, or per recorded block) of the largest
     constraint residual `|c_k|` and of the largest `|dS_rho/dx_k|`, and with
-    `record_every` the gradient history."""
+    `record_every` the gradient history.
+
+    Example:
+        >>> net = lagrangian.ResNet(dim=2, depth=4, activation="identity")
+        >>> flow = integrators.saddle_flow(net, net.init(jax.random.key(0)), jnp.ones(2), lagrangian.SquaredError(),
+        ...                                iterations=100, rho=0.0)       # plain Arrow-Hurwicz
+        >>> flow.forward_residual.shape                                 # the constraint residual per iteration
+        (100,)
+    """
 
     xs: Array
     ps: Array
@@ -210,6 +244,15 @@ def saddle_flow_step(system, theta, loss, eta, rho, xs, ps, c):
     `c` holds the constraint residuals `c_k = Phi_k(x_k) - x_{k+1}` at `xs`. The
     `x` step reads `c` and `p`; the `p` step reads the residuals at the new `x`,
     which are returned for the next step. Returns `(xs, ps, c, |c|_max, |dS_rho/dx|_max)`.
+
+    Example:
+        >>> net = lagrangian.ResNet(dim=2, depth=4, activation="identity")
+        >>> theta, loss = net.init(jax.random.key(0)), lagrangian.SquaredError()
+        >>> xs, ps = jnp.ones((5, 2)), jnp.zeros((5, 2))
+        >>> c = jax.vmap(lambda k, x: net.layer(k, x, net.theta_at(theta, k)))(jnp.arange(4), xs[:-1]) - xs[1:]
+        >>> xs, ps, c, c_max, dx_max = integrators.saddle_flow_step(net, theta, loss, 0.4, 0.5, xs, ps, c)
+        >>> c.shape
+        (4, 2)
     """
     mu = ps[1:] + rho * c
     back, _ = _pullbacks(system, theta, xs, mu)
@@ -241,6 +284,14 @@ def saddle_flow(
     `m`-th iteration is returned in `grads` (leading axis `iterations // m`).
     `forward_residual` is the largest `|c_k|` and `conjugate_residual` the
     largest `|dS_rho/dx_k|` per iteration; `ps[0] = (dPhi_0/dx_0)^T p_1`.
+
+    Example:
+        >>> net = lagrangian.ResNet(dim=2, depth=4, activation="identity")
+        >>> theta, x0, loss = net.init(jax.random.key(0)), jnp.ones(2), lagrangian.SquaredError()
+        >>> flow = integrators.saddle_flow(net, theta, x0, loss, iterations=4000)      # augmented Lagrangian, rho = 0.5
+        >>> exact = integrators.sweep(net, theta, x0, loss).grad["W"]
+        >>> bool(jnp.allclose(flow.grad["W"], exact, atol=1e-10))
+        True
     """
     _check_scan_layout(system)
     if not eta > 0 or not rho >= 0:
@@ -277,7 +328,16 @@ def _saddle(system, theta, x0, loss, iterations, eta, rho, record_every):
 
 class RelaxedTraining(eqx.Module):
     """Result of `learn_while_relaxing`: final parameters and fields, and per update
-    the loss of the forward pass at the parameters used and the largest residuals."""
+    the loss of the forward pass at the parameters used and the largest residuals.
+
+    Example:
+        >>> net = lagrangian.ResNet(dim=2, depth=4)
+        >>> sgd = lambda th, g, state: (jax.tree.map(lambda a, b: a - 0.1 * b, th, g), state)
+        >>> run = integrators.learn_while_relaxing(net, net.init(jax.random.key(0)), jnp.ones((8, 2)),
+        ...                                        lagrangian.SquaredError(), sgd, None, updates=10)
+        >>> run.losses.shape, run.forward_residual.shape                 # one entry per update
+        ((10,), (10,))
+    """
 
     theta: PyTree
     xs: Array | tuple[Array, ...]
@@ -308,6 +368,15 @@ def learn_while_relaxing(
     optax update fits: `update = lambda th, g, s: ...`). The fields are never reset.
     `losses[t]` is `l(x_N)` of the forward pass at the parameters of round `t`
     (a diagnostic; the training itself only reads the relaxing fields).
+
+    Example:
+        >>> net = lagrangian.ResNet(dim=2, depth=4)
+        >>> theta, x0 = net.init(jax.random.key(0)), jnp.ones((8, 2))
+        >>> sgd = lambda th, g, state: (jax.tree.map(lambda a, b: a - 0.1 * b, th, g), state)
+        >>> run = integrators.learn_while_relaxing(net, theta, x0, lagrangian.SquaredError(), sgd, None,
+        ...                                        updates=50, relax_steps=2)
+        >>> bool(run.losses[-1] < run.losses[0])                         # it learns while the fields relax
+        True
     """
     if int(updates) < 1 or int(relax_steps) < 1:
         raise ValueError(f"updates and relax_steps must be >= 1; got {updates}, {relax_steps}")
@@ -356,7 +425,14 @@ def _backward_recurrence(a, c, end):
 
 
 class NewtonInTime(eqx.Module):
-    """States `xs`, conjugate field `ps`, gradient, and the Newton iterations used."""
+    """States `xs`, conjugate field `ps`, gradient, and the Newton iterations used.
+
+    Example:
+        >>> net = lagrangian.ResNet(dim=2, depth=8)
+        >>> result = integrators.newton_in_time(net, net.init(jax.random.key(0)), jnp.ones(2), lagrangian.SquaredError())
+        >>> result.xs.shape, int(result.iterations) < 10
+        ((9, 2), True)
+    """
 
     xs: Array
     ps: Array
@@ -386,6 +462,13 @@ def newton_in_time(
     `p` at `tol = 1e-13`), so one more Newton step is taken after the stopping test:
     Newton converges quadratically and that step lands at rounding (4e-15 in `x`,
     7e-15 in `p` against a long-double recursion). `iterations` counts it.
+
+    Example:
+        >>> net = lagrangian.ResNet(dim=2, depth=16)
+        >>> theta, x0, loss = net.init(jax.random.key(0)), jnp.ones(2), lagrangian.SquaredError()
+        >>> newton = integrators.newton_in_time(net, theta, x0, loss)
+        >>> bool(jnp.allclose(newton.grad["W"], integrators.sweep(net, theta, x0, loss).grad["W"], atol=1e-12))
+        True
     """
     _check_scan_layout(system)
     x0 = jnp.asarray(x0)

@@ -35,6 +35,13 @@ class RungeKutta(Discretisation):
     Implicit tableaux solve their stages by Newton's method to `rtol`/`atol`
     (max-norm on the stage slopes); the gradient is then exact up to that
     tolerance.
+
+    Example:
+        >>> field = lagrangian.HarmonicOscillator()
+        >>> ode = integrators.RungeKutta(field, integrators.uniform_grid(1.0, 10), integrators.GAUSS2)   # implicit, Newton stages
+        >>> x1 = integrators.output(ode, field.init(jax.random.key(0)), jnp.array([1.0, 0.0]))
+        >>> bool(jnp.allclose(x1, jnp.array([jnp.cos(1.0), -jnp.sin(1.0)]), atol=1e-8))     # order 4
+        True
     """
 
     tableau: ButcherTableau = eqx.field(static=True)

@@ -40,6 +40,12 @@ class Solution(eqx.Module):
     - `grad_x0`: `dl/dx_0`; `x_final`: `x_N`; `loss`: `l(x_N)`.
     - `reconstruction_error`: for `Reversible`, `max |x_0^rec - x_0| / max |x_0|`
       after the backward reconstruction; `None` otherwise.
+
+    Example:
+        >>> mlp = lagrangian.MLP((3, 4, 2))
+        >>> sol = integrators.sweep(mlp, mlp.init(jax.random.key(0)), jnp.ones((5, 3)), lagrangian.SquaredError())
+        >>> [x.shape for x in sol.xs], sol.grad_x0.shape, sol.x_final.shape     # widths change: xs is a tuple
+        ([(5, 3), (5, 4), (5, 2)], (5, 3), (5, 2))
     """
 
     xs: Array | tuple[Array, ...] | None
@@ -332,8 +338,9 @@ def sweep(
 
     Example:
         >>> system = lagrangian.MLP((2, 8, 1))
-        >>> sol = sweep(system, system.init(jax.random.key(0)), jnp.ones(2), lagrangian.SquaredError())
-        >>> sol.grad   # dl/dtheta, one dict per layer
+        >>> sol = integrators.sweep(system, system.init(jax.random.key(0)), jnp.ones(2), lagrangian.SquaredError())
+        >>> len(sol.grad), sorted(sol.grad[0])    # dl/dtheta, one dict per layer
+        (2, ['W', 'b'])
     """
     x0 = jnp.asarray(x0)
     if check:
@@ -381,13 +388,29 @@ def forward(system: LayerMaps, theta: PyTree, x0: Array):
 
 
 def output(system: LayerMaps, theta: PyTree, x0: Array) -> Array:
-    """The physical final state `x_N = project(z_N)` of the forward map."""
+    """The physical final state `x_N = project(z_N)` of the forward map.
+
+    Example:
+        >>> mlp = lagrangian.MLP((2, 4, 1))
+        >>> integrators.output(mlp, mlp.init(jax.random.key(0)), jnp.ones((3, 2))).shape
+        (3, 1)
+    """
     return _project(system, forward(system, theta, x0)[-1])
 
 
 @eqx.filter_jit
 def tangent_sweep(system: LayerMaps, theta: PyTree, xs: Sequence[Array], v0: Array):
-    """Tangents `v_{k+1} = (dPhi_k/dx_k) v_k` along stored states (`jax.jvp` of one layer map)."""
+    """Tangents `v_{k+1} = (dPhi_k/dx_k) v_k` along stored states (`jax.jvp` of one layer map).
+
+    Example:
+        >>> mlp = lagrangian.MLP((2, 2, 2))
+        >>> theta, x0 = mlp.init(jax.random.key(0)), jnp.ones(2)
+        >>> sol = integrators.sweep(mlp, theta, x0, lagrangian.SquaredError())
+        >>> vs = integrators.tangent_sweep(mlp, theta, sol.xs, jnp.array([1.0, 0.0]))
+        >>> invariant = lagrangian.bilinear_invariant(sol.ps, vs)     # constant in k
+        >>> bool(jnp.allclose(invariant, invariant[0], rtol=1e-12))
+        True
+    """
 
     def step(k, x, theta_k, v):
         if x.ndim == 1:
@@ -416,6 +439,11 @@ def tension(system: LayerMaps, theta: PyTree, x0: Array, loss: Loss, beta: float
     sends the tension `x-` backward from `x-_N = beta * grad l(x+_N)`. Returns
     `(x_plus, x_minus, dS_beta/dtheta)`; the identities `x- = beta * p` and
     `dS_beta/dtheta = beta * dl/dtheta` are what the tests check.
+
+    Example:
+        >>> mlp = lagrangian.MLP((2, 4, 1))
+        >>> theta, x0, loss = mlp.init(jax.random.key(0)), jnp.ones(2), lagrangian.SquaredError()
+        >>> doubled = integrators.tension(mlp, theta, x0, loss, beta=1e-3)
     """
     solution = sweep(system, theta, x0, loss, loss_weight=float(beta))
     return solution.xs, solution.ps, solution.grad

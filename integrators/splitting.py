@@ -17,7 +17,15 @@ from .tableau import SplittingTableau
 
 
 class Splitting(Discretisation):
-    """`field` (separable, state `(q, v)`) on the grid `ts`, stepped by `tableau`."""
+    """`field` (separable, state `(q, v)`) on the grid `ts`, stepped by `tableau`.
+
+    Example:
+        >>> field = lagrangian.Pendulum()                                      # separable x = (q, v)
+        >>> ode = integrators.Splitting(field, integrators.uniform_grid(10.0, 100), integrators.LEAPFROG)
+        >>> sol = integrators.sweep(ode, field.init(jax.random.key(0)), jnp.array([1.0, 0.0]), lagrangian.SquaredError())
+        >>> sol.grad["omega"].shape
+        ()
+    """
 
     tableau: SplittingTableau = eqx.field(static=True)
 

@@ -27,6 +27,13 @@ class ButcherTableau:
 
     Stored as tuples so that a tableau is hashable and static under `jax.jit`.
     Validated on construction: shapes agree and `c_i = sum_j a_ij`.
+
+    Example:
+        >>> rk4 = integrators.RK4
+        >>> rk4.order, len(rk4.b), rk4.b
+        (4, 4, (0.16666666666666666, 0.3333333333333333, 0.3333333333333333, 0.16666666666666666))
+        >>> euler = integrators.ButcherTableau(name="my-euler", a=((0.0,),), b=(1.0,), c=(0.0,), order=1)
+        >>> ode = integrators.discretise(lagrangian.NeuralODE(2), integrators.uniform_grid(1.0, 10), euler)
     """
 
     name: str
@@ -177,13 +184,19 @@ TABLEAUX: dict[str, ButcherTableau] = {
         GAUSS1, GAUSS2, GAUSS3, LOBATTO_IIIA, LOBATTO_IIIB,
     )
 }
+"""Every registered Butcher tableau by name (explicit and implicit Runge-Kutta)."""
 
 
 @dataclass(frozen=True)
 class SplittingTableau:
     """A splitting (composition) method: `steps` is a sequence of
     `("kick", c)` (`v += c h f_v(q)`) and `("drift", d)` (`q += d h f_q(v)`)
-    sub-steps whose drift and kick coefficients each sum to one."""
+    sub-steps whose drift and kick coefficients each sum to one.
+
+    Example:
+        >>> integrators.LEAPFROG.steps                       # kick-drift-kick (Stormer-Verlet)
+        (('kick', 0.5), ('drift', 1.0), ('kick', 0.5))
+    """
 
     name: str
     steps: tuple[tuple[str, float], ...]
@@ -224,10 +237,16 @@ YOSHIDA4 = _compose_leapfrog("yoshida4", [_W1, 1.0 - 2.0 * _W1, _W1], 4, ("fores
 """Yoshida's fourth-order triple-jump composition of leapfrog, symplectic."""
 
 SPLITTINGS: dict[str, SplittingTableau] = {t.name: t for t in (LEAPFROG, SYMPLECTIC_EULER, YOSHIDA4)}
+"""Every registered splitting method by name (`leapfrog`, `symplectic-euler`, `yoshida4`)."""
 
 
 def tableau(name: str) -> ButcherTableau | SplittingTableau:
-    """The registered tableau or splitting called `name` (or one of its aliases)."""
+    """The registered tableau or splitting called `name` (or one of its aliases).
+
+    Example:
+        >>> integrators.tableau("rk4").order, integrators.tableau("leapfrog").order
+        (4, 2)
+    """
     for t in (*TABLEAUX.values(), *SPLITTINGS.values()):
         if name == t.name or name in t.aliases:
             return t

@@ -37,7 +37,14 @@ def hamiltonian(
     theta: PyTree,
     running_cost: RunningCost | None = None,
 ) -> Scalar:
-    """`H(x, p, theta, t) = p . f(t, x, theta) + r(t, x, theta)`."""
+    """`H(x, p, theta, t) = p . f(t, x, theta) + r(t, x, theta)`.
+
+    Example:
+        >>> osc = lagrangian.HarmonicOscillator()
+        >>> theta = osc.init(jax.random.key(0))
+        >>> lagrangian.hamiltonian(osc, 0.0, jnp.array([1.0, 0.0]), jnp.array([0.0, 1.0]), theta)   # p . f
+        Array(-1., dtype=float64)
+    """
     h = jnp.vdot(p, field(t, x, theta))
     if running_cost is not None:
         h = h + running_cost(t, x, theta)
@@ -50,6 +57,13 @@ def hamilton_equations(field: VectorField, t, x, p, theta, running_cost=None):
         dx/dt = dH/dp = f,    dp/dt = -dH/dx = -(df/dx)^T p - dr/dx,
 
     from `jax.vjp` of one evaluation of `H`.
+
+    Example:
+        >>> osc = lagrangian.HarmonicOscillator()
+        >>> theta = osc.init(jax.random.key(0))
+        >>> dx, dp = lagrangian.hamilton_equations(osc, 0.0, jnp.array([1.0, 0.0]), jnp.array([0.0, 1.0]), theta)
+        >>> dx, dp       # (f, -(df/dx)^T p)
+        (Array([ 0., -1.], dtype=float64), Array([ 1., -0.], dtype=float64))
     """
     _, pullback = jax.vjp(lambda x_, p_: hamiltonian(field, t, x_, p_, theta, running_cost), x, p)
     dh_dx, dh_dp = pullback(jnp.ones((), x.dtype))
@@ -58,7 +72,13 @@ def hamilton_equations(field: VectorField, t, x, p, theta, running_cost=None):
 
 def time_derivative(xs: Float[Array, "T ..."], ts: Float[Array, " T"]) -> Float[Array, "T ..."]:
     """`dx/dt` on a (possibly non-uniform) grid, second order everywhere: central
-    differences inside (`jnp.gradient`), second-order one-sided differences at the ends."""
+    differences inside (`jnp.gradient`), second-order one-sided differences at the ends.
+
+    Example:
+        >>> ts = jnp.array([0.0, 0.1, 0.3, 0.6])                        # non-uniform
+        >>> lagrangian.time_derivative(ts**2, ts)                        # exact for quadratics
+        Array([0. , 0.2, 0.6, 1.2], dtype=float64)
+    """
     if ts.shape[0] < 3:
         raise ValueError(f"need at least 3 samples for a second-order time derivative; got {ts.shape[0]}")
     inside = jnp.gradient(xs, ts, axis=0)
@@ -88,7 +108,16 @@ def continuous_action(
     loss: Loss,
 ) -> Scalar:
     """`S[x, p]` on a sampled trajectory: `dx/dt` by second-order finite
-    differences (`time_derivative`), the time integral by the trapezoidal rule."""
+    differences (`time_derivative`), the time integral by the trapezoidal rule.
+
+    Example:
+        >>> osc = lagrangian.HarmonicOscillator()
+        >>> theta, ts = osc.init(jax.random.key(0)), jnp.linspace(0.0, 1.0, 201)
+        >>> xs = jnp.stack([jnp.cos(ts), -jnp.sin(ts)], axis=-1)      # the exact flow from (1, 0)
+        >>> ps = jnp.zeros_like(xs)
+        >>> float(lagrangian.continuous_action(osc, ts, xs, ps, theta, lagrangian.SquaredError()))   # = l(x(T)) when p = 0
+        0.5
+    """
     dxdt = time_derivative(xs, ts)
     integrand = jnp.sum(ps * (_fields_on_grid(field, ts, xs, theta) - dxdt), axis=-1)
     return loss(xs[-1]) + jnp.trapezoid(integrand, ts)
@@ -108,6 +137,15 @@ def euler_lagrange_residuals(
 
     with time derivatives from `time_derivative` (second order in the sample spacing).
     Both vanish, up to the finite-difference error, on the stationary point of `S`.
+
+    Example:
+        >>> osc = lagrangian.HarmonicOscillator()
+        >>> theta, ts = osc.init(jax.random.key(0)), jnp.linspace(0.0, 1.0, 201)
+        >>> xs = jnp.stack([jnp.cos(ts), -jnp.sin(ts)], axis=-1)      # x(t) exact
+        >>> ps = jnp.stack([jnp.cos(ts), -jnp.sin(ts)], axis=-1)      # p(t) exact (omega = 1: p rotates like x)
+        >>> r_x, r_p = lagrangian.euler_lagrange_residuals(osc, ts, xs, ps, theta)
+        >>> bool(jnp.max(jnp.abs(r_x)) < 1e-4 and jnp.max(jnp.abs(r_p)) < 1e-4)    # finite-difference error O(dt^2)
+        True
     """
     rhs_x, rhs_p = jax.vmap(lambda t, x, p: hamilton_equations(field, t, x, p, theta, running_cost))(
         ts, xs, ps
@@ -128,6 +166,13 @@ def discrete_action(
 
     `xs[k]`, `ps[k]` for `k = 0..N` (a tuple, or an array with a leading axis
     `N + 1`); each may carry a batch axis, over which the pairing sums.
+
+    Example:
+        >>> mlp = lagrangian.MLP((2, 4, 1))
+        >>> theta, x0, loss = mlp.init(jax.random.key(0)), jnp.ones(2), lagrangian.SquaredError()
+        >>> sol = integrators.sweep(mlp, theta, x0, loss)
+        >>> bool(jnp.isclose(lagrangian.discrete_action(mlp, theta, sol.xs, sol.ps, loss), sol.loss))   # S_d = l at the solution
+        True
     """
     total = loss_weight * loss(xs[-1])
     for k in range(system.depth):
@@ -151,6 +196,12 @@ def stationarity_residuals(
       (`x_0` is clamped), followed by the terminal residual ``grad l(x_N) - p_N``.
 
     Each term uses `jax.vjp` of one layer map (or of the loss) only.
+
+    Example:
+        >>> mlp = lagrangian.MLP((2, 4, 1))
+        >>> theta, x0, loss = mlp.init(jax.random.key(0)), jnp.ones(2), lagrangian.SquaredError()
+        >>> sol = integrators.sweep(mlp, theta, x0, loss)
+        >>> residuals = lagrangian.stationarity_residuals(mlp, theta, sol.xs, sol.ps, loss)
     """
     forward, conjugate = [], []
     for k in range(system.depth):

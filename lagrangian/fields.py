@@ -18,7 +18,14 @@ from .system import VectorField
 
 
 class NeuralODE(VectorField):
-    """`f(x) = tanh(W x + b)`; `theta = {"W": (d, d), "b": (d,)}`."""
+    """`f(x) = tanh(W x + b)`; `theta = {"W": (d, d), "b": (d,)}`.
+
+    Example:
+        >>> field = lagrangian.NeuralODE(state_dim=2)
+        >>> theta = field.init(jax.random.key(0))
+        >>> field(0.0, jnp.ones(2), theta).shape
+        (2,)
+    """
 
     state_dim: int = eqx.field(static=True)
     scale: float = eqx.field(static=True, default=1.0)
@@ -36,7 +43,13 @@ class NeuralODE(VectorField):
 
 
 class MLPField(VectorField):
-    """A small-MLP vector field `f(x) = W2 tanh(W1 x + b1) + b2` with `hidden` units."""
+    """A small-MLP vector field `f(x) = W2 tanh(W1 x + b1) + b2` with `hidden` units.
+
+    Example:
+        >>> field = lagrangian.MLPField(state_dim=2, hidden=16)
+        >>> sorted(field.init(jax.random.key(0)))
+        ['W1', 'W2', 'b1', 'b2']
+    """
 
     state_dim: int = eqx.field(static=True)
     hidden: int = eqx.field(static=True, default=16)
@@ -57,7 +70,13 @@ class MLPField(VectorField):
 
 
 class Linear(VectorField):
-    """`dx/dt = A x`; `theta = {"A": (d, d)}`. Closed-form flow `x(t) = exp(A t) x0`."""
+    """`dx/dt = A x`; `theta = {"A": (d, d)}`. Closed-form flow `x(t) = exp(A t) x0`.
+
+    Example:
+        >>> field = lagrangian.Linear(state_dim=3)
+        >>> field.init(jax.random.key(0))["A"].shape
+        (3, 3)
+    """
 
     state_dim: int = eqx.field(static=True)
     scale: float = eqx.field(static=True, default=1.0)
@@ -75,6 +94,11 @@ class HarmonicOscillator(VectorField):
 
     Separable (`dq/dt` depends on `v` only, `dv/dt` on `q` only); its physical
     energy is `E = v^2 / 2 + omega^2 q^2 / 2` (`physical_energy`).
+
+    Example:
+        >>> osc = lagrangian.HarmonicOscillator(omega=2.0)
+        >>> osc(0.0, jnp.array([1.0, 0.0]), osc.init(jax.random.key(0)))   # (v, -omega^2 q)
+        Array([ 0., -4.], dtype=float64)
     """
 
     separable: ClassVar[bool] = True
@@ -101,6 +125,11 @@ class Pendulum(VectorField):
     """`x = (q, v)`, `dq/dt = v`, `dv/dt = -omega^2 sin q`; `theta = {"omega": ()}`.
 
     Separable; its physical energy is `E = v^2 / 2 - omega^2 cos q` (`physical_energy`).
+
+    Example:
+        >>> pendulum = lagrangian.Pendulum()
+        >>> pendulum(0.0, jnp.array([0.0, 1.0]), pendulum.init(jax.random.key(0)))
+        Array([ 1., -0.], dtype=float64)
     """
 
     separable: ClassVar[bool] = True

@@ -41,7 +41,16 @@ def action_hessian(
     loss_weight: float = 1.0,
 ) -> Float[Array, "2M 2M"]:
     """`Hess S_d` in `z = (x_1 .. x_N, p_1 .. p_N)` at the trajectory `(xs, ps)`
-    (`xs[k]`, `ps[k]` for `k = 0..N`, one state each, no batch axis)."""
+    (`xs[k]`, `ps[k]` for `k = 0..N`, one state each, no batch axis).
+
+    Example:
+        >>> mlp = lagrangian.MLP((2, 2, 2), activation="identity")
+        >>> theta, loss = mlp.init(jax.random.key(0)), lagrangian.SquaredError()
+        >>> sol = integrators.sweep(mlp, theta, jnp.ones(2), loss)
+        >>> hess = lagrangian.action_hessian(mlp, theta, sol.xs, sol.ps, loss)     # z = (x_1, x_2, p_1, p_2)
+        >>> hess.shape, lagrangian.inertia(jnp.linalg.eigvalsh(hess))            # a saddle: M positive, M negative
+        ((8, 8), (4, 4, 0))
+    """
     n = system.depth
     if len(xs) != n + 1 or len(ps) != n + 1:
         raise ValueError(f"need xs and ps for k = 0..{n} ({n + 1} each); got {len(xs)} and {len(ps)}")
@@ -74,7 +83,12 @@ def action_hessian(
 
 
 def inertia(eigenvalues: Float[Array, " m"], rtol: float = 1e-10) -> tuple[int, int, int]:
-    """`(positive, negative, zero)` counts, zero meaning `|lambda| <= rtol max |lambda|`."""
+    """`(positive, negative, zero)` counts, zero meaning `|lambda| <= rtol max |lambda|`.
+
+    Example:
+        >>> lagrangian.inertia(jnp.array([2.0, -1.0, 1e-14]))
+        (1, 1, 1)
+    """
     lam = np.asarray(eigenvalues)
     tol = rtol * np.max(np.abs(lam), initial=0.0)
     return int(np.sum(lam > tol)), int(np.sum(lam < -tol)), int(np.sum(np.abs(lam) <= tol))
@@ -88,6 +102,14 @@ def linearised_flows(hessian: Float[Array, "2M 2M"]) -> dict[str, Float[Array, "
     - ``"relaxation"``: `G = [[0, I], [I, 0]]`, each variable along the derivative
       with respect to its conjugate (DESIGN.md 2.6): `[[B^T, 0], [A, B]]`, block
       triangular with every eigenvalue `-1`.
+
+    Example:
+        >>> mlp = lagrangian.MLP((2, 2, 2))
+        >>> theta, loss = mlp.init(jax.random.key(0)), lagrangian.SquaredError()
+        >>> sol = integrators.sweep(mlp, theta, jnp.ones(2), loss)
+        >>> flows = lagrangian.linearised_flows(lagrangian.action_hessian(mlp, theta, sol.xs, sol.ps, loss))
+        >>> bool(jnp.allclose(jnp.linalg.eigvals(flows["relaxation"]), -1.0))   # every eigenvalue -1
+        True
     """
     m = hessian.shape[0] // 2
     eye, zero = jnp.eye(m, dtype=hessian.dtype), jnp.zeros((m, m), hessian.dtype)

@@ -39,7 +39,15 @@ from .system import LayerMaps, VectorField
 
 
 def network_risk(network: LayerMaps, params: PyTree, inputs: Float[Array, "B n0"], loss: Loss) -> Scalar:
-    """`R(params) = l(x_N)` with `x_{k+1} = Phi_k(x_k)` from the batch `x_0 = inputs` (B, n0)."""
+    """`R(params) = l(x_N)` with `x_{k+1} = Phi_k(x_k)` from the batch `x_0 = inputs` (B, n0).
+
+    Example:
+        >>> mlp = lagrangian.MLP((2, 3, 1))
+        >>> params = mlp.init(jax.random.key(0))
+        >>> risk = lagrangian.network_risk(mlp, params, jnp.ones((4, 2)), lagrangian.SquaredError())
+        >>> bool(risk == lagrangian.SquaredError()(integrators.output(mlp, params, jnp.ones((4, 2)))))
+        True
+    """
     x = inputs
     for k in range(network.depth):
         x = network.apply(k, x, network.theta_at(params, k))
@@ -70,6 +78,14 @@ class GradientFlow(_Training):
 
     Build it with `GradientFlow.of(network, params, inputs, loss)`, which also
     returns the initial flat state.
+
+    Example:
+        >>> mlp = lagrangian.MLP((2, 3, 1))
+        >>> params = mlp.init(jax.random.key(0))
+        >>> flow, x0 = lagrangian.GradientFlow.of(mlp, params, jnp.ones((4, 2)), lagrangian.SquaredError())
+        >>> x0.shape == (flow.state_dim,)           # the flattened parameters
+        True
+        >>> gd = integrators.discretise(flow, integrators.uniform_grid(1.0, 10), "euler")   # 10 steps of gradient descent
     """
 
     weight_decay: float = eqx.field(static=True, default=0.0)
@@ -101,6 +117,13 @@ class HeavyBall(_Training):
     when `gamma = 0` (with friction a kick is the contraction described in the
     module docstring). Build it with `HeavyBall.of(...)`, which starts at rest
     (`v = 0`) unless a velocity is given.
+
+    Example:
+        >>> mlp = lagrangian.MLP((2, 3, 1))
+        >>> flow, x0 = lagrangian.HeavyBall.of(mlp, mlp.init(jax.random.key(0)), jnp.ones((4, 2)),
+        ...                                     lagrangian.SquaredError(), friction=0.5)
+        >>> x0.shape == (2 * flow.parameters,)       # (q, v), starting at rest
+        True
     """
 
     separable: ClassVar[bool] = True

@@ -15,7 +15,13 @@ from jaxtyping import Array, Float, Int, Scalar
 
 
 class Loss(eqx.Module):
-    """A terminal loss: `pointwise(x, target)` for one state, batch-averaged by `__call__`."""
+    """A terminal loss: `pointwise(x, target)` for one state, batch-averaged by `__call__`.
+
+    Example:
+        >>> loss = lagrangian.SquaredError()                 # a Loss: pointwise, averaged over a batch
+        >>> loss.pointwise(jnp.array([3.0, 4.0]), None), loss(jnp.array([[3.0, 4.0], [0.0, 0.0]]))
+        (Array(12.5, dtype=float64), Array(6.25, dtype=float64))
+    """
 
     target_ndim: AbstractClassVar[int]
 
@@ -42,7 +48,12 @@ class Loss(eqx.Module):
 
 
 class SquaredError(Loss):
-    """`l(x) = 0.5 |x - y|^2`; `target` is `None` (zero), `(n,)` or `(B, n)`."""
+    """`l(x) = 0.5 |x - y|^2`; `target` is `None` (zero), `(n,)` or `(B, n)`.
+
+    Example:
+        >>> lagrangian.SquaredError(target=jnp.ones(2))(jnp.array([[1.0, 3.0], [1.0, 1.0]]))   # mean over the batch
+        Array(1., dtype=float64)
+    """
 
     target: Float[Array, "*batch n"] | None = None
     target_ndim = 1
@@ -56,7 +67,13 @@ class SquaredError(Loss):
 
 
 class CrossEntropy(Loss):
-    """Softmax cross-entropy `l(x) = logsumexp(x) - x[y]` for integer labels `y`."""
+    """Softmax cross-entropy `l(x) = logsumexp(x) - x[y]` for integer labels `y`.
+
+    Example:
+        >>> loss = lagrangian.CrossEntropy(labels=jnp.array([0, 1]))
+        >>> bool(loss(jnp.zeros((2, 3))) == jnp.log(3.0))
+        True
+    """
 
     labels: Int[Array, "*batch"]
     target_ndim = 0
@@ -70,7 +87,12 @@ class CrossEntropy(Loss):
 
 class LinearFunctional(Loss):
     """`l(x) = c . x`: a loss of zero curvature (its conjugate field is `p_N = c`, so the
-    sweep returns the directional sensitivity of `c . x_N`); `c` is `(n,)` or `(B, n)`."""
+    sweep returns the directional sensitivity of `c . x_N`); `c` is `(n,)` or `(B, n)`.
+
+    Example:
+        >>> lagrangian.LinearFunctional(c=jnp.array([1.0, 2.0]))(jnp.array([3.0, 4.0]))
+        Array(11., dtype=float64)
+    """
 
     c: Float[Array, "*batch n"]
     target_ndim = 1

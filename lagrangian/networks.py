@@ -22,10 +22,16 @@ ACTIVATIONS = {
     "softplus": jax.nn.softplus,
     "identity": lambda z: z,
 }
+"""The activation functions by name (`MLP`, `ResNet` and `activation` accept these names)."""
 
 
 def activation(name: str):
-    """The activation function called `name` (one of `ACTIVATIONS`)."""
+    """The activation function called `name` (one of `ACTIVATIONS`).
+
+    Example:
+        >>> lagrangian.activation("relu")(jnp.array([-1.0, 2.0]))
+        Array([0., 2.], dtype=float64)
+    """
     try:
         return ACTIVATIONS[name]
     except KeyError:
@@ -46,6 +52,12 @@ class MLP(LayerMaps):
 
     `widths = (n_0, n_1, ..., n_N)`; `theta[k] = {"W": (n_{k+1}, n_k), "b": (n_{k+1},)}`.
     With `readout=True` the last layer is affine (no activation), as for logits.
+
+    Example:
+        >>> mlp = lagrangian.MLP((4, 16, 3), activation="tanh")
+        >>> theta = mlp.init(jax.random.key(0))          # one pytree per layer (widths change)
+        >>> integrators.output(mlp, theta, jnp.ones((5, 4))).shape
+        (5, 3)
     """
 
     layout: ClassVar[str] = "unrolled"
@@ -86,6 +98,12 @@ class ResNet(LayerMaps):
     neural ODE with layer-dependent parameters.
 
     `theta = {"W": (depth, d, d), "b": (depth, d)}` (stacked; the sweep scans).
+
+    Example:
+        >>> net = lagrangian.ResNet(dim=3, depth=10)
+        >>> theta = net.init(jax.random.key(0))          # leaves stacked along a leading axis of 10
+        >>> integrators.output(net, theta, jnp.ones(3)).shape
+        (3,)
     """
 
     layout: ClassVar[str] = "stacked"
@@ -120,6 +138,12 @@ class Recurrent(LayerMaps):
 
     `theta = {"W": (d, d), "U": (d, m), "b": (d,)}` is the same at every step
     (layout ``"shared"``), so `dl/dtheta = sum_k (dPhi_k/dtheta)^T p_{k+1}`.
+
+    Example:
+        >>> rnn = lagrangian.Recurrent(inputs=jnp.ones((6, 2)), dim=3)      # 6 steps of a 2-D input sequence
+        >>> theta = rnn.init(jax.random.key(0))                            # shared: W (3, 3), U (3, 2), b (3,)
+        >>> rnn.depth, integrators.output(rnn, theta, jnp.zeros(3)).shape
+        (6, (3,))
     """
 
     layout: ClassVar[str] = "shared"

@@ -83,6 +83,13 @@ def gradient_flow_charge(generator: Generator, theta: PyTree) -> Scalar:
 
     Exact for an affine generator with a symmetric linear part (`generator_defects`
     measures both conditions); see the module docstring for the derivation.
+
+    Example:
+        >>> mlp = lagrangian.MLP((2, 3, 1), activation="relu")
+        >>> theta = mlp.init(jax.random.key(0))
+        >>> q = lagrangian.gradient_flow_charge(lagrangian.rescaling(layer=0), theta)
+        >>> bool(jnp.isclose(q, jnp.sum(lagrangian.rescaling_charges(theta, layer=0))))   # the layer's charge
+        True
     """
     zero = jax.tree.map(jnp.zeros_like, theta)
     total = jax.tree.map(jnp.add, generator(theta), generator(zero))
@@ -94,6 +101,12 @@ def momentum_charge(generator: Generator, theta: PyTree, momentum: PyTree) -> Sc
 
     `momentum` is shaped like `theta`. Conserved without friction when `delta` is an
     isometry (antisymmetric linear part); see the module docstring.
+
+    Example:
+        >>> mlp = lagrangian.MLP((2, 3, 1), activation="relu")
+        >>> theta = mlp.init(jax.random.key(0))
+        >>> momentum = jax.tree.map(jnp.ones_like, theta)
+        >>> q = lagrangian.momentum_charge(lagrangian.rescaling(layer=0), theta, momentum)   # p . delta(theta)
     """
     return _dot(momentum, generator(theta))
 
@@ -102,6 +115,13 @@ def invariance_defect(risk: Callable[[PyTree], Scalar], generator: Generator, th
     """`dR(g_s theta)/ds at s = 0 = grad R . delta(theta)`: zero for a symmetry of `R`.
 
     One `jax.jvp` of one evaluation of the risk along the generator.
+
+    Example:
+        >>> mlp = lagrangian.MLP((2, 3, 2), activation="tanh", readout=True)
+        >>> theta = mlp.init(jax.random.key(0))
+        >>> risk = lambda th: lagrangian.network_risk(mlp, th, jnp.ones((4, 2)), lagrangian.CrossEntropy(jnp.array([0, 1, 0, 1])))
+        >>> bool(abs(lagrangian.invariance_defect(risk, lagrangian.translation(layer=1), theta)) < 1e-14)
+        True
     """
     return jax.jvp(risk, (theta,), (generator(theta),))[1]
 
@@ -117,6 +137,14 @@ def generator_defects(generator: Generator, theta: PyTree, key) -> dict[str, Sca
       a gradient field, the condition for a first-order charge);
     - ``"antisymmetric"``: `|u . D v + v . D u| / (|D u| + |D v|)` (zero for an
       isometry: the condition for a momentum charge).
+
+    Example:
+        >>> mlp = lagrangian.MLP((2, 3, 1))
+        >>> defects = lagrangian.generator_defects(lagrangian.rescaling(layer=0), mlp.init(jax.random.key(0)), jax.random.key(1))
+        >>> sorted(defects)
+        ['affine', 'antisymmetric', 'symmetric']
+        >>> bool(defects["affine"] < 1e-14 and defects["symmetric"] < 1e-14)   # linear and symmetric: Q_GF exists
+        True
     """
     flat, unravel = ravel_pytree(theta)
     ku, kv = jax.random.split(key)
@@ -146,6 +174,11 @@ def charge_scale(generator: Generator, theta: PyTree) -> Scalar:
 
     Charges are differences of squared norms that can cancel; drifts are reported
     relative to this scale (the size of the terms the charge is made of).
+
+    Example:
+        >>> theta = ({"W": jnp.ones((3, 2)), "b": jnp.zeros(3)}, {"W": jnp.ones((1, 3)), "b": jnp.zeros(1)})
+        >>> float(lagrangian.charge_scale(lagrangian.rescaling(layer=0), theta)) > 0
+        True
     """
     zero = jax.tree.map(jnp.zeros_like, theta)
     norm = lambda t: jnp.sqrt(_dot(t, t))  # noqa: E731
@@ -182,6 +215,14 @@ def rescaling(layer: int, neuron: int | None = None) -> Generator:
     for `k = layer` and the one unit `i = neuron`, or every unit of the layer when
     `neuron` is None (the sum of the per-unit generators). A symmetry when the
     activation after layer `k` is positively homogeneous (ReLU, identity).
+
+    Example:
+        >>> mlp = lagrangian.MLP((2, 3, 1), activation="relu")
+        >>> theta = mlp.init(jax.random.key(0))
+        >>> delta = lagrangian.rescaling(layer=0)                  # scale hidden units in, out: a ReLU symmetry
+        >>> risk = lambda th: lagrangian.network_risk(mlp, th, jnp.ones((4, 2)), lagrangian.SquaredError())
+        >>> bool(abs(lagrangian.invariance_defect(risk, delta, theta)) < 1e-14)
+        True
     """
 
     def generator(theta):
@@ -203,6 +244,12 @@ def translation(layer: int) -> Generator:
     """Translation of the logits computed by layer `layer`: `delta b_k = 1` (all else 0).
 
     A symmetry of softmax cross-entropy when layer `k` is the affine readout.
+
+    Example:
+        >>> mlp = lagrangian.MLP((2, 3, 2), readout=True)
+        >>> delta = lagrangian.translation(layer=1)(mlp.init(jax.random.key(0)))
+        >>> delta[1]["b"], float(jnp.sum(jnp.abs(delta[1]["W"])))
+        (Array([1., 1.], dtype=float64), 0.0)
     """
 
     def generator(theta):
@@ -219,6 +266,14 @@ def linear_group(layer: int, omega: Float[Array, "m m"]) -> Generator:
 
     `k = layer`: the generator of `W_k -> G W_k`, `W_{k+1} -> W_{k+1} G^{-1}`,
     `G = exp(s Omega)`, a symmetry when the activation after layer `k` is the identity.
+
+    Example:
+        >>> mlp = lagrangian.MLP((2, 3, 2), activation="identity")
+        >>> theta = mlp.init(jax.random.key(0))
+        >>> omega = jnp.array([[0.0, 1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])   # a rotation of the hidden layer
+        >>> risk = lambda th: lagrangian.network_risk(mlp, th, jnp.ones((4, 2)), lagrangian.SquaredError())
+        >>> bool(abs(lagrangian.invariance_defect(risk, lagrangian.linear_group(0, omega), theta)) < 1e-14)
+        True
     """
     omega = jnp.asarray(omega)
     if omega.ndim != 2 or omega.shape[0] != omega.shape[1]:
@@ -240,14 +295,26 @@ def linear_group(layer: int, omega: Float[Array, "m m"]) -> Generator:
 
 def rescaling_charges(theta: PyTree, layer: int) -> Float[Array, " m"]:
     """`1/2 (|W_k[i, :]|^2 + b_k[i]^2 - |W_{k+1}[:, i]|^2)` for every unit `i`, `k = layer`:
-    incoming minus outgoing squared norms (their sum is the layer charge)."""
+    incoming minus outgoing squared norms (their sum is the layer charge).
+
+    Example:
+        >>> mlp = lagrangian.MLP((2, 3, 1), activation="relu")
+        >>> theta = mlp.init(jax.random.key(0))
+        >>> lagrangian.rescaling_charges(theta, layer=0).shape       # one charge per hidden unit
+        (3,)
+    """
     _check_layer(theta, layer, needs_next=True)
     w, b, w_next = theta[layer]["W"], theta[layer]["b"], theta[layer + 1]["W"]
     return 0.5 * (jnp.sum(w**2, axis=1) + b**2 - jnp.sum(w_next**2, axis=0))
 
 
 def bias_sum(theta: PyTree, layer: int) -> Scalar:
-    """`sum_i b_k[i]`, `k = layer` (pass the momentum pytree for `Q_H = sum_i p_{b_k}[i]`)."""
+    """`sum_i b_k[i]`, `k = layer` (pass the momentum pytree for `Q_H = sum_i p_{b_k}[i]`).
+
+    Example:
+        >>> lagrangian.bias_sum(({"W": jnp.ones((2, 2)), "b": jnp.array([1.0, 2.0])},), layer=0)
+        Array(3., dtype=float64)
+    """
     _check_layer(theta, layer, needs_next=False)
     return jnp.sum(theta[layer]["b"])
 
@@ -257,6 +324,11 @@ def balance_matrix(theta: PyTree, layer: int) -> Float[Array, "m m"]:
 
     Conserved by gradient flow of a linear network (Arora et al. 2018's balancedness);
     `Q_GF` of `linear_group(k, Omega)` for symmetric `Omega` is `1/2 tr(Omega C_k)`.
+
+    Example:
+        >>> mlp = lagrangian.MLP((2, 3, 2), activation="identity")
+        >>> lagrangian.balance_matrix(mlp.init(jax.random.key(0)), layer=0).shape     # hidden width 3
+        (3, 3)
     """
     _check_layer(theta, layer, needs_next=True)
     w, b, w_next = theta[layer]["W"], theta[layer]["b"], theta[layer + 1]["W"]
@@ -266,7 +338,15 @@ def balance_matrix(theta: PyTree, layer: int) -> Float[Array, "m m"]:
 def angular_momentum_matrix(theta: PyTree, momentum: PyTree, layer: int) -> Float[Array, "m m"]:
     """`M_k = W_k P_k^T + b_k p_{b_k}^T - P_{k+1}^T W_{k+1}`, `k = layer`, so that
     `Q_H` of `linear_group(k, Omega)` is `tr(Omega M_k)`; its antisymmetric part
-    `M_k - M_k^T` is conserved by frictionless momentum flow of a linear network."""
+    `M_k - M_k^T` is conserved by frictionless momentum flow of a linear network.
+
+    Example:
+        >>> mlp = lagrangian.MLP((2, 3, 2), activation="identity")
+        >>> theta = mlp.init(jax.random.key(0))
+        >>> m = lagrangian.angular_momentum_matrix(theta, jax.tree.map(jnp.ones_like, theta), layer=0)
+        >>> m.shape
+        (3, 3)
+    """
     _check_layer(theta, layer, needs_next=True)
     w, b, w_next = theta[layer]["W"], theta[layer]["b"], theta[layer + 1]["W"]
     pw, pb, pw_next = momentum[layer]["W"], momentum[layer]["b"], momentum[layer + 1]["W"]

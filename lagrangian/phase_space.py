@@ -28,6 +28,12 @@ class HamiltonFlow(VectorField):
 
     `theta` is the field's own parameters; one `jax.vjp` of one evaluation of `H`
     per call (`lagrangian.hamilton_equations`).
+
+    Example:
+        >>> flow = lagrangian.HamiltonFlow(lagrangian.HarmonicOscillator())
+        >>> theta = flow.init(jax.random.key(0))
+        >>> flow(0.0, jnp.array([1.0, 0.0, 0.0, 1.0]), theta)    # z = (x, p) -> (f, -(df/dx)^T p)
+        Array([ 0., -1.,  1., -0.], dtype=float64)
     """
 
     field: VectorField
@@ -46,13 +52,23 @@ class HamiltonFlow(VectorField):
 
 
 def log_volume(jacobian: Float[Array, "m m"]) -> Scalar:
-    """`log |det M|` of a flow-map Jacobian (`slogdet`, no overflow)."""
+    """`log |det M|` of a flow-map Jacobian (`slogdet`, no overflow).
+
+    Example:
+        >>> float(lagrangian.log_volume(jnp.diag(jnp.array([2.0, 0.5]))))    # area preserved
+        0.0
+    """
     return jnp.linalg.slogdet(jacobian)[1]
 
 
 def friction_log_volume(friction: float, velocities: int, t: Float[Array, "*T"]) -> Float[Array, "*T"]:
     """`log det M(t) = -gamma n t`: the closed form of volume loss under linear friction
-    `dv/dt = ... - gamma v` on `n` velocities."""
+    `dv/dt = ... - gamma v` on `n` velocities.
+
+    Example:
+        >>> lagrangian.friction_log_volume(0.5, velocities=2, t=jnp.array([0.0, 1.0]))
+        Array([-0., -1.], dtype=float64)
+    """
     if velocities < 1:
         raise ValueError(f"need at least one velocity; got {velocities}")
     return -float(friction) * velocities * jnp.asarray(t)

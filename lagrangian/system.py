@@ -36,6 +36,11 @@ class System(eqx.Module):
 
     Subclasses provide `init(key) -> theta`, the parameter pytree with the
     shapes the system expects, and `input_dim`, the dimension of `x_0`.
+
+    Example:
+        >>> mlp = lagrangian.MLP((3, 5, 2))                  # every System has init and input_dim
+        >>> mlp.input_dim, [leaf.shape for leaf in jax.tree.leaves(mlp.init(jax.random.key(0)))]
+        (3, [(5, 3), (5,), (2, 5), (2,)])
     """
 
     @abc.abstractmethod
@@ -74,6 +79,11 @@ class VectorField(System):
 
     `separable = True` declares a state `x = (q, v)` with `dq/dt` depending on
     `v` only and `dv/dt` on `q` only (required by splitting methods).
+
+    Example:
+        >>> field = lagrangian.HarmonicOscillator()           # a VectorField; separable x = (q, v)
+        >>> field.separable, field.state_dim
+        (True, 2)
     """
 
     state_dim: AbstractVar[int]
@@ -99,6 +109,12 @@ class LayerMaps(System):
       `depth` (the sweep is a `jax.lax.scan`);
     - ``"shared"``: every layer reads the same `theta` (weight sharing, or a
       discretised vector field; the gradient sums over layers).
+
+    Example:
+        >>> net = lagrangian.ResNet(dim=2, depth=3)          # a LayerMaps with layout "stacked"
+        >>> theta = net.init(jax.random.key(0))
+        >>> net.apply(0, jnp.ones((5, 2)), net.theta_at(theta, 0)).shape   # Phi_0 on a batch
+        (5, 2)
     """
 
     layout: ClassVar[Layout]
@@ -155,7 +171,13 @@ class LayerMaps(System):
 
 
 def check_params(theta: PyTree, expected: PyTree, owner: str = "system") -> None:
-    """Compare a parameter pytree with the expected structure and shapes."""
+    """Compare a parameter pytree with the expected structure and shapes.
+
+    Example:
+        >>> lagrangian.check_params({"W": jnp.ones((2, 3))}, {"W": jnp.ones((2, 2))})
+        Traceback (most recent call last):
+        ValueError: ...
+    """
     got_paths, got_def = jax.tree_util.tree_flatten_with_path(theta)
     exp_paths, exp_def = jax.tree_util.tree_flatten_with_path(expected)
     if got_def != exp_def:
@@ -176,6 +198,11 @@ def check_finite(tree: PyTree, name: str) -> None:
     """Raise a `ValueError` if any leaf of `tree` holds NaN or infinity.
 
     Under tracing (inside `jit`) the values are unknown and nothing is checked.
+
+    Example:
+        >>> lagrangian.check_finite({"W": jnp.array([1.0, jnp.nan])}, "theta")
+        Traceback (most recent call last):
+        ValueError: ...
     """
     for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
         if isinstance(leaf, jax.core.Tracer):

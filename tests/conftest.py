@@ -20,3 +20,10 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
 @pytest.fixture
 def key():
     return jax.random.key(20260223)
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--site-dir", default=None,
+        help="a site already built by `mkdocs build` for the `docs` tests (default: they build one)",
+    )

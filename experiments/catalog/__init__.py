@@ -46,10 +46,20 @@ def _discover() -> dict[str, Experiment]:
 
 
 CATALOG: dict[str, Experiment] = _discover()
+"""Every experiment of the catalogue, by name (`leastaction list`); built by importing each module of
+`experiments/catalog/` that defines `EXPERIMENT`."""
 
 
 def get(name: str) -> Experiment:
-    """The experiment called `name`; a `ValueError` listing the valid names otherwise."""
+    """The experiment called `name`; a `ValueError` listing the valid names otherwise.
+
+    Example:
+        >>> experiments.get("quickstart").name
+        'quickstart'
+        >>> experiments.get("no-such-experiment")
+        Traceback (most recent call last):
+        ValueError: unknown experiment 'no-such-experiment'; valid names: ...
+    """
     try:
         return CATALOG[name]
     except KeyError:

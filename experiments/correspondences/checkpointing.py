@@ -69,7 +69,12 @@ def scheme_for(strategy: str) -> str:
 
 
 def stored_states(strategy: str, steps: int) -> int:
-    """States the strategy keeps alive at once: `N + 1`, `levels * m`, or 1 (`reversible`)."""
+    """States the strategy keeps alive at once: `N + 1`, `levels * m`, or 1 (`reversible`).
+
+    Example:
+        >>> stored_states("store-all", 1000), stored_states("reversible", 1000)
+        (1001, 1)
+    """
     memory = STRATEGIES[_check(strategy)]
     if isinstance(memory, integrators.StoreAll):
         return steps + 1

@@ -198,7 +198,12 @@ class GraphBuilder:
 
 
 def squared_error(target: float) -> Callable[[jax.Array], jax.Array]:
-    """`L(y) = (y - target)^2 / 2`."""
+    """`L(y) = (y - target)^2 / 2`.
+
+    Example:
+        >>> float(squared_error(0.5)(jnp.asarray(1.5)))
+        0.5
+    """
     return lambda y: 0.5 * (y - target) ** 2
 
 
@@ -207,6 +212,11 @@ def fan_out_graph(x: float = 0.7, w: Sequence[float] = (0.9, -1.3, 0.6), target:
 
     `h` fans out to `s` and `y`, so the factor graph has the loop `h - psi_s - s - psi_y - h`.
     The clamped nodes are `x, w1, w2, w3`.
+
+    Example:
+        >>> graph = fan_out_graph()
+        >>> graph.names[graph.output], graph.size, graph.factor_graph_cycles() > 0    # loopy: h feeds s and y
+        ('y', 7, True)
     """
     b = GraphBuilder()
     xi = b.clamp("x", x)
@@ -235,6 +245,11 @@ def scalar_mlp(widths: Sequence[int] = (2, 3, 3, 1), seed: int = 0, activation: 
     `b^l_j ~ N(0, 0.1^2)` are clamped nodes drawn from `numpy.random.default_rng(seed)` (inputs
     `~ N(0, 1)`). With two or more hidden layers every hidden unit fans out to several units of the
     next layer, so the factor graph over the computed nodes has loops.
+
+    Example:
+        >>> graph = scalar_mlp((2, 3, 1))                        # 2 inputs, 3 tanh units, 1 output, as scalar nodes
+        >>> graph.adjoints_reference().shape == (graph.size,)    # dL/dv for every node, by jax.grad
+        True
     """
     widths = tuple(int(d) for d in widths)
     if len(widths) < 2 or widths[-1] != 1 or min(widths) < 1:

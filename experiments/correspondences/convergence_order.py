@@ -9,7 +9,13 @@ import numpy as np
 
 def fitted_order(parameters: Sequence[float], errors: Sequence[float], floor: float = 0.0) -> float:
     """Least-squares slope of `log(error)` on `log(parameter)` over the points with `error > floor`
-    (the rounding floor); `nan` if fewer than two points remain."""
+    (the rounding floor); `nan` if fewer than two points remain.
+
+    Example:
+        >>> h = [0.1, 0.05, 0.025]
+        >>> round(fitted_order(h, [x**2 for x in h]), 12)      # errors O(h^2)
+        2.0
+    """
     x, y = np.asarray(parameters, dtype=float), np.asarray(errors, dtype=float)
     keep = (y > floor) & np.isfinite(y) & (x > 0)
     if keep.sum() < 2:

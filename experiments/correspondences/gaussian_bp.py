@@ -126,6 +126,14 @@ def gaussian_belief_propagation(graph: ScalarGraph, beta: float, eps: float, *, 
         max_iterations: cap on synchronous sweeps.
         tol: stop when no message changes by more than `tol` relative to its own size (plus `tol`
             times the largest message of its kind).
+
+    Example:
+        >>> from experiments.correspondences import fan_out_graph
+        >>> graph = fan_out_graph()                              # h = tanh(w1 x), s = h^2, y = w2 h + w3 s
+        >>> result = gaussian_belief_propagation(graph, beta=1e-8, eps=1e-8)
+        >>> adjoints = result.backward_eta / (-1e-8)             # backward messages / (-beta) = dL/dv
+        >>> bool(np.allclose(adjoints, graph.adjoints_reference(), rtol=1e-6, atol=1e-12))
+        True
     """
     if not beta > 0 or not eps > 0:
         raise ValueError(f"gaussian_belief_propagation needs beta > 0 and eps > 0; got beta={beta}, eps={eps}")

@@ -59,12 +59,25 @@ class CountedFunction:
 
 
 def tanh_unit(inputs: jax.Array) -> Callable:
-    """`L(theta) = (1/2) sum_b tanh(theta . x_b)^2` for `inputs` of shape `(B, p)`."""
+    """`L(theta) = (1/2) sum_b tanh(theta . x_b)^2` for `inputs` of shape `(B, p)`.
+
+    Example:
+        >>> inputs = jnp.ones((4, 3))
+        >>> loss = tanh_unit(inputs)
+        >>> theta = jnp.array([0.1, -0.2, 0.3])
+        >>> bool(jnp.allclose(jax.grad(loss)(theta), tanh_unit_gradient(theta, inputs)))
+        True
+    """
     return lambda theta: 0.5 * jnp.sum(jnp.tanh(inputs @ theta) ** 2)
 
 
 def tanh_unit_gradient(theta, inputs):
-    """Closed-form `dL/dtheta = sum_b tanh(z_b) (1 - tanh(z_b)^2) x_b`, shape `(p,)`."""
+    """Closed-form `dL/dtheta = sum_b tanh(z_b) (1 - tanh(z_b)^2) x_b`, shape `(p,)`.
+
+    Example:
+        >>> tanh_unit_gradient(jnp.zeros(2), jnp.ones((3, 2)))          # tanh(0) = 0
+        Array([0., 0.], dtype=float64)
+    """
     t = jnp.tanh(inputs @ theta)
     return inputs.T @ (t * (1 - t**2))
 
@@ -157,5 +170,10 @@ def measure(p: int, batch: int, key, repeats: int = 3) -> CostPoint:
 
 
 def loglog_slope(x, y) -> float:
-    """Least-squares slope of `log y` against `log x`."""
+    """Least-squares slope of `log y` against `log x`.
+
+    Example:
+        >>> round(loglog_slope([1, 10, 100], [3, 30, 300]), 12)
+        1.0
+    """
     return float(np.polyfit(np.log(np.asarray(x, float)), np.log(np.asarray(y, float)), 1)[0])

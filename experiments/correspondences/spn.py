@@ -335,7 +335,14 @@ class TreeBayesNet:
 
 def example_bayes_net() -> TreeBayesNet:
     """The spec's network `A -> B`, `A -> C` over binary variables: `P(A=1) = 0.3`,
-    `P(B=1|A) = (0.2, 0.9)`, `P(C=1|A) = (0.6, 0.1)` for `A = (0, 1)`."""
+    `P(B=1|A) = (0.2, 0.9)`, `P(C=1|A) = (0.6, 0.1)` for `A = (0, 1)`.
+
+    Example:
+        >>> net = example_bayes_net()                           # A -> B, A -> C over binary variables
+        >>> table = net.joint_table()
+        >>> table.shape, round(float(table.sum()), 12)
+        ((2, 2, 2), 1.0)
+    """
     return TreeBayesNet(
         variables={"A": 2, "B": 2, "C": 2},
         parents={"A": None, "B": "A", "C": "A"},

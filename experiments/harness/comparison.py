@@ -50,7 +50,15 @@ no-reference (the reference does not apply to the target), n/a (the method does 
 
 @dataclass
 class Cell:
-    """The outcome of one method on one problem."""
+    """The outcome of one method on one problem.
+
+    Example:
+        >>> from experiments import harness
+        >>> comparison = harness.compare(problems=["linear-euler"], methods=["tension"], repeats=1, budget=0.01, workers=1)
+        >>> cell = comparison.cell("tension", "linear-euler")
+        >>> cell.kind, cell.status, cell.tolerance, cell.relative_error < 1e-12
+        ('project', 'pass', 1e-12, True)
+    """
 
     method: str
     problem: str
@@ -87,7 +95,14 @@ class Cell:
 
 @dataclass
 class Comparison:
-    """All cells of one comparison and what it was run with."""
+    """All cells of one comparison and what it was run with.
+
+    Example:
+        >>> from experiments import harness
+        >>> comparison = harness.compare(problems=["linear-euler"], methods=["least-action"], repeats=1, budget=0.01, workers=1)
+        >>> [(c.method, c.problem, c.status) for c in comparison.cells]     # the reference is measured too
+        [('least-action', 'linear-euler', 'pass')]
+    """
 
     dtype: str
     reference: str
@@ -175,7 +190,13 @@ def _resolve_problems(problems, seed: int, dtype) -> list[Problem]:
 
 
 def default_cache_dir() -> Path:
-    """`$XDG_CACHE_HOME/leastaction/xla` (or `~/.cache/leastaction/xla`)."""
+    """`$XDG_CACHE_HOME/leastaction/xla` (or `~/.cache/leastaction/xla`).
+
+    Example:
+        >>> from experiments import harness
+        >>> harness.default_cache_dir().parts[-2:]
+        ('leastaction', 'xla')
+    """
     root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(root) / "leastaction" / "xla"
 
@@ -186,6 +207,13 @@ def enable_compilation_cache(directory: Path | str | None = None) -> Path:
 
     Call it before anything is compiled; it is global to the process. Entries
     are keyed by the program, the compile options, and the jax/XLA versions.
+
+    Example:
+        >>> import tempfile
+        >>> from experiments import harness
+        >>> cache = harness.enable_compilation_cache(tempfile.mkdtemp())   # before compiling; global to the process
+        >>> cache.is_dir()
+        True
     """
     directory = Path(directory or default_cache_dir())
     directory.mkdir(parents=True, exist_ok=True)
@@ -276,8 +304,8 @@ def compare(
         reference: name of a reference or peer method (default `jax.grad`).
         dtype: ``"float64"`` or ``"float32"``.
         seed: seed of the registered problems' weights and batches.
-        repeats, budget: timing: at most `repeats` warm calls, stopping after
-            `budget` seconds (at least one).
+        repeats: timing: at most `repeats` warm calls (at least one).
+        budget: timing: stop the warm calls after `budget` seconds.
         workers: threads compiling XLA programs (default: the number of CPUs).
         processes: worker processes the problems are split over, by family
             (`experiments.harness.processes`; default: the number of CPUs). Only
@@ -291,6 +319,13 @@ def compare(
     `workers` threads (XLA compiles without the GIL); only once all are
     compiled are they run and timed, one at a time, so that the timings are
     not disturbed by compilation.
+
+    Example:
+        >>> from experiments import harness
+        >>> comparison = harness.compare(problems=["linear-euler"], methods=["least-action", "finite-diff"],
+        ...                              repeats=1, budget=0.01, workers=1)
+        >>> comparison.summary()["passed"], comparison.cell("least-action", "linear-euler").relative_error < 1e-12
+        (True, True)
     """
     started = time.perf_counter()
     dtype_value = problem_registry.dtype_named(dtype)

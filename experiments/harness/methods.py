@@ -71,6 +71,14 @@ class Prepared:
     ``f`` (one evaluation of the vector field, per Runge-Kutta stage) or
     ``layer`` (one layer map); keys `f` (primal evaluations, including
     recomputation), `vjp`, `jvp`; `None` where not known.
+
+    Example:
+        >>> from experiments import harness
+        >>> problem = harness.problem_named("linear-euler")
+        >>> prepared = harness.method_named("least-action").prepare(problem)
+        >>> gradient, aux = prepared.fn(*prepared.args)                   # what the harness compiles and times
+        >>> jax.tree.structure(gradient) == jax.tree.structure(problem.theta)
+        True
     """
 
     fn: Callable[..., tuple[PyTree, Mapping[str, Any]]]
@@ -82,7 +90,14 @@ class Prepared:
 class Method(abc.ABC):
     """A gradient method. Subclasses set `name`, `kind`, `description`,
     `tolerance` and implement `prepare`; `applies` returns the reason a problem
-    is not applicable (or `None`), and `target` the problem actually solved."""
+    is not applicable (or `None`), and `target` the problem actually solved.
+
+    Example:
+        >>> from experiments import harness
+        >>> method = harness.method_named("least-action-checkpoint-log")
+        >>> method.kind, method.tolerance_for("float64")
+        ('project', 1e-12)
+    """
 
     name: str
     kind: Kind
@@ -125,7 +140,17 @@ SHIPPED: frozenset[str] = frozenset()
 
 
 def register(method: Method) -> Method:
-    """Add `method` to `METHODS` (a `ValueError` if its name is taken)."""
+    """Add `method` to `METHODS` (a `ValueError` if its name is taken).
+
+    Example:
+        >>> from experiments import harness
+        >>> from experiments.harness.methods import LeastAction
+        >>> method = harness.register(LeastAction("least-action-checkpoint-3", integrators.Checkpoint(3),
+        ...                                       "the sweep with 3-level checkpointing"))
+        >>> "least-action-checkpoint-3" in harness.METHODS
+        True
+        >>> del harness.METHODS["least-action-checkpoint-3"]            # (keep the registry as it was)
+    """
     if method.name in METHODS:
         raise ValueError(f"a method called {method.name!r} is already registered")
     METHODS[method.name] = method
@@ -133,6 +158,12 @@ def register(method: Method) -> Method:
 
 
 def method_named(name: str) -> Method:
+    """The registered method called `name` (a `ValueError` listing the valid names otherwise).
+
+    Example:
+        >>> method_named("least-action").kind
+        'project'
+    """
     try:
         return METHODS[name]
     except KeyError:

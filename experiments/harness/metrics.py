@@ -42,7 +42,14 @@ def relative(error: float, reference: float) -> float:
 
 
 def gradient_errors(candidate: PyTree, reference: PyTree) -> dict:
-    """Relative L2 and max-abs error, cosine similarity and norm ratio of `candidate` vs `reference`."""
+    """Relative L2 and max-abs error, cosine similarity and norm ratio of `candidate` vs `reference`.
+
+    Example:
+        >>> from experiments import harness
+        >>> errors = harness.gradient_errors({"w": jnp.array([1.0, 2.0])}, {"w": jnp.array([1.0, 2.0 + 1e-9])})
+        >>> sorted(errors), f"{errors['relative_l2_error']:.1e}"
+        (['cosine_similarity', 'max_abs_error', 'norm', 'norm_ratio', 'norm_reference', 'relative_l2_error'], '4.5e-10')
+    """
     structure_c, structure_r = jax.tree.structure(candidate), jax.tree.structure(reference)
     if structure_c != structure_r:
         raise ValueError(f"gradient structure {structure_c} does not match the reference's {structure_r}")
@@ -61,7 +68,14 @@ def gradient_errors(candidate: PyTree, reference: PyTree) -> dict:
 
 
 def compare_gradients(candidate: PyTree, reference: PyTree) -> dict:
-    """`gradient_errors` overall, plus the relative L2 and max-abs error of each leaf (`per_leaf`)."""
+    """`gradient_errors` overall, plus the relative L2 and max-abs error of each leaf (`per_leaf`).
+
+    Example:
+        >>> from experiments import harness
+        >>> report = harness.compare_gradients({"w": jnp.ones(2), "b": jnp.ones(1)}, {"w": jnp.ones(2), "b": 2 * jnp.ones(1)})
+        >>> sorted(report["per_leaf"])
+        ['b', 'w']
+    """
     result = gradient_errors(candidate, reference)
     per_leaf = {}
     for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(candidate)[0], jax.tree.leaves(reference)):

@@ -95,6 +95,12 @@ class Problem:
             problem share it (and share the continuous reference).
         continuous: how to compute the continuous gradient (`None`: none available).
         continuous_source: one line saying what `continuous` is (closed form, adjoint ODE...).
+
+    Example:
+        >>> from experiments import harness
+        >>> problem = harness.problem_named("node-d2-rk4")
+        >>> problem.scheme, problem.x0.ndim, problem.field is not None
+        ('rk4', 2, True)
     """
 
     name: str
@@ -341,6 +347,16 @@ def register_problem(name: str, description: str, build: Builder, family: str = 
     """Add a problem to `PROBLEMS` (a `ValueError` if the name is taken).
 
     `build(key, dtype) -> Problem`; `family` names the problems that share weights.
+
+    Example:
+        >>> from experiments import harness
+        >>> def build(key, dtype):
+        ...     net = lagrangian.ResNet(dim=4, depth=32)
+        ...     return harness.custom_problem("resnet-32", net, jnp.ones((8, 4), dtype), key=key, dtype=dtype)
+        >>> spec = harness.register_problem("resnet-32", "tanh ResNet, depth 32, batch 8", build)
+        >>> harness.problem_named("resnet-32").system.depth
+        32
+        >>> del harness.PROBLEMS["resnet-32"]                            # (keep the registry as it was)
     """
     if name in PROBLEMS:
         raise ValueError(f"a problem called {name!r} is already registered")
@@ -350,7 +366,16 @@ def register_problem(name: str, description: str, build: Builder, family: str = 
 
 
 def problem_named(name: str, seed: int = 0, dtype=jnp.float64) -> Problem:
-    """Build the registered problem `name`; a `ValueError` listing the valid names otherwise."""
+    """Build the registered problem `name`; a `ValueError` listing the valid names otherwise.
+
+    Example:
+        >>> from experiments import harness
+        >>> harness.problem_named("mlp").name
+        'mlp'
+        >>> harness.problem_named("no-such-problem")
+        Traceback (most recent call last):
+        ValueError: unknown problem 'no-such-problem'; valid problems: ...
+    """
     try:
         spec = PROBLEMS[name]
     except KeyError:
@@ -381,6 +406,18 @@ def custom_problem(
 
     `theta` defaults to `system.init(key)`; `loss` to `0.5 |x_N|^2`; `x0` of
     shape `(n,)` is promoted to a batch of one.
+
+    Example:
+        >>> from experiments import harness
+        >>> net = lagrangian.ResNet(dim=3, depth=10)
+        >>> problem = harness.custom_problem("my-resnet", net, jnp.ones(3))     # theta = net.init(key(0)), l = 0.5 |x_N|^2
+        >>> problem.x0.shape                                                    # promoted to a batch of one
+        (1, 3)
+        >>> field = lagrangian.Pendulum()
+        >>> ode_problem = harness.custom_problem("my-pendulum", field, jnp.array([1.0, 0.0]),
+        ...                                      ts=integrators.uniform_grid(1.0, 20), scheme="leapfrog")
+        >>> ode_problem.system.depth
+        20
     """
     x0 = jnp.asarray(x0)
     dtype = dtype or x0.dtype

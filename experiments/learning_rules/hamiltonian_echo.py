@@ -58,6 +58,9 @@ class Echo(NamedTuple):
     - `eps`, `symmetric`: the nudge and the variant.
 
     Example:
+        >>> chain = lagrangian.OscillatorChain(oscillators=3)
+        >>> system = integrators.discretise(chain, integrators.uniform_grid(2.0, 40), "leapfrog")
+        >>> theta, x0 = chain.init(jax.random.key(0)), 0.5 * jnp.ones(6)
         >>> echo = hamiltonian_echo(system, theta, x0, lagrangian.SquaredError(), eps=1e-4)
         >>> echo.echo_plus.shape == echo.forward.shape   # (N + 1, [B,] 2n)
         True
@@ -182,8 +185,13 @@ def echo_perturbation(echo: Echo) -> Array:
     index `k = N - j`, shape `(N + 1, [B,] 2n)`: to first order `X p_k`.
 
     Example:
-        >>> echo_perturbation(hamiltonian_echo(system, theta, x0, lagrangian.SquaredError(), 1e-4))[-1]
-        ... # X grad l(x_N): the nudge itself, (dl/dpi_N, dl/dphi_N)
+        >>> chain = lagrangian.OscillatorChain(oscillators=3)
+        >>> system = integrators.discretise(chain, integrators.uniform_grid(2.0, 40), "leapfrog")
+        >>> theta, x0 = chain.init(jax.random.key(0)), 0.5 * jnp.ones(6)
+        >>> echo = hamiltonian_echo(system, theta, x0, lagrangian.SquaredError(), 1e-4)
+        >>> x_n = echo.forward[-1]                        # the nudge itself: X grad l(x_N) = (dl/dpi_N, dl/dphi_N)
+        >>> bool(jnp.allclose(echo_perturbation(echo)[-1], jnp.concatenate([x_n[3:], x_n[:3]]), rtol=1e-6))
+        True
     """
     width = 2.0 * echo.eps if echo.symmetric else echo.eps
     return ((echo.echo_plus - echo.echo_minus) / width)[::-1]
@@ -207,8 +215,12 @@ def echo_and_conjugate_field(
     `O(eps^2)` symmetric.
 
     Example:
+        >>> chain = lagrangian.OscillatorChain(oscillators=3)
+        >>> system = integrators.discretise(chain, integrators.uniform_grid(2.0, 40), "leapfrog")
+        >>> theta, x0 = chain.init(jax.random.key(0)), 0.5 * jnp.ones(6)
         >>> field, conjugate = echo_and_conjugate_field(system, theta, x0, lagrangian.SquaredError(), 1e-4)
-        >>> float(jnp.max(jnp.abs(field - conjugate)) / jnp.max(jnp.abs(conjugate)))   # ~1e-9
+        >>> bool(jnp.max(jnp.abs(field - conjugate)) / jnp.max(jnp.abs(conjugate)) < 1e-6)   # O(eps^2)
+        True
     """
     echo = hamiltonian_echo(system, theta, x0, loss, eps, symmetric)
     return echo_perturbation(echo), exchange(conjugate_field(system, theta, x0, loss))
@@ -219,7 +231,13 @@ def conjugate_field(system: integrators.Discretisation, theta: PyTree, x0: Array
     (`integrators.tension`, DESIGN.md 2.2) at `beta = 1`, i.e. `p_N = grad l`, `p_k = (dPhi/dx)^T p_{k+1}`.
 
     Example:
-        >>> conjugate_field(system, theta, x0, lagrangian.SquaredError())[-1]   # grad l(x_N)
+        >>> chain = lagrangian.OscillatorChain(oscillators=3)
+        >>> system = integrators.discretise(chain, integrators.uniform_grid(2.0, 40), "leapfrog")
+        >>> theta, x0 = chain.init(jax.random.key(0)), 0.5 * jnp.ones(6)
+        >>> p = conjugate_field(system, theta, x0, lagrangian.SquaredError())
+        >>> x_n = integrators.output(system, theta, x0)
+        >>> p.shape, bool(jnp.allclose(p[-1], x_n))      # p_N = grad l(x_N) = x_N for l = |x|^2 / 2
+        ((41, 6), True)
     """
     beta = 1.0
     _, x_minus, _ = integrators.tension(system, theta, jnp.asarray(x0), loss, beta)
@@ -251,8 +269,12 @@ def echo_error_curve(
     and ``reference_norm`` (`|dl/dtheta|_2`). `jax.grad` here is the reference only.
 
     Example:
-        >>> curve = echo_error_curve(system, theta, x0, lagrangian.SquaredError(), [1e-3, 1e-4])
-        >>> curve["symmetric"]   # falls like eps^2
+        >>> chain = lagrangian.OscillatorChain(oscillators=3)
+        >>> system = integrators.discretise(chain, integrators.uniform_grid(2.0, 40), "leapfrog")
+        >>> theta, x0 = chain.init(jax.random.key(0)), 0.5 * jnp.ones(6)
+        >>> curve = echo_error_curve(system, theta, x0, lagrangian.SquaredError(), [1e-2, 1e-3])
+        >>> bool(curve["symmetric"][1] < 0.05 * curve["symmetric"][0])     # falls like eps^2
+        True
     """
     check_echo_system(system)
     x0 = jnp.asarray(x0)
