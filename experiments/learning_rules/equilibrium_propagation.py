@@ -121,10 +121,10 @@ def hopfield_total_energy(theta, x, h, o, y, beta, rho=jnp.tanh):
     return lagrangian.hopfield_energy(theta, x, h, o, rho) + beta * 0.5 * jnp.sum((o - y) ** 2)
 
 
-def hopfield_equilibrium(theta, x, y, beta, n_hidden, iterations: int = 30, rho=jnp.tanh):
-    """`(h, o)` with `dF/d(h, o) = 0` for one sample, by `iterations` Newton steps on the
-    gradient of `F` (one evaluation of the energy, differentiated locally) from `(0, 0)`
-    damped to the first 5 steps by a line search on `F` (halving until `F` decreases)."""
+def hopfield_equilibrium(theta, x, y, beta, n_hidden, iterations: int = 30, rho=jnp.tanh, start=None):
+    """`(h, o)` with `dF/d(h, o) = 0` for one sample: `iterations` Newton steps on the gradient of
+    `F` (`jax.vjp` of one evaluation of the energy; Hessian by `jax.jacfwd` of it), each
+    backtracked (halving) until `F` does not increase, from `start` (default `(0, 0)`)."""
     n = n_hidden
 
     def f(s):
@@ -137,14 +137,13 @@ def hopfield_equilibrium(theta, x, y, beta, n_hidden, iterations: int = 30, rho=
     def step(s, _):
         g, hess = gradient(s), jax.jacfwd(gradient)(s)
         direction = -jnp.linalg.solve(hess, g)
-        # backtracking: halve while F does not decrease (Newton's full step near the minimum)
-        def shrink(t):
-            return jnp.where(f(s + t * direction) <= f(s) + 1e-14 * jnp.abs(f(s)), t, 0.5 * t)
-
-        t = jax.lax.fori_loop(0, 30, lambda _, t: shrink(t), 1.0)
+        direction = jnp.where(g @ direction < 0, direction, -g)
+        f0 = f(s)
+        t = jax.lax.while_loop(lambda t: (t > 1e-12) & (f(s + t * direction) > f0 + 1e-14 * jnp.abs(f0)),
+                               lambda t: 0.5 * t, jnp.asarray(1.0, s.dtype))
         return s + t * direction, None
 
-    s0 = jnp.zeros(n + y.shape[0], x.dtype)
+    s0 = jnp.zeros(n + y.shape[0], x.dtype) if start is None else start
     s, _ = jax.lax.scan(step, s0, None, length=iterations)
     return s[:n], s[n:]
 
@@ -152,7 +151,9 @@ def hopfield_equilibrium(theta, x, y, beta, n_hidden, iterations: int = 30, rho=
 def hopfield_ep(theta, x, y, beta, symmetric=True, iterations=30, rho=jnp.tanh):
     """EP estimate of `dC(s^0)/dtheta` for the Hopfield-like network, batch-averaged over
     `x` `(B, n_in)`, `y` `(B, n_out)`: `(dF/dtheta(s^beta) - dF/dtheta(s^{-beta or 0})) / (2 beta or beta)`,
-    `dF/dtheta = dE/dtheta` (the cost does not depend on `theta`)."""
+    `dF/dtheta = dE/dtheta` (the cost does not depend on `theta`). The free phase starts from
+    `(0, 0)`, the nudged phases from the free equilibrium (as the physical protocol does, so
+    that they stay in its basin)."""
     n = theta["b1"].shape[0]
 
     def de_dtheta(x_, h, o):
@@ -160,8 +161,13 @@ def hopfield_ep(theta, x, y, beta, symmetric=True, iterations=30, rho=jnp.tanh):
         return pull(jnp.ones((), x_.dtype))[0]
 
     def one(x_, y_):
-        hp, op = hopfield_equilibrium(theta, x_, y_, beta, n, iterations, rho)
-        hm, om = hopfield_equilibrium(theta, x_, y_, -beta if symmetric else 0.0, n, iterations, rho)
+        h0, o0 = hopfield_equilibrium(theta, x_, y_, 0.0, n, iterations, rho)
+        free = jnp.concatenate([h0, o0])
+        hp, op = hopfield_equilibrium(theta, x_, y_, beta, n, iterations, rho, start=free)
+        if symmetric:
+            hm, om = hopfield_equilibrium(theta, x_, y_, -beta, n, iterations, rho, start=free)
+        else:
+            hm, om = h0, o0
         scale = 2.0 * beta if symmetric else beta
         return jax.tree.map(lambda a, b: (a - b) / scale, de_dtheta(x_, hp, op), de_dtheta(x_, hm, om))
 

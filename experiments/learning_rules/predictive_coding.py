@@ -11,9 +11,10 @@ the estimate of `dl/dtheta` is `dF/dtheta / w_{N-1}`.
   A different objective from backprop: its error does not vanish (reported, not exact).
 - `clamped(..., precision=gamma)`: the weak-output-precision variant, `w_{N-1} = gamma`,
   estimate `dF/dtheta / gamma`. For `l = 0.5 |x_N - y|^2` minimising `x_N` out of
-  `F_beta = E + beta l` gives exactly this energy with `gamma = beta / (1 + beta)`, so it is
-  one-sided EP at `beta = gamma / (1 - gamma)`: error `O(gamma)` (Whittington & Bogacz's
-  limit of a small output precision).
+  `F_beta = E + beta l` gives exactly this energy with `gamma = beta / (1 + beta)`: the
+  hidden equilibrium is that of one-sided EP at `beta = gamma / (1 - gamma)` and the estimate
+  is `(1 + beta)` times EP's, error `O(gamma)` (Whittington & Bogacz's limit of a small
+  output precision).
 - `fixed_prediction`: the fixed-prediction assumption (Millidge, Tschantz & Buckley 2022,
   "Predictive coding approximates backprop along arbitrary computation graphs"; exact form
   Song et al. 2020): the predictions `mu_{k+1} = Phi_k(mu_k)` stay at the forward pass, the
