@@ -170,7 +170,7 @@ def newton(
     saddle; near the minimum the full step is taken and convergence is quadratic. It stops
     one step after the step fell below `tol * (1 + |x|_inf)`, or after `max_iterations`.
     `residual` is the largest `|dF/dx|_inf` before that last step (it is then at rounding)."""
-    weights = tuple(float(w) for w in (weights or (1.0,) * system.depth))
+    weights = (1.0,) * system.depth if weights is None else tuple(weights)
     _check(system, weights)
     x0 = jnp.asarray(x0)
     if x0.ndim != 2:
@@ -214,7 +214,7 @@ def sweeps(
     Hessian (cheap to compile); it does not converge for strong nudges (use `newton`). Stops
     one sweep after the largest state change fell below `tol * (1 + |x|_inf)`, or after
     `max_iterations`; `residual` is the last state change."""
-    weights = tuple(float(w) for w in (weights or (1.0,) * system.depth))
+    weights = (1.0,) * system.depth if weights is None else tuple(weights)
     _check(system, weights)
     x0 = jnp.asarray(x0)
     n = system.depth
@@ -280,7 +280,7 @@ def descend(
 ):
     """`iterations` forward-Euler steps of `dx/dtau = -dF/dx` from the forward pass, every
     free state at once; returns `record(xs)` stacked over the iterations (after each step)."""
-    weights = tuple(float(w) for w in (weights or (1.0,) * system.depth))
+    weights = (1.0,) * system.depth if weights is None else tuple(weights)
     _check(system, weights)
     clamped = clamp is not None
     if clamped:
@@ -317,7 +317,7 @@ def energy_theta_gradient(system: lagrangian.LayerMaps, theta: PyTree, xs: Seque
                           weights: Sequence[float] | None = None) -> PyTree:
     """`dF/dtheta_k = -w_k (dPhi_k/dtheta_k)^T e_{k+1}`, batch-averaged (`xs` batched
     `(B, n_k)`): one `jax.vjp` of each layer map at `x_k` (`system.conjugate`)."""
-    weights = tuple(float(w) for w in (weights or (1.0,) * system.depth))
+    weights = (1.0,) * system.depth if weights is None else tuple(weights)
     batch = xs[0].shape[0]
     errors = lagrangian.prediction_errors(system, theta, xs)
     return assemble(system, [

@@ -58,7 +58,7 @@ def squared_error_target(loss: lagrangian.Loss, batch: int, dim: int) -> Array:
 
 def precisions(depth: int, gamma: float) -> tuple[float, ...]:
     """Layer weights `(1, ..., 1, gamma)`: output precision `gamma`."""
-    return (1.0,) * (depth - 1) + (float(gamma),)
+    return (1.0,) * (depth - 1) + (gamma,)
 
 
 def clamped(system: lagrangian.LayerMaps, theta: PyTree, x0: Array, loss: lagrangian.Loss,
@@ -69,7 +69,7 @@ def clamped(system: lagrangian.LayerMaps, theta: PyTree, x0: Array, loss: lagran
     for `gamma << 1`, the Hessian-free `inference.sweeps`)."""
     if solver not in ("newton", "sweeps"):
         raise ValueError(f"unknown equilibrium solver {solver!r}; choose newton or sweeps")
-    if not 0 < precision <= 1:
+    if isinstance(precision, (int, float)) and not 0 < precision <= 1:
         raise ValueError(f"output precision must lie in (0, 1]; got {precision}")
     x0 = jnp.asarray(x0)
     n_out = jax.eval_shape(lambda: integrators.output(system, theta, x0)).shape[-1]
