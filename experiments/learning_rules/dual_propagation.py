@@ -62,7 +62,12 @@ def check_mlp(system) -> None:
 
 
 def schedule(depth: int, passes: int) -> list[int]:
-    """The "fwbwK" layer order of the authors' code: `[N..2] + ([1..N-1] + [N..1]) * (K - 1) + [1]`."""
+    """The "fwbwK" layer order of the authors' code: `[N..2] + ([1..N-1] + [N..1]) * (K - 1) + [1]`.
+
+    Example:
+        >>> schedule(3, 1)
+        [3, 2, 1]
+    """
     if passes < 1:
         raise ValueError(f"dual propagation needs passes >= 1; got {passes}")
     down = list(range(depth, 0, -1))
@@ -117,7 +122,15 @@ def infer(system: lagrangian.MLP, theta: PyTree, x0: Array, loss: lagrangian.Los
 
 def dual_propagation(system: lagrangian.MLP, theta: PyTree, x0: Array, loss: lagrangian.Loss, beta: float,
                      alpha: float = 0.5, passes: int = 1, variant: str = "dp") -> PyTree:
-    """The DP / DP-top estimate of `dl/dtheta`: `-delta_{k+1} s_bar_k^T / beta`, `-delta_{k+1} / beta`."""
+    """The DP / DP-top estimate of `dl/dtheta`: `-delta_{k+1} s_bar_k^T / beta`, `-delta_{k+1} / beta`
+    (batch-averaged over `x0` `(B, n_0)`; the structure of `theta`).
+
+    Example:
+        >>> import jax, jax.numpy as jnp, lagrangian
+        >>> net = lagrangian.MLP((2, 3, 1)); theta = net.init(jax.random.key(0))
+        >>> dual_propagation(net, theta, jnp.ones((4, 2)), lagrangian.SquaredError(), 1e-3)[1]["W"].shape
+        (1, 3)
+    """
     dyads = infer(system, theta, x0, loss, beta, alpha, passes, variant)
     batch = x0.shape[0]
     grads = []
