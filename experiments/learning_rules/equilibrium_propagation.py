@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, PyTree
 
+import integrators
 import lagrangian
 
 from . import inference
@@ -60,17 +61,23 @@ def _solver(name):
 
 
 def phases(system, theta, x0, loss, betas, tol=1e-13, max_iterations=40, solver="newton"):
-    """`dF/dtheta` at the equilibria `x^beta` for each `beta` in `betas` `(P,)` (one program,
-    `jax.vmap` over the phases), solved by `inference.newton` or `inference.sweeps`:
-    `(grads with a leading axis P, iterations, residual)`."""
+    """`dF/dtheta` at the equilibria `x^beta` for each `beta` in `betas` `(P,)` (traced values
+    allowed), solved by `inference.newton` or `inference.sweeps`: `(grads with a leading axis P,
+    largest iteration count, largest residual)`. Newton's phases are one vmapped program (one copy
+    of its large step); the sweeps' phases run one after the other (a Python loop compiles faster
+    than a vmapped while loop for this small body)."""
     solve = _solver(solver)
 
     def one(beta):
         eq = solve(system, theta, x0, loss, beta, tol=tol, max_iterations=max_iterations)
         return inference.energy_theta_gradient(system, theta, eq.xs), eq.iterations, eq.residual
 
-    grads, its, res = jax.vmap(one)(jnp.asarray(betas))
-    return grads, jnp.max(its), jnp.max(res)
+    if solver == "newton":
+        grads, its, res = jax.vmap(one)(jnp.asarray(betas))
+        return grads, jnp.max(its), jnp.max(res)
+    outs = [one(betas[i]) for i in range(len(betas))]
+    grads = jax.tree.map(lambda *g: jnp.stack(g), *[o[0] for o in outs])
+    return grads, jnp.max(jnp.stack([o[1] for o in outs])), jnp.max(jnp.stack([o[2] for o in outs]))
 
 
 def equilibrium_propagation(
@@ -80,9 +87,10 @@ def equilibrium_propagation(
     """EP estimate of `dl/dtheta` on the layered energy: the symmetric estimator
     `(dF/dtheta(x^beta) - dF/dtheta(x^-beta)) / (2 beta)` (Laborieux et al. 2021) or,
     with `symmetric=False`, the one-sided `(dF/dtheta(x^beta) - dF/dtheta(x^0)) / beta`
-    (Scellier & Bengio 2017, Theorem 1). `x0` is a batch `(B, n_0)`; both phases are solved
-    by `inference.newton` (or, `solver="sweeps"`, the Hessian-free `inference.sweeps`, for
-    small `beta`) in one vmapped program.
+    (Scellier & Bengio 2017, Theorem 1). `x0` is a batch `(B, n_0)`; the nudged phases are
+    solved by `inference.newton` (or, `solver="sweeps"`, the Hessian-free `inference.sweeps`,
+    for small `beta`); the free phase of the one-sided estimate is the forward pass (its exact
+    equilibrium, where every prediction error and so `dF/dtheta` vanish).
 
     Example:
         >>> import jax, jax.numpy as jnp, lagrangian
@@ -94,11 +102,14 @@ def equilibrium_propagation(
     if isinstance(beta, (int, float)) and beta == 0:
         raise ValueError("equilibrium propagation needs a non-zero nudge beta")
     beta = jnp.asarray(beta, jnp.asarray(x0).dtype)
-    betas = jnp.stack([beta, -beta if symmetric else 0.0 * beta])
-    grads, its, res = phases(system, theta, x0, loss, betas, tol, max_iterations, solver)
-    scale = 2.0 * beta if symmetric else beta
-    grad = jax.tree.map(lambda g: (g[0] - g[1]) / scale, grads)
-    return EPEstimate(grad, its, res)
+    if symmetric:
+        grads, its, res = phases(system, theta, x0, loss, jnp.stack([beta, -beta]), tol, max_iterations, solver)
+        return EPEstimate(jax.tree.map(lambda g: (g[0] - g[1]) / (2.0 * beta), grads), its, res)
+    # the free equilibrium (beta = 0) is the forward pass, where every prediction error and so
+    # dF/dtheta vanish exactly: only the nudged phase needs a solve
+    grads, its, res = phases(system, theta, x0, loss, beta[None], tol, max_iterations, solver)
+    free = inference.energy_theta_gradient(system, theta, integrators.forward(system, theta, x0))
+    return EPEstimate(jax.tree.map(lambda g, f: (g[0] - f) / beta, grads, free), its, res)
 
 
 def relaxation_curve(system, theta, x0, loss, beta, iterations, eta, symmetric=True):
