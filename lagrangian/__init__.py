@@ -35,16 +35,17 @@ from .noether import (
     rescaling_charges,
     translation,
 )
+from .oscillator_chain import OscillatorChain, exchange, momentum_flip
 from .phase_space import HamiltonFlow, friction_log_volume, log_volume
 from .system import LayerMaps, System, VectorField, check_finite, check_params
 
 __all__ = [
     "ACTIVATIONS", "CrossEntropy", "GradientFlow", "HamiltonFlow", "HarmonicOscillator", "HeavyBall",
     "LinearFunctional", "LayerMaps", "Linear", "Loss", "MLP",
-    "MLPField", "NeuralODE", "Pendulum", "Recurrent", "ResNet", "SquaredError", "System",
+    "MLPField", "NeuralODE", "OscillatorChain", "Pendulum", "Recurrent", "ResNet", "SquaredError", "System",
     "VectorField", "activation", "bilinear_invariant", "check_finite",
     "check_params", "continuous_action", "copies", "discrete_action", "doubled_action", "energy",
-    "euler_lagrange_residuals", "hamilton_equations", "hamiltonian", "mean_and_difference",
+    "euler_lagrange_residuals", "exchange", "momentum_flip", "hamilton_equations", "hamiltonian", "mean_and_difference",
     "stationarity_residuals", "symplectic_form", "symplecticity_defect", "time_derivative",
     "action_hessian", "angular_momentum_matrix", "balance_matrix", "bias_sum", "charge_scale",
     "friction_log_volume", "generator_defects", "gradient_flow_charge", "inertia", "invariance_defect",

@@ -504,6 +504,27 @@ def _pendulum(key, dtype) -> Problem:
                 lagrangian.Pendulum(omega=1.2), 3.0, 30, "rk4", key, dtype, BATCH)
 
 
+CHAIN_OSCILLATORS, CHAIN_STEP, CHAIN_STEPS = 6, 0.05, 200
+"""The oscillator-chain problem: 6 oscillators, leapfrog with h = 0.05 for 200 steps (T = 10)."""
+
+
+def _oscillator_chain(key, dtype) -> Problem:
+    """Chain of anharmonic oscillators (`lagrangian.OscillatorChain`), leapfrog; initial states of
+    amplitude 0.5 (standard normal * 0.5), standard-normal targets for the full state (phi, pi)."""
+    field = lagrangian.OscillatorChain(oscillators=CHAIN_OSCILLATORS)
+    n = field.state_dim
+    theta, (x0, target) = _draw(key, field, dtype, ((BATCH, n), (BATCH, n)))
+    ts = integrators.uniform_grid(CHAIN_STEP * CHAIN_STEPS, CHAIN_STEPS)
+    return Problem(
+        name="oscillator-chain",
+        description=f"chain of {CHAIN_OSCILLATORS} anharmonic oscillators H = |pi|^2/2 + V(phi; k, c), "
+                    f"h = {CHAIN_STEP:g}, {CHAIN_STEPS} steps; leapfrog",
+        system=integrators.discretise(field, ts, "leapfrog"), theta=theta, x0=0.5 * x0,
+        loss=lagrangian.SquaredError(target=target), field=field, ts=ts, scheme="leapfrog",
+        family="oscillator-chain", continuous=adjoint_ode_reference, continuous_source=ADJOINT_ODE_SOURCE,
+    )
+
+
 def _register_defaults() -> None:
     register_problem("mlp", "MLP 8-32-32-4, tanh, cross-entropy", _mlp)
     register_problem("mlp-deep", "MLP 5-8-8-8-3, tanh, weight scale 1.5, squared error (energy-based rules)",
@@ -519,6 +540,8 @@ def _register_defaults() -> None:
                          _linear(scheme), family="linear")
     register_problem("harmonic-rk4", "harmonic oscillator (closed form), rk4", _harmonic, family="harmonic")
     register_problem("pendulum-rk4", "pendulum, rk4", _pendulum, family="pendulum")
+    register_problem("oscillator-chain", "chain of 6 anharmonic oscillators (time-reversible), leapfrog",
+                     _oscillator_chain, family="oscillator-chain")
 
 
 _register_defaults()
