@@ -472,6 +472,15 @@ def _mlp(key, dtype) -> Problem:
     )
 
 
+def _mlp_deep(key, dtype) -> Problem:
+    system = lagrangian.MLP((5, 8, 8, 8, 3), activation="tanh", scale=1.5)
+    theta, (x0, target) = _draw(key, system, dtype, ((16, 5), (16, 3)))
+    return Problem(
+        name="mlp-deep", description="MLP 5-8-8-8-3 (tanh on every layer, weight scale 1.5), squared error, batch 16",
+        system=system, theta=theta, x0=x0, loss=lagrangian.SquaredError(target=target),
+    )
+
+
 def _resnet(key, dtype) -> Problem:
     system = lagrangian.ResNet(dim=16, depth=20, h=0.1)
     theta, (x0, target) = _draw(key, system, dtype, ((16, 16), (16, 16)))
@@ -555,6 +564,8 @@ def _oscillator_chain(key, dtype) -> Problem:
 
 def _register_defaults() -> None:
     register_problem("mlp", "MLP 8-32-32-4, tanh, cross-entropy", _mlp)
+    register_problem("mlp-deep", "MLP 5-8-8-8-3, tanh, weight scale 1.5, squared error (energy-based rules)",
+                     _mlp_deep)
     register_problem("resnet", "ResNet, d = 16, 20 blocks", _resnet)
     register_problem("recurrent", "recurrent network with shared weights, d = 16, 20 steps", _recurrent)
     # Each ODE is registered once, stepped by RK4; the `least-action-{scheme}` methods

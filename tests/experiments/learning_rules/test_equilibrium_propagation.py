@@ -1,0 +1,124 @@
+"""Equilibrium propagation against jax.grad (layered energy) and implicit differentiation (Hopfield)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import lagrangian
+from experiments.learning_rules import equilibrium_propagation as ep
+from experiments.learning_rules import inference
+from tests.helpers import rel_l2
+
+BETAS = np.logspace(-6, -1, 6)
+FIT = (1e-5, 1e-2)
+"""The asymptotic range: above the rounding floor (~eps / beta), below the nonlinear regime."""
+
+
+def _slope(betas, errors):
+    keep = (betas >= FIT[0]) & (betas <= FIT[1])
+    return float(np.polyfit(np.log(betas[keep]), np.log(np.asarray(errors)[keep]), 1)[0])
+
+
+@pytest.fixture(scope="module")
+def errors(acceptance):
+    net, theta, x0, loss, ref = acceptance
+    out = {}
+    for symmetric in (False, True):
+        fn = jax.jit(lambda b, s=symmetric: ep.equilibrium_propagation(net, theta, x0, loss, b, s,
+                                                                     solver="sweeps").grad)
+        out[symmetric] = np.array([rel_l2(fn(b), ref) for b in BETAS])
+    return out
+
+
+def test_one_sided_ep_error_falls_with_slope_one(errors):
+    assert abs(_slope(BETAS, errors[False]) - 1.0) <= 0.1, errors[False]
+
+
+def test_symmetric_ep_error_falls_with_slope_two(errors):
+    assert abs(_slope(BETAS, errors[True]) - 2.0) <= 0.2, errors[True]
+
+
+def test_symmetric_ep_at_beta_1e_4_is_within_1e_5_of_jax_grad(errors):
+    i = int(np.argmin(np.abs(BETAS - 1e-4)))
+    assert errors[True][i] <= 1e-5  # the issue's acceptance bound (measured 1.6e-6 on its seed)
+    assert errors[True][i] < errors[False][i] / 100  # symmetric removes the O(beta) bias
+
+
+def test_free_equilibrium_is_the_forward_pass_and_nudged_ones_are_stationary(acceptance):
+    net, theta, x0, loss, _ = acceptance
+    solve = jax.jit(lambda b: inference.newton(net, theta, x0, loss, b))
+    free = solve(0.0)
+    forward = lagrangian.prediction_errors(net, theta, free.xs)
+    assert max(float(jnp.max(jnp.abs(e))) for e in forward) <= 1e-15  # the forward pass (jit may fuse differently)
+    nudged = solve(0.1)
+    assert float(nudged.residual) <= 1e-14  # |dF/dx|_inf at rounding (quadratic convergence)
+    # the residual is the gradient of F_beta in x: compare with jax.grad of the energy (reference)
+    grads = jax.grad(lambda xs: lagrangian.total_energy(net, theta, (x0, *xs), loss, 0.1))(nudged.xs[1:])
+    assert max(float(jnp.max(jnp.abs(g))) for g in grads) <= 1e-15
+
+
+def test_sweeps_and_newton_find_the_same_equilibrium(acceptance):
+    net, theta, x0, loss, _ = acceptance
+    a = jax.jit(lambda: inference.newton(net, theta, x0, loss, 1e-3))()
+    b = jax.jit(lambda: inference.sweeps(net, theta, x0, loss, 1e-3))()
+    assert max(float(jnp.max(jnp.abs(u - v))) for u, v in zip(a.xs, b.xs)) <= 1e-14
+
+
+def test_zero_nudge_is_an_error(acceptance):
+    net, theta, x0, loss, _ = acceptance
+    with pytest.raises(ValueError, match="non-zero nudge"):
+        ep.equilibrium_propagation(net, theta, x0, loss, 0.0)
+    with pytest.raises(ValueError, match="unknown equilibrium solver"):
+        ep.equilibrium_propagation(net, theta, x0, loss, 1e-3, solver="bisection")
+
+
+# --- the classic Hopfield-like network --------------------------------------------------------
+
+
+def _implicit_gradient(theta, x, y):
+    """Reference: dC(s*(theta))/dtheta by the implicit function theorem at the free fixed point,
+    ds*/dtheta = -(d^2E/ds^2)^{-1} d^2E/ds dtheta, with jax's Hessians (independent of EP)."""
+    n = theta["b1"].shape[0]
+
+    def one(x_, y_):
+        h, o = ep.hopfield_equilibrium(theta, x_, y_, 0.0, n)  # the fixed point (checked below)
+        s = jnp.concatenate([h, o])
+        energy = lambda s_, th: lagrangian.hopfield_energy(th, x_, s_[:n], s_[n:])
+        hess = jax.hessian(energy)(s, theta)
+        mixed = jax.jacfwd(jax.grad(energy), argnums=1)(s, theta)
+        dc_ds = jnp.concatenate([jnp.zeros(n), o - y_])
+        lam = jnp.linalg.solve(hess, dc_ds)
+        return jax.tree.map(lambda m: -jnp.tensordot(lam, m, axes=1), mixed)
+
+    return jax.tree.map(lambda g: jnp.mean(g, axis=0), jax.vmap(one)(x, y))
+
+
+@pytest.fixture(scope="module")
+def hopfield():
+    k1, k2, k3 = jax.random.split(jax.random.key(3), 3)
+    theta = lagrangian.hopfield_init(k1, (4, 6, 2), scale=1.5)
+    x = jax.random.normal(k2, (8, 4))
+    y = 0.5 * jax.random.normal(k3, (8, 2))
+    return theta, x, y, _implicit_gradient(theta, x, y)
+
+
+def test_hopfield_free_state_is_a_fixed_point(hopfield):
+    theta, x, y, _ = hopfield
+    h, o = ep.hopfield_equilibrium(theta, x[0], y[0], 0.0, 6)
+    # the fixed point of Scellier & Bengio: u = rho'(u) * (W rho(neighbours) + b)
+    rho, drho = jnp.tanh, lambda u: 1 - jnp.tanh(u) ** 2
+    h_fix = drho(h) * (theta["W1"] @ rho(x[0]) + theta["W2"].T @ rho(o) + theta["b1"])
+    o_fix = drho(o) * (theta["W2"] @ rho(h) + theta["b2"])
+    assert float(jnp.max(jnp.abs(h - h_fix))) <= 1e-14 and float(jnp.max(jnp.abs(o - o_fix))) <= 1e-14
+
+
+def test_hopfield_ep_matches_implicit_differentiation(hopfield):
+    theta, x, y, ref = hopfield
+    estimate = jax.jit(ep.hopfield_ep, static_argnames="symmetric")
+    sym = [rel_l2(estimate(theta, x, y, b), ref) for b in (1e-3, 1e-4)]
+    one = [rel_l2(estimate(theta, x, y, b, symmetric=False), ref) for b in (1e-3, 1e-4)]
+    assert sym[1] <= 1e-6 and 70 <= sym[0] / sym[1] <= 130  # O(beta^2): x100 per decade (5.4e-8 measured)
+    assert one[1] <= 1e-3 and 7 <= one[0] / one[1] <= 13  # O(beta): x10 per decade (1.6e-4 measured)
