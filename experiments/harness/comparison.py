@@ -54,8 +54,8 @@ class Cell:
 
     Example:
         >>> from experiments import harness
-        >>> comparison = harness.compare(problems=["linear-euler"], methods=["tension"], repeats=1, budget=0.01, workers=1)
-        >>> cell = comparison.cell("tension", "linear-euler")
+        >>> comparison = harness.compare(problems=["linear-rk4"], methods=["tension"], repeats=1, budget=0.01, workers=1)
+        >>> cell = comparison.cell("tension", "linear-rk4")
         >>> cell.kind, cell.status, cell.tolerance, cell.relative_error < 1e-12
         ('project', 'pass', 1e-12, True)
     """
@@ -99,9 +99,9 @@ class Comparison:
 
     Example:
         >>> from experiments import harness
-        >>> comparison = harness.compare(problems=["linear-euler"], methods=["least-action"], repeats=1, budget=0.01, workers=1)
+        >>> comparison = harness.compare(problems=["linear-rk4"], methods=["least-action"], repeats=1, budget=0.01, workers=1)
         >>> [(c.method, c.problem, c.status) for c in comparison.cells]     # the reference is measured too
-        [('least-action', 'linear-euler', 'pass')]
+        [('least-action', 'linear-rk4', 'pass')]
     """
 
     dtype: str
@@ -322,9 +322,9 @@ def compare(
 
     Example:
         >>> from experiments import harness
-        >>> comparison = harness.compare(problems=["linear-euler"], methods=["least-action", "finite-diff"],
+        >>> comparison = harness.compare(problems=["linear-rk4"], methods=["least-action", "finite-diff"],
         ...                              repeats=1, budget=0.01, workers=1)
-        >>> comparison.summary()["passed"], comparison.cell("least-action", "linear-euler").relative_error < 1e-12
+        >>> comparison.summary()["passed"], comparison.cell("least-action", "linear-rk4").relative_error < 1e-12
         (True, True)
     """
     started = time.perf_counter()

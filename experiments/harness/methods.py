@@ -74,7 +74,7 @@ class Prepared:
 
     Example:
         >>> from experiments import harness
-        >>> problem = harness.problem_named("linear-euler")
+        >>> problem = harness.problem_named("linear-rk4")
         >>> prepared = harness.method_named("least-action").prepare(problem)
         >>> gradient, aux = prepared.fn(*prepared.args)                   # what the harness compiles and times
         >>> jax.tree.structure(gradient) == jax.tree.structure(problem.theta)
