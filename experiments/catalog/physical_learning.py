@@ -16,7 +16,8 @@ Shown: relative L2 error against the nudge (1e-6 .. 1, fitted slopes over `fit_r
 error against inference iterations at `fixed_nudge`; error against depth at `fixed_nudge`;
 the dyads of DP against the doubled copies; the cost per gradient in layer-map evaluations;
 digits training (squared error on one-hot targets, adam, same seed) with every rule.
-With the Hamiltonian-echo method merged, the chain panel is added by `chain_errors`.
+The second panel of the headline figure is the same scan on the oscillator chain (`chain_errors`):
+Hamiltonian echo learning against the tension and the sweep.
 """
 
 from __future__ import annotations
@@ -404,14 +405,51 @@ def train(system, theta0, value_and_grad, data, steps, learning_rate):
 # --- the run -------------------------------------------------------------------------------------
 
 
-def chain_errors(nudges, seed) -> dict | None:
-    """Errors of the Hamiltonian-echo method on the oscillator chain against the nudge, if that
-    method is available (`experiments.learning_rules.hamiltonian_echo`); else `None`."""
-    try:
-        from ..learning_rules import hamiltonian_echo  # noqa: F401
-    except ImportError:
-        return None
-    return None
+CHAIN_FIT = (1e-4, 3e-2)
+"""The asymptotic range of the echo's fitted slopes (below it the rounding floor, about 1e-10)."""
+
+
+def chain_errors(nudges, seed) -> dict:
+    """Relative L2 errors on the harness problem ``oscillator-chain`` (6 anharmonic oscillators,
+    leapfrog, h = 0.05, 200 steps) against `jax.grad` through the same leapfrog map, for each
+    nudge `eps` (`beta`): the symmetric and one-sided Hamiltonian echo
+    (`experiments.learning_rules.hamiltonian_echo`), the mismatch of the echo perturbation / eps
+    with the exchanged conjugate field `X p`, the tension `x- / beta` and the least-action sweep.
+    Slopes are fitted over `CHAIN_FIT`."""
+    from ..harness.problems import problem_named
+    from ..learning_rules.hamiltonian_echo import conjugate_field, echo_perturbation, hamiltonian_echo
+
+    problem = problem_named("oscillator-chain", seed=seed)
+    system, theta, x0, loss = problem.system, problem.theta, problem.x0, problem.loss
+    reference = jax.grad(lambda th: loss(integrators.output(system, th, x0)))(theta)  # the reference only
+    conjugate = lagrangian.exchange(conjugate_field(system, theta, x0, loss))
+    scale = jnp.max(jnp.abs(conjugate))
+
+    @jax.jit
+    def at(eps):
+        out = {}
+        for symmetric, name in ((True, "echo symmetric"), (False, "echo one-sided")):
+            echo = hamiltonian_echo(system, theta, x0, loss, eps, symmetric)
+            out[name] = echo.grad
+            out[f"{name}: |echo/eps - X p|"] = jnp.max(jnp.abs(echo_perturbation(echo) - conjugate)) / scale
+        return out
+
+    sweep = integrators.sweep(system, theta, x0, loss).grad
+    errors: dict[str, list] = {}
+    for eps in nudges:
+        values = at(jnp.asarray(float(eps)))
+        _, _, grad = integrators.tension(system, theta, x0, loss, float(eps))
+        values["least action: tension x-/beta"] = jax.tree.map(lambda g: g / eps, grad)
+        values["least action: sweep"] = sweep
+        for name, value in values.items():
+            error = (compare_gradients(value, reference)["relative_l2_error"] if isinstance(value, dict)
+                     else float(value))
+            errors.setdefault(name, []).append(error)
+    slopes = {name: _fit(nudges, errs, *CHAIN_FIT) for name, errs in errors.items()
+              if not name.startswith("least action")}
+    return {"nudges": [float(e) for e in nudges], "errors": errors, "fitted_slopes": slopes,
+            "fit_range": list(CHAIN_FIT),
+            "title": "oscillator chain (6, leapfrog h = 0.05, 200 steps), nudge = echo eps / tension beta"}
 
 
 def _series(values):
@@ -457,6 +495,13 @@ def run(config: PhysicalLearningConfig, folder: RunFolder, progress: Progress) -
     }
     chain = chain_errors(nudges, config.seed)
     results["chain"] = chain
+    k = int(np.argmin(np.abs(np.log(np.asarray(chain["nudges"]) / 1e-4))))
+    results["acceptance"].update({
+        "chain_echo_symmetric_slope": chain["fitted_slopes"]["echo symmetric"],
+        "chain_echo_symmetric_error_at_1e-4": chain["errors"]["echo symmetric"][k],
+        "chain_max_tension_error": max(chain["errors"]["least action: tension x-/beta"]),
+        "chain_max_sweep_error": max(chain["errors"]["least action: sweep"]),
+    })
 
     # 2. dyads against doubled copies
     stage("dyads")
@@ -548,9 +593,11 @@ def _figures(folder, results, nudges, scan, slopes, chain, dyads, curves, depth_
     ax.legend(loc="upper left", fontsize=6.5, ncol=2)
     if chain:
         for label, errs in chain["errors"].items():
-            axes[1].loglog(chain["nudges"], np.maximum(np.asarray(errs, float), FLOOR), marker="o", ms=3, label=label)
+            slope = chain["fitted_slopes"].get(label)
+            shown = label if slope is None else f"{label} (slope {slope:.2f})"
+            axes[1].loglog(chain["nudges"], np.maximum(np.asarray(errs, float), FLOOR), marker="o", ms=3, label=shown)
         axes[1].axhline(np.finfo(np.float64).eps, color="k", ls=":", lw=0.8)
-        axes[1].set_xlabel(r"echo nudge $\epsilon$")
+        axes[1].set_xlabel(r"echo nudge $\epsilon$ (tension: $\beta$)")
         axes[1].set_ylabel("relative L2 error vs jax.grad")
         axes[1].set_title(chain.get("title", "oscillator chain"))
         axes[1].legend(loc="best", fontsize=7)

@@ -175,7 +175,7 @@ def hamiltonian_echo(
     check_echo_system(system)
     x0 = jnp.asarray(x0)
     system.check(theta, x0)
-    if not float(eps) > 0:
+    if not isinstance(eps, jax.core.Tracer) and not float(eps) > 0:  # a traced eps is checked by its caller
         raise ValueError(f"the echo nudge eps must be > 0; got {eps}")
     return _echo(system, theta, x0, loss, jnp.asarray(eps, x0.dtype), bool(symmetric))
 

@@ -27,6 +27,10 @@ def test_quick_run_meets_the_acceptance_numbers(results):
     assert acceptance["max_tension_error"] <= 1e-12  # exact at every beta: the doubled action is linear in x-
     assert acceptance["max_sweep_error"] <= 1e-12
     assert acceptance["max_fixed_prediction_error"] <= 1e-12
+    # the oscillator-chain panel: Hamiltonian echo O(eps^2), least action exact at every nudge
+    assert abs(acceptance["chain_echo_symmetric_slope"] - 2.0) <= 0.2
+    assert acceptance["chain_echo_symmetric_error_at_1e-4"] <= 1e-8
+    assert acceptance["chain_max_tension_error"] <= 1e-12 and acceptance["chain_max_sweep_error"] <= 1e-12
     slopes = r["nudge_scan"]["fitted_slopes"]
     assert abs(slopes["DP, alpha = 1/2"] - 2.0) <= 0.2 and abs(slopes["DP-top, alpha = 0"] - 1.0) <= 0.1
 
