@@ -14,7 +14,7 @@ from .action import (
     time_derivative,
 )
 from .doubled import copies, doubled_action, mean_and_difference
-from .energy import hopfield_energy, hopfield_init, layered_energy, prediction_errors, total_energy
+from .energy_models import hopfield_energy, hopfield_init, layered_energy, prediction_errors, total_energy
 from .fields import HarmonicOscillator, Linear, MLPField, NeuralODE, Pendulum
 from .invariants import bilinear_invariant, energy, symplectic_form, symplecticity_defect
 from .landscape import action_hessian, inertia, linearised_flows
