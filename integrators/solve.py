@@ -445,5 +445,6 @@ def tension(system: LayerMaps, theta: PyTree, x0: Array, loss: Loss, beta: float
         >>> theta, x0, loss = mlp.init(jax.random.key(0)), jnp.ones(2), lagrangian.SquaredError()
         >>> doubled = integrators.tension(mlp, theta, x0, loss, beta=1e-3)
     """
-    solution = sweep(system, theta, x0, loss, loss_weight=float(beta))
+    # an array, not a Python float: one compilation serves every beta
+    solution = sweep(system, theta, x0, loss, loss_weight=jnp.asarray(beta, jnp.result_type(float)))
     return solution.xs, solution.ps, solution.grad

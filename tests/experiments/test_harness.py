@@ -44,7 +44,7 @@ def reduced(tmp_path_factory, cli):
     """`leastaction compare` on two problems and the methods above: (folder, results, output)."""
     out = tmp_path_factory.mktemp("compare") / "reduced"
     result = cli.invoke(app, ["compare", *_args(REDUCED_PROBLEMS, REDUCED_METHODS), "--out", str(out),
-                              "--repeats", "2", "--no-cache"])
+                              "--repeats", "2", "--no-cache", "--processes", "1"])
     assert result.exit_code == 0, result.output
     return out, json.loads((out / "results.json").read_text()), result.output
 
@@ -177,7 +177,8 @@ def test_backsolve_is_reported_next_to_the_continuous_reference(reduced):
 
 @pytest.mark.skipif(peers.torch_missing() is not None, reason=str(peers.torch_missing()))
 def test_torch_agrees_with_least_action_on_mlp_and_resnet():
-    comparison = harness.compare(problems=["mlp", "resnet"], methods=["torch", "least-action"], repeats=1)
+    comparison = harness.compare(problems=["mlp", "resnet"], methods=["torch", "least-action"], repeats=1,
+                                 processes=1)
     for problem in ("mlp", "resnet"):
         torch_cell = comparison.cell("torch", problem)
         ours = comparison.cell("least-action", problem)
@@ -254,6 +255,7 @@ def test_a_method_that_raises_is_an_error_not_a_crash():
         (["--reference", "least-action"], "is a project method", "jax-grad"),
         (["--reference", "nope"], "unknown method 'nope'", "finite-diff"),
         (["--dtype", "float16"], "unknown dtype 'float16'", "float32"),
+        (["--processes", "-1"], "config key 'processes' must be >= 0", "one per CPU"),
     ],
 )
 def test_unknown_names_are_one_line_errors_listing_valid_names(cli, tmp_path, args, message, valid):
@@ -277,7 +279,7 @@ def test_list_shows_methods_and_problems(cli):
 def test_float32_comparison_passes_at_float32_tolerance():
     methods = ["jax-grad", "least-action", "tension", "least-action-euler"]
     comparison = harness.compare(problems=["resnet", "linear-rk4"], methods=methods, dtype="float32",
-                                 repeats=1)
+                                 repeats=1, processes=1)
     assert not comparison.failures()
     for c in comparison.cells:
         if c.status == "n/a":  # least-action-euler re-discretises ODEs only

@@ -47,17 +47,22 @@ def test_swept_key_also_set_is_refused(cli, tmp_path):
     assert result.exit_code == 2 and "both set and swept" in result.output
 
 
-def test_four_point_sweep_on_a_local_cluster(cli, tmp_path, quickstart_folder):
-    """2 worker processes x 1 thread; one complete run folder per point, the summary in
+@pytest.mark.parametrize("steps, workers", [
+    ("6", 1),  # 2 points of one shape: the second reuses the worker's compiled programs
+    pytest.param("4,6", 2, marks=pytest.mark.slow),  # 4 points over 2 processes: about 70 s on 2 cores
+])
+def test_sweep_on_a_local_cluster(cli, tmp_path, quickstart_folder, steps, workers):
+    """`workers` worker processes x 1 thread; one complete run folder per point, the summary in
     md, tex and json; the point with the shared small quickstart's config reproduces
     that run's results (a direct run, not on Dask)."""
     out = tmp_path / "sweep"
-    result = cli.invoke(app, ["sweep", "quickstart", "--grid", "steps=4,6", "--grid", "seed=0,1",
+    result = cli.invoke(app, ["sweep", "quickstart", "--grid", f"steps={steps}", "--grid", "seed=0,1",
                               "--set", "batch=4", "--set", "t_final=1.5", "--out", str(out),
-                              "--workers", "2", "--threads", "1", "--quiet"])
+                              "--workers", str(workers), "--threads", "1", "--quiet"])
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == str(out)
-    names = ["000-steps=4-seed=0", "001-steps=4-seed=1", "002-steps=6-seed=0", "003-steps=6-seed=1"]
+    names = [f"{i:03d}-steps={steps}-seed={seed}" for i, (steps, seed) in
+             enumerate((st, se) for st in steps.split(",") for se in (0, 1))]
     assert sorted(os.listdir(out)) == sorted(names + ["summary.json", "summary.md", "summary.tex", "sweep.toml"])
     summary = json.loads((out / "summary.json").read_text())
     assert [p["point"] for p in summary["points"]] == names
@@ -70,11 +75,12 @@ def test_four_point_sweep_on_a_local_cluster(cli, tmp_path, quickstart_folder):
         assert point["headline"]["gradient.relative_l2_error"] == results["gradient"]["relative_l2_error"]
         assert results["gradient"]["relative_l2_error"] <= 1e-12
     md = (out / "summary.md").read_text()
-    assert md.count("| 00") == 4 and "gradient.relative_l2_error" in md
+    assert md.count("| 00") == len(names) and "gradient.relative_l2_error" in md
     assert r"\toprule" in (out / "summary.tex").read_text()
-    assert (out / names[2] / "config.toml").read_bytes() == (quickstart_folder / "config.toml").read_bytes()
+    shared = next(n for n in names if n.endswith("steps=6-seed=0"))
+    assert (out / shared / "config.toml").read_bytes() == (quickstart_folder / "config.toml").read_bytes()
     assert_results_close(json.loads((quickstart_folder / "results.json").read_text()),
-                         json.loads((out / names[2] / "results.json").read_text()))
+                         json.loads((out / shared / "results.json").read_text()))
 
 
 @pytest.mark.slow

@@ -102,7 +102,7 @@ def hopfield():
     theta = lagrangian.hopfield_init(k1, (4, 6, 2), scale=1.5)
     x = jax.random.normal(k2, (8, 4))
     y = 0.5 * jax.random.normal(k3, (8, 2))
-    return theta, x, y, _implicit_gradient(theta, x, y)
+    return theta, x, y, jax.jit(_implicit_gradient)(theta, x, y)  # jitted: eager vmap of hessians takes 14 s
 
 
 def test_hopfield_free_state_is_a_fixed_point(hopfield):

@@ -83,7 +83,8 @@ def test_flipped_nudges_make_compare_fail():
 
 @pytest.mark.slow
 def test_every_rule_passes_compare_on_the_mlps():
-    comparison = harness.compare(problems=["mlp", "mlp-deep"], methods=["jax-grad", *RULES], repeats=1)
+    comparison = harness.compare(problems=["mlp", "mlp-deep"], methods=["jax-grad", *RULES], repeats=1,
+                                 processes=1)
     assert comparison.failures() == []
     statuses = {(c.method, c.problem): c.status for c in comparison.cells}
     assert statuses[("pc-clamped", "mlp-deep")] == "reported"
