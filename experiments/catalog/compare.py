@@ -72,8 +72,8 @@ def run(config: CompareConfig, folder: RunFolder, progress: Progress) -> dict:
 
     comparison = harness.compare(
         problems=problems, methods=methods, reference=config.reference, dtype=config.dtype,
-        seed=config.seed, repeats=config.repeats, processes=config.processes or None, progress=lambda done, _, text: progress(done, total, text),
-        log=folder.log,
+        seed=config.seed, repeats=config.repeats, processes=config.processes or None,
+        progress=lambda done, _, text: progress(done, total, text), log=folder.log,
     )
     results = comparison.as_dict()
     progress(total, total, "tables and heat map")

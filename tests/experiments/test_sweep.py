@@ -61,8 +61,8 @@ def test_sweep_on_a_local_cluster(cli, tmp_path, quickstart_folder, steps, worke
                               "--workers", str(workers), "--threads", "1", "--quiet"])
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == str(out)
-    names = [f"{i:03d}-steps={steps}-seed={seed}" for i, (steps, seed) in
-             enumerate((st, se) for st in steps.split(",") for se in (0, 1))]
+    points = [(st, se) for st in steps.split(",") for se in (0, 1)]
+    names = [f"{i:03d}-steps={st}-seed={se}" for i, (st, se) in enumerate(points)]
     assert sorted(os.listdir(out)) == sorted(names + ["summary.json", "summary.md", "summary.tex", "sweep.toml"])
     summary = json.loads((out / "summary.json").read_text())
     assert [p["point"] for p in summary["points"]] == names
