@@ -14,7 +14,8 @@ For explicit tableaux this is a back-substitution (j > i) using `jax.vjp` of
 one evaluation of `f` per stage, and holds for every tableau, including those
 with some `b_i = 0`. When all `b_i != 0`, `lambda_i = h b_i P_i` and it is the
 partitioned partner method of `integrators.partner_tableau`. For implicit
-tableaux the forward stages are solved by Newton's method (optimistix) and the
+tableaux the forward stages are solved by Newton's method (`integrators.newton`,
+one solve per state, implicitly differentiable) and the
 `lambda` equations, linear, by one dense solve with the stage Jacobians
 (each `jax.vjp` of one evaluation of `f`).
 """
@@ -23,9 +24,9 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optimistix as optx
 
 from .discretisation import Discretisation
+from .newton import newton_root
 from .tableau import ButcherTableau
 
 
@@ -76,12 +77,15 @@ class RungeKutta(Discretisation):
                 ks.append(self._f(t + c[i] * h, xs[i], theta))
             return jnp.stack(xs), jnp.stack(ks)
 
-        def residual(ks, _):
+        if x.ndim == 2:  # one Newton solve per state: block-diagonal stage Jacobians
+            xs, ks = jax.vmap(lambda x_: self.stages(k, x_, theta))(x)
+            return jnp.swapaxes(xs, 0, 1), jnp.swapaxes(ks, 0, 1)
+
+        def residual(ks):
             return jnp.stack([ks[i] - self.field(t + c[i] * h, stage_input(i, ks), theta) for i in range(s)])
 
         guess = jnp.broadcast_to(self.field(t, x, theta), (s,) + x.shape)
-        solver = optx.Newton(rtol=self.rtol, atol=self.atol)
-        ks = optx.root_find(residual, solver, guess, max_steps=self.max_newton_steps).value
+        ks = newton_root(residual, guess, self.rtol, self.atol, self.max_newton_steps)
         return jnp.stack([stage_input(i, ks) for i in range(s)]), ks
 
     def layer(self, k, x, theta):
