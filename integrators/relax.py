@@ -489,28 +489,27 @@ def _newton(system, theta, x0, loss, tol, limit):
 
         return _layers_vmapped(system, local, theta, xs[:-1])
 
-    def residual(xs):
-        phi, _ = linearise(xs)
-        return jnp.max(jnp.abs(phi - xs[1:]))
+    def converged(xs, phi):
+        return jnp.max(jnp.abs(phi - xs[1:])) <= tol * jnp.maximum(1.0, jnp.max(jnp.abs(xs)))
 
     def cond(state):
-        xs, i, r = state
-        return (r > tol * jnp.maximum(1.0, jnp.max(jnp.abs(xs)))) & (i < limit)
+        *_, i, last = state
+        return ~last & (i <= limit)
 
     def body(state):
-        xs, i, _ = state
-        phi, jac = linearise(xs)
+        # one Newton step; the step taken once the residual test passes is the last
+        # (one step past the stopping test: quadratic convergence)
+        xs, phi, jac, i, _ = state
+        last = converged(xs, phi) | (i == limit)
         c = phi - jnp.einsum("kij,kj->ki", jac, xs[:-1])
         # x_{k+1} = J_k x_k + c_k: prefix-compose the affine maps, apply to x_0
         a, b = jax.lax.associative_scan(_affine_compose, (jac, c))
         new = jnp.concatenate([x0[None], jnp.einsum("kij,j->ki", a, x0) + b])
-        return new, i + 1, residual(new)
+        return (new, *linearise(new), i + 1, last)
 
     xs = jnp.broadcast_to(x0, (n + 1,) + x0.shape)
-    state = jax.lax.while_loop(cond, body, (xs, jnp.asarray(0), residual(xs)))
-    xs, iterations, r = body(state)  # one step past the stopping test: quadratic convergence
-
-    _, jac = linearise(xs)
+    xs, phi, jac, iterations, _ = jax.lax.while_loop(cond, body, (xs, *linearise(xs), jnp.asarray(0), False))
+    r = jnp.max(jnp.abs(phi - xs[1:]))
     _, p_final = loss.grad(xs[-1])
     # p_k = J_k^T p_{k+1}: a linear recurrence, one reverse associative scan
     ps = _backward_recurrence(jnp.swapaxes(jac, -1, -2), jnp.zeros_like(xs[:-1]), p_final)

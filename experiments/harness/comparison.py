@@ -317,6 +317,16 @@ class _Part:
         return self.bundle.output(self.index)
 
 
+@dataclass
+class _Deferred:
+    """A gradient computed outside XLA (e.g. scipy's adjoint ODE), on first use."""
+
+    compute: Callable[[], Any]
+
+    def output(self):
+        return self.compute()
+
+
 def _describe(error: BaseException) -> str:
     return "".join(traceback.format_exception_only(type(error), error)).strip()
 
@@ -406,7 +416,7 @@ def compare(
     jobs: dict[tuple[str, str], _Job] = {}
     references: dict[str, _Part | _Job | str] = {}      # target name -> bundled program, the ref's job, or why none
     bundles: list[_Bundle] = []                         # the reference programs, one bundle per problem
-    continuous: dict[str, _Part | Any] = {}             # family -> bundled program or gradient (or None)
+    continuous: dict[str, _Part | _Deferred | Any] = {}  # family -> bundled program, deferred gradient, or None
     plan: list[tuple[Problem, Method, str | None, tuple[str, str] | None]] = []
 
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
@@ -466,8 +476,8 @@ def _plan_continuous(problem: Problem, continuous: dict, bundle: _Bundle, log) -
         if hasattr(reference, "program"):
             fn, args = reference.program(problem)
             continuous[problem.family] = bundle.add(fn, args)
-        else:
-            continuous[problem.family] = _numpy(reference(problem.astype(jnp.float64)))
+        else:  # computed when first needed, once the compilers are done (scipy loops want the CPU)
+            continuous[problem.family] = _Deferred(lambda: _numpy(reference(problem.astype(jnp.float64))))
     except Exception as error:  # a failing continuous reference is logged, not fatal
         log(f"continuous reference of {problem.family} failed: {_describe(error)}")
         continuous[problem.family] = None
@@ -536,7 +546,7 @@ def _reference_gradient(ref, repeats, budget):
 
 def _continuous_gradient(problem, continuous, log):
     value = continuous.get(problem.family)
-    if isinstance(value, _Part):
+    if isinstance(value, (_Part, _Deferred)):
         try:
             continuous[problem.family] = _numpy(value.output())
         except Exception as error:
