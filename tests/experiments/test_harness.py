@@ -244,6 +244,34 @@ def test_a_method_that_raises_is_an_error_not_a_crash():
     assert comparison.failures() == [cell]
 
 
+def test_a_reference_that_fails_to_trace_fails_only_its_own_cells(monkeypatch):
+    """The untimed references of a problem are lowered as one program; when one of them
+    cannot be lowered, each is lowered alone, so only the cells of that target lose their
+    reference."""
+    from experiments.harness.methods import JaxGrad
+
+    class FailsOnHeun(JaxGrad):
+        name = "grad-but-not-heun"
+
+        def prepare(self, problem):
+            prepared = super().prepare(problem)
+            if not problem.name.endswith("-heun"):
+                return prepared
+
+            def fn(theta, x0):
+                raise RuntimeError("deliberately untraceable")
+
+            return Prepared(fn, prepared.args, prepared.evaluations)
+
+    monkeypatch.setitem(harness.METHODS, "grad-but-not-heun", FailsOnHeun())
+    comparison = harness.compare(problems=["node-d2-rk4"], reference="grad-but-not-heun", repeats=1,
+                                 methods=["least-action-heun", "least-action-midpoint", "least-action-euler"])
+    heun = comparison.cell("least-action-heun", "node-d2-rk4")
+    assert heun.status == "no-reference" and "deliberately untraceable" in heun.reason
+    for name in ("least-action-midpoint", "least-action-euler"):
+        assert comparison.cell(name, "node-d2-rk4").status == "pass"
+
+
 # --- bad names ---------------------------------------------------------------------------------
 
 
