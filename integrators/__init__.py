@@ -6,6 +6,7 @@ from .differentiable import solve
 from .discretisation import Discretisation, uniform_grid
 from .discretise import REVERSIBLE, discretise, method_names
 from .memory import Checkpoint, Memory, Reversible, StoreAll, memory_named
+from .newton import newton_root
 from .partner import partner_tableau
 from .relax import (
     NewtonInTime,
@@ -55,7 +56,7 @@ __all__ = [
     "SYMPLECTIC_EULER", "TABLEAUX", "TSIT5", "YOSHIDA4", "AdaptiveGrid", "AsynchronousLeapfrog", "ButcherTableau",
     "Checkpoint", "Discretisation", "Memory", "Reversible", "ReversibleHeun", "RungeKutta",
     "Solution", "Splitting", "SplittingTableau", "StoreAll", "adaptive_grid", "discretise", "forward",
-    "memory_named", "method_names", "NewtonInTime", "newton_in_time", "output", "partner_tableau",
+    "memory_named", "method_names", "NewtonInTime", "newton_in_time", "newton_root", "output", "partner_tableau",
     "learn_while_relaxing", "relax", "RelaxedTraining", "Relaxation", "relaxation_step", "saddle_flow", "SaddleFlow", "saddle_flow_step", "solve", "sweep", "tableau",
     "tangent_sweep", "tension", "uniform_grid",
 ]

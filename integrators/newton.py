@@ -20,15 +20,17 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 
-def newton_root(residual, guess: Float[Array, "..."], rtol: float, atol: float, max_steps: int) -> Float[Array, "..."]:
+def newton_root(
+    residual, guess: Float[Array, "..."], rtol: float, atol: float, max_steps: int
+) -> Float[Array, "..."]:
     """The root `K` of `residual(K) = 0` (same shape as `guess`) by Newton's method.
 
     Example:
-        >>> from integrators.newton import newton_root
-        >>> root = newton_root(lambda k: k ** 2 - 2.0, jnp.array([1.0]), rtol=1e-14, atol=1e-14, max_steps=20)
-        >>> bool(jnp.abs(root[0] - jnp.sqrt(2.0)) < 1e-15)
+        >>> def root(a):       # k^2 = a from k = 1
+        ...     return integrators.newton_root(lambda k: k**2 - a, jnp.array([1.0]), 1e-14, 1e-14, max_steps=20)[0]
+        >>> bool(jnp.abs(root(2.0) - jnp.sqrt(2.0)) < 1e-15)
         True
-        >>> jax.grad(lambda a: newton_root(lambda k: k ** 2 - a, jnp.array([1.0]), 1e-14, 1e-14, 20)[0])(2.0)   # 1 / (2 sqrt 2)
+        >>> jax.grad(root)(2.0)      # implicit function theorem: 1 / (2 sqrt 2)
         Array(0.35355339, dtype=float64, weak_type=True)
     """
     if max_steps < 1 or rtol <= 0 or atol <= 0:

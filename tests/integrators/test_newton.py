@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import integrators as I
-from integrators.newton import newton_root
+
 
 
 @settings(max_examples=15, deadline=None)
@@ -24,7 +24,7 @@ def test_root_and_gradient_of_a_random_well_conditioned_system(n, seed):
     b = jnp.asarray(rng.normal(size=n))
 
     def root(theta):
-        return newton_root(lambda k: k + 0.3 * jnp.tanh(a @ k) - theta * b, jnp.zeros(n), 1e-14, 1e-14, 50)
+        return I.newton_root(lambda k: k + 0.3 * jnp.tanh(a @ k) - theta * b, jnp.zeros(n), 1e-14, 1e-14, 50)
 
     k = root(1.0)
     assert float(jnp.max(jnp.abs(k + 0.3 * jnp.tanh(a @ k) - b))) < 1e-13
@@ -37,12 +37,12 @@ def test_root_and_gradient_of_a_random_well_conditioned_system(n, seed):
 
 def test_a_root_that_does_not_converge_is_an_error():
     with pytest.raises(Exception, match="did not converge in 3 steps"):
-        jax.block_until_ready(newton_root(lambda k: k ** 2 + 1.0, jnp.array([0.5]), 1e-14, 1e-14, 3))
+        jax.block_until_ready(I.newton_root(lambda k: k ** 2 + 1.0, jnp.array([0.5]), 1e-14, 1e-14, 3))
 
 
 def test_bad_settings_are_named():
     with pytest.raises(ValueError, match="max_steps >= 1"):
-        newton_root(lambda k: k, jnp.zeros(2), 1e-14, 1e-14, 0)
+        I.newton_root(lambda k: k, jnp.zeros(2), 1e-14, 1e-14, 0)
 
 
 @pytest.mark.parametrize("name", sorted(n for n, t in I.TABLEAUX.items() if not t.explicit))
