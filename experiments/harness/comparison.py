@@ -189,6 +189,24 @@ def _resolve_problems(problems, seed: int, dtype) -> list[Problem]:
     return resolved
 
 
+def _shipped_specs(problems, methods) -> list[problem_registry.ProblemSpec] | None:
+    """The registry entries of `problems` when every problem and method is named and shipped
+    (what a fresh worker process knows), else `None`. Nothing is built here: the workers build
+    their own problems."""
+    named = [] if problems is None or isinstance(problems, str) else list(problems)
+    if not all(isinstance(m, str) for m in ([] if methods is None or isinstance(methods, str) else methods)):
+        return None
+    if not all(isinstance(p, str) for p in named):
+        return None
+    names = problem_registry.select(problems)
+    if len(set(names)) != len(names):
+        raise ValueError(f"problems listed twice: {sorted({n for n in names if names.count(n) > 1})}")
+    shipped_methods = set(method_registry.select(methods))
+    if not set(names) <= problem_registry.SHIPPED or not shipped_methods <= method_registry.SHIPPED:
+        return None
+    return [problem_registry.PROBLEMS[n] for n in names]
+
+
 def default_cache_dir() -> Path:
     """`$XDG_CACHE_HOME/leastaction/xla` (or `~/.cache/leastaction/xla`).
 
@@ -398,19 +416,16 @@ def compare(
             + ", ".join(n for n, m in method_registry.METHODS.items() if m.kind != "project")
         )
     method_list = _resolve_methods(methods)
-    problem_list = _resolve_problems(problems, seed, dtype_value)
     progress = progress or (lambda done, total, description: None)
     log = log or (lambda message: None)
     processes = (os.cpu_count() or 1) if processes is None else processes
-    shipped = (all(isinstance(p, str) for p in ([] if problems is None or isinstance(problems, str) else problems))
-               and all(isinstance(m, str) for m in ([] if methods is None or isinstance(methods, str) else methods))
-               and {p.name for p in problem_list} <= problem_registry.SHIPPED
-               and {m.name for m in method_list} <= method_registry.SHIPPED)
-    if processes > 1 and shipped and len({p.family for p in problem_list}) > 1:
+    specs = _shipped_specs(problems, methods) if processes > 1 else None
+    if specs is not None and len({s.family for s in specs}) > 1:
         from .processes import compare_in_processes
 
         options = dict(reference=reference, dtype=dtype, seed=seed, repeats=repeats, budget=budget)
-        return compare_in_processes(problem_list, [m.name for m in method_list], processes, options, progress, log)
+        return compare_in_processes(specs, [m.name for m in method_list], processes, options, progress, log)
+    problem_list = _resolve_problems(problems, seed, dtype_value)
     total, done = 2 * len(problem_list) * len(method_list), 0
 
     jobs: dict[tuple[str, str], _Job] = {}

@@ -330,6 +330,8 @@ class ProblemSpec:
     description: str
     build: Builder
     family: str = ""
+    is_ode: bool = False
+    """Whether the problem is an ODE on a grid (read before building it, to balance worker processes)."""
 
     def __call__(self, seed: int = 0, dtype=jnp.float64) -> Problem:
         key = jax.random.fold_in(jax.random.key(seed), zlib.crc32((self.family or self.name).encode()))
@@ -343,10 +345,12 @@ PROBLEMS: dict[str, ProblemSpec] = {}
 """Every problem `compare` knows, by name (in registration order)."""
 
 
-def register_problem(name: str, description: str, build: Builder, family: str = "") -> ProblemSpec:
+def register_problem(name: str, description: str, build: Builder, family: str = "",
+                     is_ode: bool = False) -> ProblemSpec:
     """Add a problem to `PROBLEMS` (a `ValueError` if the name is taken).
 
-    `build(key, dtype) -> Problem`; `family` names the problems that share weights.
+    `build(key, dtype) -> Problem`; `family` names the problems that share weights
+    (default: the name); `is_ode` says whether `build` gives an ODE on a grid.
 
     Example:
         >>> from experiments import harness
@@ -360,7 +364,7 @@ def register_problem(name: str, description: str, build: Builder, family: str = 
     """
     if name in PROBLEMS:
         raise ValueError(f"a problem called {name!r} is already registered")
-    spec = ProblemSpec(name, description, build, family)
+    spec = ProblemSpec(name, description, build, family or name, is_ode)
     PROBLEMS[name] = spec
     return spec
 
@@ -572,12 +576,14 @@ def _register_defaults() -> None:
     # re-discretise it by every other scheme (Euler = the ResNet projection included).
     for dim in (2, 16, 64):
         register_problem(f"node-d{dim}-rk4", f"neural ODE, d = {dim}, rk4", _neural_ode(dim, "rk4"),
-                         family=f"node-d{dim}")
-    register_problem("linear-rk4", "linear ODE dx/dt = A x (closed form), rk4", _linear("rk4"), family="linear")
-    register_problem("harmonic-rk4", "harmonic oscillator (closed form), rk4", _harmonic, family="harmonic")
-    register_problem("pendulum-rk4", "pendulum, rk4", _pendulum, family="pendulum")
+                         family=f"node-d{dim}", is_ode=True)
+    register_problem("linear-rk4", "linear ODE dx/dt = A x (closed form), rk4", _linear("rk4"), family="linear",
+                     is_ode=True)
+    register_problem("harmonic-rk4", "harmonic oscillator (closed form), rk4", _harmonic, family="harmonic",
+                     is_ode=True)
+    register_problem("pendulum-rk4", "pendulum, rk4", _pendulum, family="pendulum", is_ode=True)
     register_problem("oscillator-chain", "chain of 6 anharmonic oscillators (time-reversible), leapfrog",
-                     _oscillator_chain, family="oscillator-chain")
+                     _oscillator_chain, family="oscillator-chain", is_ode=True)
 
 
 _register_defaults()

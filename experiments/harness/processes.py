@@ -38,11 +38,11 @@ _PREFIX = "@leastaction-compare "
 
 
 def partition(problems: Sequence, method_names: Sequence[str], processes: int) -> list[list[str]]:
-    """The names of `problems` in at most `processes` groups of whole families, balanced by
-    the programs each family needs (every method on every member, plus, on an ODE family,
-    one re-discretised target and its reference per scheme method), the heaviest family
-    first into the lightest group (longest-processing-time scheduling); each group keeps
-    the order of `problems`."""
+    """The names of `problems` (built `Problem`s or registry `ProblemSpec`s) in at most
+    `processes` groups of whole families, balanced by the programs each family needs (every
+    method on every member, plus, on an ODE family, one re-discretised target and its
+    reference per scheme method), the heaviest family first into the lightest group
+    (longest-processing-time scheduling); each group keeps the order of `problems`."""
     from . import methods as method_registry
 
     schemes = sum(isinstance(method_registry.METHODS[m], method_registry.LeastActionScheme) for m in method_names)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from experiments import harness
+from experiments.harness import problems as problem_registry
 from experiments.harness.processes import compare_in_processes, partition
 
 PROBLEMS = ["mlp", "linear-rk4"]
@@ -37,9 +38,16 @@ def test_partition_keeps_families_together_and_balances_the_load():
 
 @pytest.fixture(scope="module")
 def both():
-    """The same comparison in this process and in two worker processes."""
+    """The same comparison in this process and in two worker processes (which build their own
+    problems: building one here fails)."""
     single = harness.compare(problems=PROBLEMS, methods=METHODS, repeats=1, processes=1)
-    split = harness.compare(problems=PROBLEMS, methods=METHODS, repeats=1, processes=2)
+
+    def not_here(*args, **kwargs):
+        raise AssertionError("the parent process built a problem")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(problem_registry.ProblemSpec, "__call__", not_here)
+        split = harness.compare(problems=PROBLEMS, methods=METHODS, repeats=1, processes=2)
     return single, split
 
 
