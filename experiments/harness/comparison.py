@@ -160,6 +160,11 @@ def _tolerance(method: Method, reference: Method, dtype: str) -> float | None:
     return own if ref is None else max(own, ref)
 
 
+def _check_unique(names: list[str], what: str) -> None:
+    if len(set(names)) != len(names):
+        raise ValueError(f"{what} listed twice: {sorted({n for n in names if names.count(n) > 1})}")
+
+
 def _resolve_methods(methods) -> list[Method]:
     if methods is None or isinstance(methods, str):
         return [method_registry.METHODS[n] for n in method_registry.select(methods)]
@@ -167,8 +172,7 @@ def _resolve_methods(methods) -> list[Method]:
     for m in methods:
         resolved.append(m if isinstance(m, Method) else method_registry.method_named(m))
     names = [m.name for m in resolved]
-    if len(set(names)) != len(names):
-        raise ValueError(f"methods listed twice: {sorted({n for n in names if names.count(n) > 1})}")
+    _check_unique(names, "methods")
     return resolved
 
 
@@ -184,25 +188,20 @@ def _resolve_problems(problems, seed: int, dtype) -> list[Problem]:
             problem_registry.select([p])
             resolved.append(problem_registry.problem_named(p, seed, dtype))
     names = [p.name for p in resolved]
-    if len(set(names)) != len(names):
-        raise ValueError(f"problems listed twice: {sorted({n for n in names if names.count(n) > 1})}")
+    _check_unique(names, "problems")
     return resolved
 
 
-def _shipped_specs(problems, methods) -> list[problem_registry.ProblemSpec] | None:
+def _shipped_specs(problems, methods, method_list: list[Method]) -> list[problem_registry.ProblemSpec] | None:
     """The registry entries of `problems` when every problem and method is named and shipped
     (what a fresh worker process knows), else `None`. Nothing is built here: the workers build
     their own problems."""
-    named = [] if problems is None or isinstance(problems, str) else list(problems)
-    if not all(isinstance(m, str) for m in ([] if methods is None or isinstance(methods, str) else methods)):
-        return None
-    if not all(isinstance(p, str) for p in named):
+    given = [m for arg in (problems, methods) if arg is not None and not isinstance(arg, str) for m in arg]
+    if not all(isinstance(x, str) for x in given):
         return None
     names = problem_registry.select(problems)
-    if len(set(names)) != len(names):
-        raise ValueError(f"problems listed twice: {sorted({n for n in names if names.count(n) > 1})}")
-    shipped_methods = set(method_registry.select(methods))
-    if not set(names) <= problem_registry.SHIPPED or not shipped_methods <= method_registry.SHIPPED:
+    _check_unique(names, "problems")
+    if not set(names) <= problem_registry.SHIPPED or not {m.name for m in method_list} <= method_registry.SHIPPED:
         return None
     return [problem_registry.PROBLEMS[n] for n in names]
 
@@ -419,7 +418,7 @@ def compare(
     progress = progress or (lambda done, total, description: None)
     log = log or (lambda message: None)
     processes = (os.cpu_count() or 1) if processes is None else processes
-    specs = _shipped_specs(problems, methods) if processes > 1 else None
+    specs = _shipped_specs(problems, methods, method_list) if processes > 1 else None
     if specs is not None and len({s.family for s in specs}) > 1:
         from .processes import compare_in_processes
 
