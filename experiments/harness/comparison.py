@@ -251,10 +251,15 @@ IEEE semantics are kept (no fast-math), so only rounding can differ."""
 
 
 class _Program:
-    """One computation, lowered on the main thread and compiled in the pool; run once on demand."""
+    """One computation, lowered on the main thread and compiled in the pool; run once on demand.
 
-    def __init__(self, fn, args, compiled: bool, pool: ThreadPoolExecutor, options: dict | None = None):
-        self.fn, self.args, self.compiled = fn, args, compiled
+    `owner` names the job it was lowered for; a program shared by several jobs
+    (`Prepared.program`) is called by each with its own arguments.
+    """
+
+    def __init__(self, fn, args, compiled: bool, pool: ThreadPoolExecutor, options: dict | None = None,
+                 owner: str | None = None):
+        self.fn, self.args, self.compiled, self.owner = fn, args, compiled, owner
         self.future: Future | None = None
         self.error: str | None = None
         self._output = None
@@ -277,9 +282,35 @@ class _Program:
     def output(self):
         """The output of one (untimed) call, computed once."""
         if self._output is None:
-            call, _, _ = self.executable()
+            self._output = _Call(self, self.args).output()
+        return self._output
+
+
+@dataclass
+class _Call:
+    """A program called with other arguments than those it was lowered with (a shared program)."""
+
+    program: _Program
+    args: tuple
+    _output: Any = None
+
+    def output(self):
+        if self._output is None:
+            call, _, _ = self.program.executable()
             self._output = call(*self.args)
         return self._output
+
+
+def _program_key(prepared) -> tuple | None:
+    """What identifies a shareable program: the method's `Prepared.program` and the argument shapes."""
+    if prepared.program is None or not prepared.compiled:
+        return None
+    leaves, tree = jax.tree.flatten(prepared.args)
+    return prepared.program, tree, tuple((np.shape(a), jnp.result_type(a).name) for a in leaves)
+
+
+def _stack(args_list):
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *args_list)
 
 
 class _Bundle:
@@ -288,39 +319,58 @@ class _Bundle:
     Every re-discretised target of a problem (one per scheme method) needs the
     reference gradient of its own map. Those programs only run once, so most of
     their cost is the fixed cost of compiling a program; lowered together
-    (`fn(args) = [fn_i(*args_i)]`) they compile in about half the time. If the
-    bundle cannot be lowered, each part is lowered on its own, so that one
-    failing reference is reported on its own cells only.
+    (`fn(args) = [fn_i(*args_i)]`) they compile in about half the time. Parts
+    with one program key (`Prepared.program`: e.g. every explicit 4-stage
+    tableau) are one group, computed by `jax.lax.map` of one function over
+    their stacked arguments. If the bundle cannot be lowered, each group is
+    lowered on its own, so that one failing reference is reported on its own
+    cells only.
     """
 
     def __init__(self, pool: ThreadPoolExecutor):
         self.pool = pool
         self.parts: list[tuple[Callable, tuple]] = []
+        self.groups: dict[Any, list[int]] = {}
         self.programs: list[_Program] = []
         self._split = False
 
-    def add(self, fn, args) -> "_Part":
+    def add(self, fn, args, key=None) -> "_Part":
         self.parts.append((fn, args))
-        return _Part(self, len(self.parts) - 1)
+        index = len(self.parts) - 1
+        self.groups.setdefault(("part", index) if key is None else key, []).append(index)
+        return _Part(self, index)
+
+    def _group(self, members):
+        """`(fn, args)` of one group: the part itself, or the group's function mapped over its stacked args."""
+        fn = self.parts[members[0]][0]
+        if len(members) == 1:
+            return fn, self.parts[members[0]][1]
+        return (lambda stacked: jax.lax.map(lambda a: fn(*a), stacked)), (_stack([self.parts[i][1] for i in members]),)
 
     def submit(self) -> None:
         """Lower the parts (as one program when there are several) and hand them to the compilers."""
         if not self.parts:
             return
-        fns = [fn for fn, _ in self.parts]
+        groups = [self._group(members) for members in self.groups.values()]
         if len(self.parts) > 1:
-            program = _Program(lambda args: [fn(*a) for fn, a in zip(fns, args)], ([a for _, a in self.parts],),
+            fns = [fn for fn, _ in groups]
+            program = _Program(lambda args: [fn(*a) for fn, a in zip(fns, args)], ([a for _, a in groups],),
                                True, self.pool, REFERENCE_COMPILER_OPTIONS)
             if program.error is None:
                 self.programs = [program]
                 return
         self._split = True
-        self.programs = [_Program(fn, args, True, self.pool, REFERENCE_COMPILER_OPTIONS) for fn, args in self.parts]
+        self.programs = [_Program(fn, args, True, self.pool, REFERENCE_COMPILER_OPTIONS) for fn, args in groups]
 
     def output(self, index: int):
-        if self._split:
-            return self.programs[index].output()
-        return self.programs[0].output()[index]
+        for number, members in enumerate(self.groups.values()):
+            if index in members:
+                break
+        out = self.programs[number].output() if self._split else self.programs[0].output()[number]
+        if len(members) == 1:
+            return out
+        position = members.index(index)
+        return jax.tree.map(lambda leaf: leaf[position], out)
 
 
 @dataclass
@@ -355,6 +405,7 @@ class _Job:
     method: Method
     target: Problem
     program: _Program | None = None
+    args: tuple = ()
     evaluations: dict | None = None
     error: str | None = None
     result: tuple | None = None
@@ -428,7 +479,8 @@ def compare(
     total, done = 2 * len(problem_list) * len(method_list), 0
 
     jobs: dict[tuple[str, str], _Job] = {}
-    references: dict[str, _Part | _Job | str] = {}      # target name -> bundled program, the ref's job, or why none
+    programs: dict[tuple, _Program] = {}                # shared timed programs, by `_program_key`
+    references: dict[str, _Part | _Call | _Job | str] = {}  # target name -> bundled or shared program, the ref's job, or why none
     bundles: list[_Bundle] = []                         # the reference programs, one bundle per problem
     continuous: dict[str, _Part | _Deferred | Any] = {}  # family -> bundled program, deferred gradient, or None
     plan: list[tuple[Problem, Method, str | None, tuple[str, str] | None]] = []
@@ -440,7 +492,7 @@ def compare(
             rows, bundle = {}, _Bundle(pool)
             _plan_continuous(problem, continuous, bundle, log)
             for method in order:
-                rows[method.name] = _plan_pair(method, problem, ref_method, jobs, references, bundle)
+                rows[method.name] = _plan_pair(method, problem, ref_method, jobs, programs, references, bundle)
                 done += 1
                 progress(done, total, f"prepared {method.name} on {problem.name}")
             bundle.submit()
@@ -497,9 +549,9 @@ def _plan_continuous(problem: Problem, continuous: dict, bundle: _Bundle, log) -
         continuous[problem.family] = None
 
 
-def _plan_pair(method, problem, ref_method, jobs, references, bundle: _Bundle):
+def _plan_pair(method, problem, ref_method, jobs, programs, references, bundle: _Bundle):
     """`(reason, None)` for an n/a pair, else `(None, job key)` with the job and its reference planned
-    (a reference not computed by a timed job goes into `bundle`)."""
+    (a reference not computed by a timed program goes into `bundle`)."""
     pool = bundle.pool
     reason = method.applies(problem)
     if reason is not None:
@@ -511,7 +563,8 @@ def _plan_pair(method, problem, ref_method, jobs, references, bundle: _Bundle):
         try:
             prepared = method.prepare(target)
             job.evaluations = dict(prepared.evaluations)
-            job.program = _Program(prepared.fn, prepared.args, prepared.compiled, pool)
+            job.args = prepared.args
+            job.program = _timed_program(prepared, programs, pool, f"{method.name} on {target.name}")
         except Exception as error:
             job.error = _describe(error)
         jobs[key] = job
@@ -524,13 +577,27 @@ def _plan_pair(method, problem, ref_method, jobs, references, bundle: _Bundle):
         else:
             try:
                 prepared = ref_method.prepare(target)
-                if prepared.compiled:
-                    references[target.name] = bundle.add(prepared.fn, prepared.args)
+                shared = _program_key(prepared)
+                if shared in programs:      # the reference's program is already compiled for another target
+                    references[target.name] = _Call(programs[shared], prepared.args)
+                elif prepared.compiled:
+                    references[target.name] = bundle.add(prepared.fn, prepared.args, shared)
                 else:  # e.g. torch as the reference: called as is
                     references[target.name] = _Program(prepared.fn, prepared.args, False, pool)
             except Exception as error:
                 references[target.name] = f"reference {ref_method.name} failed: {_describe(error)}"
     return None, key
+
+
+def _timed_program(prepared, programs: dict, pool, owner: str) -> _Program:
+    """The program of a timed job: the one already lowered under its `_program_key`, or a new one."""
+    shared = _program_key(prepared)
+    if shared in programs:
+        return programs[shared]
+    program = _Program(prepared.fn, prepared.args, prepared.compiled, pool, owner=owner)
+    if shared is not None and program.error is None:
+        programs[shared] = program
+    return program
 
 
 def _run_job(job: _Job, repeats, budget):
@@ -539,9 +606,11 @@ def _run_job(job: _Job, repeats, budget):
         if job.error is not None:
             raise RuntimeError(job.error)
         call, seconds, temp = job.program.executable()
-        (grad, aux), timing = time_calls(call, job.program.args, repeats=repeats, budget=budget,
+        (grad, aux), timing = time_calls(call, job.args, repeats=repeats, budget=budget,
                                          compile_seconds=seconds, temp_bytes=temp)
         job.result = (_numpy(grad), dict(aux), timing.as_dict())
+        if job.program.owner != f"{job.method.name} on {job.target.name}":
+            job.result[2]["program_compiled_for"] = job.program.owner
     return job.result
 
 

@@ -71,6 +71,9 @@ class Prepared:
     ``f`` (one evaluation of the vector field, per Runge-Kutta stage) or
     ``layer`` (one layer map); keys `f` (primal evaluations, including
     recomputation), `vjp`, `jvp`; `None` where not known.
+    `program`, when set, names the function `fn` computes of its `args`: the
+    harness compiles one program per `program` (and argument shapes) and calls
+    it with each `args` (e.g. every explicit 4-stage tableau on one field).
 
     Example:
         >>> from experiments import harness
@@ -85,6 +88,7 @@ class Prepared:
     args: tuple
     evaluations: Mapping[str, Any] = field(default_factory=dict)
     compiled: bool = True
+    program: Any = None
 
 
 class Method(abc.ABC):
@@ -218,6 +222,23 @@ def sweep_evaluations(problem: Problem, memory: integrators.Memory) -> dict:
     return {"unit": _unit(problem), "f": forward * s + recompute, "vjp": backward * s, "jvp": 0}
 
 
+def coefficient_form(problem: Problem) -> tuple[Callable, tuple, Any]:
+    """`(system_at, extra_args, program)`: the problem's system as a function of `extra_args`.
+
+    For a Runge-Kutta discretisation the extra argument is its coefficients
+    `(a, b, c)` (`integrators.RungeKutta.with_coefficients`), and `program` names
+    the field, the grid and the stage `structure`: every tableau with that
+    structure on that field, grid and loss runs the same compiled program. Any
+    other system is closed over (`extra_args = ()`, `program = None`).
+    """
+    system = problem.system
+    if not isinstance(system, integrators.RungeKutta):
+        return (lambda: system), (), None
+    coefficients = system.with_coefficients(dtype=problem.dtype).coefficients
+    program = (id(system.field), id(system.ts), id(problem.loss), system.structure)
+    return system.with_coefficients, (coefficients,), program
+
+
 # --- reference methods ---------------------------------------------------------------------
 
 
@@ -230,11 +251,15 @@ class JaxGrad(Method):
     description = "jax.grad through integrators.forward (store-all reverse mode)"
 
     def prepare(self, problem):
-        def fn(theta, x0):
-            return jax.grad(problem.loss_at)(theta, x0), {}
+        system_at, extra, program = coefficient_form(problem)
+
+        def fn(theta, x0, *extra):
+            system = system_at(*extra)
+            return jax.grad(lambda th: problem.loss(integrators.output(system, th, x0)))(theta), {}
 
         n = problem.steps * problem.stages
-        return Prepared(fn, (problem.theta, problem.x0), {"unit": _unit(problem), "f": n, "vjp": n, "jvp": 0})
+        return Prepared(fn, (problem.theta, problem.x0, *extra), {"unit": _unit(problem), "f": n, "vjp": n, "jvp": 0},
+                        program=program and (self.name, program))
 
 
 class ForwardMode(Method):
@@ -329,15 +354,17 @@ class LeastAction(Method):
 
     def prepare(self, problem):
         memory = self.memory_for(problem.system)
+        system_at, extra, program = coefficient_form(problem)
 
-        def fn(theta, x0):
-            solution = integrators.sweep(problem.system, theta, x0, problem.loss, memory=memory, check=False)
+        def fn(theta, x0, *extra):
+            solution = integrators.sweep(system_at(*extra), theta, x0, problem.loss, memory=memory, check=False)
             aux = {}
             if solution.reconstruction_error is not None:
                 aux["reconstruction_error"] = solution.reconstruction_error
             return solution.grad, aux
 
-        return Prepared(fn, (problem.theta, problem.x0), sweep_evaluations(problem, memory))
+        return Prepared(fn, (problem.theta, problem.x0, *extra), sweep_evaluations(problem, memory),
+                        program=program and ("least-action sweep", repr(memory), program))
 
 
 class Tension(Method):
@@ -744,6 +771,6 @@ __all__ = [
     "HamiltonianEcho", "JaxGrad", "LeastAction", "LeastActionScheme", "METHODS", "PhysicalRule", "PredictiveCoding",
     "physical_rules",
     "NewtonInTime", "Relaxation", "SaddleFlow",
-    "Method", "Prepared", "Tension", "method_named", "register", "register_defaults",
+    "Method", "Prepared", "Tension", "coefficient_form", "method_named", "register", "register_defaults",
     "scheme_names", "select", "sweep_evaluations",
 ]

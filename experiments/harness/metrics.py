@@ -151,7 +151,7 @@ def time_calls(call: Callable, args: tuple, *, repeats: int = 5, budget: float =
     out = _block(call(*args))
     first = time.perf_counter() - start
     calls: list[float] = [first] if first > budget else []
-    spent = 0.0
+    spent = sum(calls)
     while len(calls) < max(1, repeats) and (not calls or spent < budget):
         start = time.perf_counter()
         _block(call(*args))

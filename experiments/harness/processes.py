@@ -1,15 +1,17 @@
-"""Running one comparison in several worker processes, split by problem family.
+"""Running one comparison in several worker processes, family by family.
 
 Tracing and lowering a JAX program runs Python under the GIL, and it is most
 of the cost of a cold comparison (a few hundred small programs), so threads
-cannot spread it over the cores; processes can. `compare_in_processes` splits
-the selected problems into `processes` groups of whole families (problems of
-one family share their re-discretised targets and continuous reference, so
-they stay together), balanced by the number of programs each family needs,
-runs `compare` on each group in a fresh Python process
-(``python -m experiments.harness.processes``: nothing of the caller's script is
-re-imported, so no ``if __name__ == "__main__"`` guard is needed), and merges
-the cells back into the order a single process would give.
+cannot spread it over the cores; processes can. `compare_in_processes` groups
+the selected problems into whole families (problems of one family share their
+re-discretised targets, their programs and their continuous reference, so they
+stay together), starts `processes` workers (``python -m
+experiments.harness.processes``: nothing of the caller's script is re-imported,
+so no ``if __name__ == "__main__"`` guard is needed) and hands the families out
+as a work queue, heaviest first (by the number of programs each needs): a
+worker that finishes one family gets the next, so the workers finish within
+about one light family of each other. The cells are merged back into the
+order a single process would give.
 
 Each worker runs XLA on one thread (``intra_op_parallelism_threads=1``):
 two workers then time their programs on one core each instead of competing
@@ -19,6 +21,8 @@ says how the comparison was run).
 
 from __future__ import annotations
 
+import collections
+import json
 import os
 import pickle
 import queue as queue_module
@@ -37,31 +41,36 @@ _PREFIX = "@leastaction-compare "
 """Lines a worker prints for the parent (progress and log); other output is ignored."""
 
 
-def partition(problems: Sequence, method_names: Sequence[str], processes: int) -> list[list[str]]:
-    """The names of `problems` (built `Problem`s or registry `ProblemSpec`s) in at most
-    `processes` groups of whole families, balanced by the programs each family needs (every
-    method on every member, plus, on an ODE family, one re-discretised target and its
-    reference per scheme method), the heaviest family first into the lightest group
-    (longest-processing-time scheduling); each group keeps the order of `problems`."""
+def families(problems: Sequence, method_names: Sequence[str]) -> list[list[str]]:
+    """The names of `problems` (built `Problem`s or registry `ProblemSpec`s) grouped by family,
+    heaviest family first, each group in the order of `problems`.
+
+    The weight of a family is the number of programs it needs: every method on every member,
+    plus, on an ODE family, a re-discretised target and its reference per distinct scheme
+    program (tableaux of one stage structure share one, `integrators.RungeKutta.structure`).
+    """
+    import integrators
+
     from . import methods as method_registry
 
-    schemes = sum(isinstance(method_registry.METHODS[m], method_registry.LeastActionScheme) for m in method_names)
-    others = len(method_names) - schemes
+    schemes = [method_registry.METHODS[m] for m in method_names
+               if isinstance(method_registry.METHODS[m], method_registry.LeastActionScheme)]
+    programs = set()
+    for method in schemes:
+        tab = integrators.TABLEAUX.get(method.scheme)
+        programs.add(method.scheme if tab is None else (tab.stages, tab.explicit))
+    others = len(method_names) - len(schemes)
     weights: dict[str, int] = {}
     for problem in problems:
-        weights[problem.family] = weights.get(problem.family, 2 * schemes if problem.is_ode else 0) + others
-    groups: list[tuple[int, list[str]]] = [(0, []) for _ in range(max(1, processes))]
-    for family in sorted(weights, key=lambda f: -weights[f]):
-        load, members = min(groups, key=lambda g: g[0])
-        groups.remove((load, members))
-        groups.append((load + weights[family], members + [p.name for p in problems if p.family == family]))
-    order = [p.name for p in problems]
-    return [sorted(members, key=order.index) for _, members in groups if members]
+        weights[problem.family] = weights.get(problem.family, 2 * len(programs) if problem.is_ode else 0) + others
+    heaviest = sorted(weights, key=lambda f: -weights[f])  # stable: ties keep the order of `problems`
+    return [[p.name for p in problems if p.family == family] for family in heaviest]
 
 
-def _worker(job: Path) -> None:
-    """Run one group (the pickled job file `job`) and pickle its `Comparison` next to it."""
-    spec = pickle.loads(job.read_bytes())
+def _worker(spec_path: Path) -> None:
+    """Run the families named on stdin (one JSON list of problem names per line), each pickling
+    its `Comparison` to a numbered file next to `spec_path` and announcing it; exit at end of input."""
+    spec = pickle.loads(spec_path.read_bytes())
     import jax
 
     import experiments  # noqa: F401  (turns on float64)
@@ -75,17 +84,52 @@ def _worker(job: Path) -> None:
     def say(kind: str, text: str) -> None:
         print(_PREFIX + kind + " " + text.replace("\n", " "), flush=True)
 
-    comparison = compare(problems=spec["problems"], methods=spec["methods"], processes=1, workers=1,
-                         progress=lambda done, total, text: say("progress", text),
-                         log=lambda line: say("log", line), **spec["options"])
-    job.with_suffix(".result").write_bytes(pickle.dumps(comparison))
+    for number, line in enumerate(sys.stdin):
+        comparison = compare(problems=json.loads(line), methods=spec["methods"], processes=1, workers=1,
+                             progress=lambda done, total, text: say("progress", text),
+                             log=lambda line: say("log", line), **spec["options"])
+        result = spec_path.with_suffix(f".{number}.result")
+        result.write_bytes(pickle.dumps(comparison))
+        say("done", str(result))
 
 
-def _read_lines(stream, messages: queue_module.Queue) -> None:
+def _read_lines(index: int, stream, messages: queue_module.Queue) -> None:
     for line in stream:
         if line.startswith(_PREFIX):
             kind, _, text = line[len(_PREFIX):].rstrip("\n").partition(" ")
-            messages.put((kind, text))
+            messages.put((index, kind, text))
+    messages.put((index, "exit", ""))
+
+
+class _Worker:
+    """One worker process, the families it was given, and when it last finished one."""
+
+    def __init__(self, index: int, scratch: Path, environment: dict, messages: queue_module.Queue):
+        self.spec = scratch / f"worker{index}.spec"
+        self.stderr = open(scratch / f"worker{index}.stderr", "w+")
+        self.given: list[list[str]] = []
+        self.results: list[Path] = []
+        self.process = subprocess.Popen([sys.executable, "-m", "experiments.harness.processes", str(self.spec)],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
+                                        text=True, env=environment)
+        self.reader = threading.Thread(target=_read_lines, args=(index, self.process.stdout, messages), daemon=True)
+        self.reader.start()
+        self.seconds = 0.0
+
+    def give(self, family: list[str] | None) -> None:
+        """Hand over `family`, or close the queue (`None`)."""
+        if family is None:
+            self.process.stdin.close()
+        else:
+            self.given.append(family)
+            self.process.stdin.write(json.dumps(family) + "\n")
+            self.process.stdin.flush()
+
+    def failure(self) -> str:
+        self.stderr.seek(0)
+        families = ", ".join(n for family in self.given for n in family)
+        return (f"comparison worker for {families} failed (exit {self.process.returncode}):\n"
+                f"{self.stderr.read()[-3000:]}")
 
 
 def compare_in_processes(
@@ -105,66 +149,63 @@ def compare_in_processes(
 
     started = time.perf_counter()
     problem_names = [p.name for p in problems]
-    groups = partition(problems, method_names, processes)
+    pending = collections.deque(families(problems, method_names))
     total, done = 2 * len(problem_names) * len(method_names), 0
     environment = dict(os.environ, XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " " + SINGLE_THREADED_XLA).strip())
     messages: queue_module.Queue = queue_module.Queue()
+    spec = {"methods": list(method_names), "options": options, "cache_dir": jax.config.jax_compilation_cache_dir}
     with tempfile.TemporaryDirectory(prefix="leastaction-compare-") as scratch:
         workers = []
-        for index, group in enumerate(groups):
-            job = Path(scratch) / f"part{index}.job"
-            job.write_bytes(pickle.dumps({"problems": group, "methods": list(method_names), "options": options,
-                                          "cache_dir": jax.config.jax_compilation_cache_dir}))
-            errors = open(Path(scratch) / f"part{index}.stderr", "w+")
-            process = subprocess.Popen([sys.executable, "-m", "experiments.harness.processes", str(job)],
-                                       stdout=subprocess.PIPE, stderr=errors, text=True, env=environment)
-            reader = threading.Thread(target=_read_lines, args=(process.stdout, messages), daemon=True)
-            reader.start()
-            workers.append((job, process, reader, errors))
-        while True:
-            running = any(process.poll() is None for _, process, _, _ in workers)
-            try:
-                while True:
-                    kind, text = messages.get(timeout=0.2)
-                    if kind == "progress":
-                        done += 1
-                        progress(done, total, text)
-                    else:
-                        log(text)
-            except queue_module.Empty:
-                pass
-            if not running:
-                break
-        parts = []
-        for job, process, reader, errors in workers:
-            reader.join()
-            errors.seek(0)
-            message = errors.read()
-            errors.close()
-            if process.returncode != 0 or not job.with_suffix(".result").exists():
-                raise RuntimeError(f"comparison worker for {', '.join(pickle.loads(job.read_bytes())['problems'])} "
-                                   f"failed (exit {process.returncode}):\n{message[-3000:]}")
-            parts.append(pickle.loads(job.with_suffix(".result").read_bytes()))
-    while not messages.empty():
-        kind, text = messages.get()
-        if kind == "log":
-            log(text)
+        for index in range(min(processes, len(pending))):
+            worker = _Worker(index, Path(scratch), environment, messages)
+            worker.spec.write_bytes(pickle.dumps(spec))
+            worker.give(pending.popleft())
+            workers.append(worker)
+        running = len(workers)
+        try:
+            while running:
+                index, kind, text = messages.get()
+                worker = workers[index]
+                if kind == "progress":
+                    done += 1
+                    progress(done, total, text)
+                elif kind == "log":
+                    log(text)
+                elif kind == "done":
+                    worker.results.append(Path(text))
+                    worker.seconds = time.perf_counter() - started
+                    worker.give(pending.popleft() if pending else None)
+                else:  # the worker's output ended
+                    running -= 1
+                    if worker.process.wait() != 0 or len(worker.results) != len(worker.given):
+                        raise RuntimeError(worker.failure())
+            parts = [(worker, [pickle.loads(path.read_bytes()) for path in worker.results]) for worker in workers]
+        finally:
+            for worker in workers:
+                if worker.process.poll() is None:
+                    worker.process.kill()
+                worker.process.wait()
+                worker.stderr.close()
 
-    by_pair = {(c.method, c.problem): c for part in parts for c in part.cells}
-    summaries = {name: info for part in parts for name, info in part.problems.items()}
+    comparisons = [c for _, results in parts for c in results]
+    by_pair = {(c.method, c.problem): c for part in comparisons for c in part.cells}
+    summaries = {name: info for part in comparisons for name, info in part.problems.items()}
+    first = comparisons[0]
     return Comparison(
-        dtype=parts[0].dtype,
-        reference=parts[0].reference,
-        seed=parts[0].seed,
+        dtype=first.dtype,
+        reference=first.reference,
+        seed=first.seed,
         problems={name: summaries[name] for name in problem_names},
-        methods=parts[0].methods,
+        methods=first.methods,
         cells=[by_pair[(m, p)] for p in problem_names for m in method_names],
         wall_seconds=time.perf_counter() - started,
-        phase_seconds={f"{phase} (slowest process)": max(part.phase_seconds[phase] for part in parts)
+        phase_seconds={f"{phase} (slowest process)": max(sum(c.phase_seconds[phase] for c in results)
+                                                         for _, results in parts)
                        for phase in ("trace", "compile", "measure")},
-        processes=[{"problems": group, "wall_seconds": part.wall_seconds} for group, part in zip(groups, parts)],
+        processes=[{"problems": [n for family in worker.given for n in family], "wall_seconds": worker.seconds}
+                   for worker, _ in parts],
     )
 
 
-if __name__ == "__main__":  # a worker: python -m experiments.harness.processes JOB
+if __name__ == "__main__":  # a worker: python -m experiments.harness.processes SPEC (families on stdin)
     _worker(Path(sys.argv[1]))

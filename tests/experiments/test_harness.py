@@ -20,6 +20,7 @@ from experiments import harness
 from experiments.cli import app
 from experiments.harness import peers, problems as problem_registry
 from experiments.harness.methods import LeastAction, Method, Prepared
+from tests.helpers import rel_l2
 
 REDUCED_PROBLEMS = ["resnet", "node-d2-rk4"]
 REDUCED_METHODS = [
@@ -258,7 +259,7 @@ def test_a_reference_that_fails_to_trace_fails_only_its_own_cells(monkeypatch):
             if not problem.name.endswith("-heun"):
                 return prepared
 
-            def fn(theta, x0):
+            def fn(*args):
                 raise RuntimeError("deliberately untraceable")
 
             return Prepared(fn, prepared.args, prepared.evaluations)
@@ -270,6 +271,49 @@ def test_a_reference_that_fails_to_trace_fails_only_its_own_cells(monkeypatch):
     assert heun.status == "no-reference" and "deliberately untraceable" in heun.reason
     for name in ("least-action-midpoint", "least-action-euler"):
         assert comparison.cell(name, "node-d2-rk4").status == "pass"
+
+
+def test_tableaux_of_one_structure_share_one_program_and_keep_their_own_answers():
+    """Heun, midpoint and Ralston (2 explicit stages) run one compiled sweep and one bundled
+    reference program (mapped over their coefficients); each cell must still hold its own
+    tableau's gradient: checked against `jax.grad` of that tableau's map built with constant
+    coefficients, outside the harness."""
+    names = ["least-action-heun", "least-action-midpoint", "least-action-ralston"]
+    comparison = harness.compare(problems=["pendulum-rk4"], methods=names, repeats=1, budget=0.01, processes=1)
+    problem = harness.problem_named("pendulum-rk4")
+    gradients = []
+    for name in names:
+        cell = comparison.cell(name, "pendulum-rk4")
+        assert cell.status == "pass", cell.reason
+        owner = cell.timing.get("program_compiled_for")
+        assert owner == (None if name == names[0] else "least-action-heun on pendulum-heun")
+        system = integrators.discretise(problem.field, problem.ts, name.removeprefix("least-action-"))
+        expected = jax.grad(lambda th: problem.loss(integrators.output(system, th, problem.x0)))(problem.theta)
+        assert rel_l2(cell.gradient, expected) <= 1e-12        # float64, same map up to reassociation
+        gradients.append(cell.gradient)
+    # the three maps differ (the pendulum is nonlinear): sharing did not hand one answer to all
+    assert rel_l2(gradients[1], gradients[2]) > 1e-8 and rel_l2(gradients[0], gradients[1]) > 1e-8
+
+
+@pytest.mark.parametrize("seconds, budget, repeats, calls", [
+    (0.05, 0.01, 5, 1),   # the warm-up call exceeds the budget: it is the one timed call, no other call
+    (0.0, 10.0, 3, 4),    # fast: one warm-up and `repeats` timed calls
+])
+def test_timing_calls_and_budget(seconds, budget, repeats, calls):
+    import time
+
+    from experiments.harness.metrics import time_calls
+
+    made = []
+
+    def call():
+        made.append(1)
+        time.sleep(seconds)
+        return jnp.zeros(1)
+
+    _, timing = time_calls(call, (), repeats=repeats, budget=budget)
+    assert len(made) == calls
+    assert len(timing.calls) == (1 if seconds > budget else repeats)
 
 
 # --- bad names ---------------------------------------------------------------------------------

@@ -10,30 +10,25 @@ import pytest
 
 from experiments import harness
 from experiments.harness import problems as problem_registry
-from experiments.harness.processes import compare_in_processes, partition
+from experiments.harness.processes import compare_in_processes, families
 
 PROBLEMS = ["mlp", "linear-rk4"]
 METHODS = ["jax-grad", "least-action"]
 
 
 def _fake(name, family, is_ode):
-    """What `partition` reads of a problem."""
+    """What `families` reads of a problem."""
     return SimpleNamespace(name=name, family=family, is_ode=is_ode)
 
 
-def test_partition_keeps_families_together_and_balances_the_load():
+def test_families_stay_together_heaviest_first():
     problems = [_fake("mlp", "mlp", False), _fake("resnet", "resnet", False), _fake("a-euler", "a", True),
-                _fake("a-rk4", "a", True), _fake("b-rk4", "b", True), _fake("c-rk4", "c", True),
-                _fake("d-rk4", "d", True)]
-    groups = partition(problems, list(harness.METHODS), 2)
-    names = [p.name for p in problems]
-    assert sorted(n for g in groups for n in g) == sorted(names)
-    assert any({"a-euler", "a-rk4"} <= set(g) for g in groups)
-    # four ODE families of about equal weight and two light networks: two ODE families per group
-    assert [len({n[0] for n in g if "-" in n}) for g in groups] == [2, 2]
-    for g in groups:  # each group keeps the given order
-        assert g == [n for n in names if n in g]
-    assert partition(problems, METHODS, 1) == [names]
+                _fake("b-rk4", "b", True), _fake("a-rk4", "a", True)]
+    queue = families(problems, list(harness.METHODS))
+    # ODE families (with re-discretised targets) before networks; a family's members in the given order
+    assert queue == [["a-euler", "a-rk4"], ["b-rk4"], ["mlp"], ["resnet"]]
+    # without scheme methods every problem weighs the same: the two-member family, then the given order
+    assert families(problems, METHODS) == [["a-euler", "a-rk4"], ["mlp"], ["resnet"], ["b-rk4"]]
 
 
 @pytest.fixture(scope="module")
