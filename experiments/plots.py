@@ -151,12 +151,25 @@ def phase_portrait(
         ink = OKABE_ITO["black"]
         ax.plot([], [], "o", mfc="white", mec=ink, ms=4.5, label=markers[0])
         ax.plot([], [], "o", color=ink, ms=4.0, label=markers[1])
-        ax.legend(loc="best")
+        ax.legend(loc=_emptiest_corner(xs.reshape(-1, 2), lo, hi))
     ax.set_xlabel(labels[0])
     ax.set_ylabel(labels[1])
     if title:
         ax.set_title(title)
     return ax
+
+
+CORNERS = {"upper right": (1.0, 1.0), "upper left": (0.0, 1.0), "lower left": (0.0, 0.0), "lower right": (1.0, 0.0)}
+
+
+def _emptiest_corner(points: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> str:
+    """The legend location whose corner of the axes is farthest from every point (axes fractions).
+
+    Chosen from the trajectories alone: matplotlib's ``loc="best"`` would test the
+    legend against every streamline segment, several seconds per saved figure.
+    """
+    fractions = (points - lo) / np.where(hi > lo, hi - lo, 1.0)
+    return max(CORNERS, key=lambda c: np.min(np.linalg.norm(fractions - np.asarray(CORNERS[c]), axis=1)))
 
 
 def relative_deviation(
