@@ -148,6 +148,20 @@ def _newton_one(system, theta, x0, target, lfn, beta, weights, clamped, tol, max
     return unravel(z), it, res
 
 
+def _arguments(name: str, system, x0, loss, clamp, weights) -> tuple[tuple[float, ...], Array, bool]:
+    """`(weights, x0, clamped)` of an equilibrium solver, checked: the layer precisions
+    (default all 1), the batch `(B, n_0)`, and whether the output is clamped (else a loss is needed)."""
+    weights = (1.0,) * system.depth if weights is None else tuple(weights)
+    _check(system, weights)
+    x0 = jnp.asarray(x0)
+    if x0.ndim != 2:
+        raise ValueError(f"{name} needs a batch x0 of shape (B, n); got {x0.shape}")
+    clamped = clamp is not None
+    if not clamped and loss is None:
+        raise ValueError(f"{name} needs a loss when the output is free")
+    return weights, x0, clamped
+
+
 def newton(
     system: lagrangian.LayerMaps,
     theta: PyTree,
@@ -178,17 +192,10 @@ def newton(
         >>> float(eq.residual) < 1e-12
         True
     """
-    weights = (1.0,) * system.depth if weights is None else tuple(weights)
-    _check(system, weights)
-    x0 = jnp.asarray(x0)
-    if x0.ndim != 2:
-        raise ValueError(f"newton needs a batch x0 of shape (B, n); got {x0.shape}")
-    clamped = clamp is not None
+    weights, x0, clamped = _arguments("newton", system, x0, loss, clamp, weights)
     if clamped:
         lfn, targets = (lambda x, t: 0.0 * jnp.sum(x)), jnp.asarray(clamp)
     else:
-        if loss is None:
-            raise ValueError("newton needs a loss when the output is free")
         lfn, targets = sample_losses(loss, x0.shape[0])
 
     def one(x, t):
@@ -231,13 +238,8 @@ def sweeps(
         >>> float(jnp.max(jnp.abs(a.xs[1] - b.xs[1]))) < 1e-14
         True
     """
-    weights = (1.0,) * system.depth if weights is None else tuple(weights)
-    _check(system, weights)
-    x0 = jnp.asarray(x0)
+    weights, x0, clamped = _arguments("sweeps", system, x0, loss, clamp, weights)
     n = system.depth
-    clamped = clamp is not None
-    if not clamped and loss is None:
-        raise ValueError("sweeps needs a loss when the output is free")
     start = integrators.forward(system, theta, x0)
     start = tuple(start) if isinstance(start, (tuple, list)) else tuple(start[k] for k in range(n + 1))
     if clamped:

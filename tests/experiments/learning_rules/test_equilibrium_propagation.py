@@ -75,6 +75,16 @@ def test_zero_nudge_is_an_error(acceptance):
         ep.equilibrium_propagation(net, theta, x0, loss, 1e-3, solver="bisection")
 
 
+@pytest.mark.parametrize("solver", ["newton", "sweeps"])
+def test_equilibrium_solvers_name_bad_arguments(acceptance, solver):
+    net, theta, x0, loss, _ = acceptance
+    solve = getattr(inference, solver)
+    with pytest.raises(ValueError, match=f"{solver} needs a batch x0 of shape"):
+        solve(net, theta, x0[0], loss, 1e-3)
+    with pytest.raises(ValueError, match=f"{solver} needs a loss when the output is free"):
+        solve(net, theta, x0, None, 1e-3)
+
+
 # --- the classic Hopfield-like network --------------------------------------------------------
 
 
