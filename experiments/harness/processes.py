@@ -104,8 +104,9 @@ def _read_lines(index: int, stream, messages: queue_module.Queue) -> None:
 class _Worker:
     """One worker process, the families it was given, and when it last finished one."""
 
-    def __init__(self, index: int, scratch: Path, environment: dict, messages: queue_module.Queue):
+    def __init__(self, index: int, scratch: Path, spec: dict, environment: dict, messages: queue_module.Queue):
         self.spec = scratch / f"worker{index}.spec"
+        self.spec.write_bytes(pickle.dumps(spec))
         self.stderr = open(scratch / f"worker{index}.stderr", "w+")
         self.given: list[list[str]] = []
         self.results: list[Path] = []
@@ -118,12 +119,15 @@ class _Worker:
 
     def give(self, family: list[str] | None) -> None:
         """Hand over `family`, or close the queue (`None`)."""
-        if family is None:
-            self.process.stdin.close()
-        else:
-            self.given.append(family)
-            self.process.stdin.write(json.dumps(family) + "\n")
-            self.process.stdin.flush()
+        try:
+            if family is None:
+                self.process.stdin.close()
+            else:
+                self.given.append(family)
+                self.process.stdin.write(json.dumps(family) + "\n")
+                self.process.stdin.flush()
+        except BrokenPipeError:  # the worker has died: its exit is reported with its error output
+            pass
 
     def failure(self) -> str:
         self.stderr.seek(0)
@@ -157,8 +161,7 @@ def compare_in_processes(
     with tempfile.TemporaryDirectory(prefix="leastaction-compare-") as scratch:
         workers = []
         for index in range(min(processes, len(pending))):
-            worker = _Worker(index, Path(scratch), environment, messages)
-            worker.spec.write_bytes(pickle.dumps(spec))
+            worker = _Worker(index, Path(scratch), spec, environment, messages)
             worker.give(pending.popleft())
             workers.append(worker)
         running = len(workers)
