@@ -24,6 +24,7 @@ arrays (traced under `jit`), so one compiled program serves every tableau with
 the same `structure` (stage count and explicitness).
 """
 
+import dataclasses
 from collections.abc import Hashable
 
 import equinox as eqx
@@ -97,8 +98,7 @@ class RungeKutta(Discretisation):
             dtype = self.ts.dtype if dtype is None else dtype
             tab = self.tableau
             coefficients = tuple(jnp.asarray(v, dtype=dtype) for v in (tab.a, tab.b, tab.c))
-        return RungeKutta(self.field, self.ts, self.tableau, self.rtol, self.atol, self.max_newton_steps,
-                          tuple(coefficients))
+        return dataclasses.replace(self, coefficients=tuple(coefficients))
 
     def _abc(self, dtype):
         """`(a, b, c, used)`: the coefficients (arrays in `dtype`, or the tableau's floats), and
