@@ -30,6 +30,7 @@ from collections.abc import Hashable
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float
 
 from .discretisation import Discretisation
@@ -97,8 +98,24 @@ class RungeKutta(Discretisation):
         if coefficients is None:
             dtype = self.ts.dtype if dtype is None else dtype
             tab = self.tableau
-            coefficients = tuple(jnp.asarray(v, dtype=dtype) for v in (tab.a, tab.b, tab.c))
+            coefficients = tuple(np.asarray(v, dtype=dtype) for v in (tab.a, tab.b, tab.c))
         return dataclasses.replace(self, coefficients=tuple(coefficients))
+
+    def padded(self, stages: int) -> "RungeKutta":
+        """The same discretisation with its tableau padded to `stages` stages
+        (`ButcherTableau.padded`: zero coefficients, the same map up to exact zeros), so that
+        tableaux of different stage counts run one program (at the cost of the added stages).
+
+        Example:
+            >>> field, ts = lagrangian.HarmonicOscillator(), integrators.uniform_grid(1.0, 10)
+            >>> theta, x0 = field.init(jax.random.key(0)), jnp.array([1.0, 0.0])
+            >>> euler, dopri5 = (integrators.discretise(field, ts, name) for name in ("euler", "dopri5"))
+            >>> euler.padded(7).structure == dopri5.structure
+            True
+            >>> bool(jnp.all(integrators.output(euler.padded(7), theta, x0) == integrators.output(euler, theta, x0)))
+            True
+        """
+        return dataclasses.replace(self, tableau=self.tableau.padded(stages), coefficients=None)
 
     def _abc(self, dtype):
         """`(a, b, c, used)`: the coefficients (arrays in `dtype`, or the tableau's floats), and

@@ -310,7 +310,7 @@ def _program_key(prepared) -> tuple | None:
 
 
 def _stack(args_list):
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *args_list)
+    return jax.tree.map(lambda *xs: np.stack(xs), *args_list)
 
 
 class _Bundle:
@@ -320,25 +320,38 @@ class _Bundle:
     reference gradient of its own map. Those programs only run once, so most of
     their cost is the fixed cost of compiling a program; lowered together
     (`fn(args) = [fn_i(*args_i)]`) they compile in about half the time. Parts
-    with one program key (`Prepared.program`: e.g. every explicit 4-stage
-    tableau) are one group, computed by `jax.lax.map` of one function over
-    their stacked arguments. If the bundle cannot be lowered, each group is
-    lowered on its own, so that one failing reference is reported on its own
-    cells only.
+    that can be padded to more Runge-Kutta stages (`Prepared.padding`: e.g. the
+    explicit tableaux of 1 to 7 stages on one field) are first padded to the
+    largest stage count among them; parts with one program key
+    (`Prepared.program`) are then one group, computed by `jax.lax.map` of one
+    function over their stacked arguments. If the bundle cannot be lowered, each
+    group is lowered on its own, so that one failing reference is reported on its
+    own cells only.
     """
 
     def __init__(self, pool: ThreadPoolExecutor):
         self.pool = pool
-        self.parts: list[tuple[Callable, tuple]] = []
+        self.parts: list[tuple[Callable, tuple, Any]] = []   # (fn, args, program key)
+        self.paddings: dict[int, Any] = {}                   # part -> its `Padding`
         self.groups: dict[Any, list[int]] = {}
         self.programs: list[_Program] = []
         self._split = False
 
-    def add(self, fn, args, key=None) -> "_Part":
-        self.parts.append((fn, args))
-        index = len(self.parts) - 1
-        self.groups.setdefault(("part", index) if key is None else key, []).append(index)
-        return _Part(self, index)
+    def add(self, fn, args, key=None, padding=None) -> "_Part":
+        self.parts.append((fn, args, key))
+        if padding is not None:
+            self.paddings[len(self.parts) - 1] = padding
+        return _Part(self, len(self.parts) - 1)
+
+    def _pad(self) -> None:
+        """Replace every paddable part by its form padded to the largest stage count of its padding key."""
+        most: dict[Any, int] = {}
+        for padding in self.paddings.values():
+            most[padding.key] = max(most.get(padding.key, 0), padding.stages)
+        for index, padding in self.paddings.items():
+            if most[padding.key] > padding.stages:
+                prepared = padding.prepare(most[padding.key])
+                self.parts[index] = (prepared.fn, prepared.args, _program_key(prepared))
 
     def _group(self, members):
         """`(fn, args)` of one group: the part itself, or the group's function mapped over its stacked args."""
@@ -348,9 +361,12 @@ class _Bundle:
         return (lambda stacked: jax.lax.map(lambda a: fn(*a), stacked)), (_stack([self.parts[i][1] for i in members]),)
 
     def submit(self) -> None:
-        """Lower the parts (as one program when there are several) and hand them to the compilers."""
+        """Pad, group and lower the parts (as one program when there are several) and hand them to the compilers."""
         if not self.parts:
             return
+        self._pad()
+        for index, (_, _, key) in enumerate(self.parts):
+            self.groups.setdefault(("part", index) if key is None else key, []).append(index)
         groups = [self._group(members) for members in self.groups.values()]
         if len(self.parts) > 1:
             fns = [fn for fn, _ in groups]
@@ -370,7 +386,7 @@ class _Bundle:
         if len(members) == 1:
             return out
         position = members.index(index)
-        return jax.tree.map(lambda leaf: leaf[position], out)
+        return jax.tree.map(lambda leaf: np.asarray(leaf)[position], out)
 
 
 @dataclass
@@ -581,7 +597,7 @@ def _plan_pair(method, problem, ref_method, jobs, programs, references, bundle: 
                 if shared in programs:      # the reference's program is already compiled for another target
                     references[target.name] = _Call(programs[shared], prepared.args)
                 elif prepared.compiled:
-                    references[target.name] = bundle.add(prepared.fn, prepared.args, shared)
+                    references[target.name] = bundle.add(prepared.fn, prepared.args, shared, prepared.padding)
                 else:  # e.g. torch as the reference: called as is
                     references[target.name] = _Program(prepared.fn, prepared.args, False, pool)
             except Exception as error:

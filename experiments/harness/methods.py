@@ -89,6 +89,20 @@ class Prepared:
     evaluations: Mapping[str, Any] = field(default_factory=dict)
     compiled: bool = True
     program: Any = None
+    padding: "Padding | None" = None
+
+
+@dataclass(frozen=True)
+class Padding:
+    """How a method computes the same gradient with its Runge-Kutta tableau padded to more
+    stages (`integrators.RungeKutta.padded`: zero coefficients, so the same map up to exact
+    zeros). The harness uses it for programs it runs once, untimed: the references of
+    tableaux with different stage counts but one `key` (field, grid, loss, explicitness)
+    become one program, padded to the largest `stages` among them."""
+
+    key: Any
+    stages: int
+    prepare: Callable[[int], Prepared]
 
 
 class Method(abc.ABC):
@@ -222,18 +236,22 @@ def sweep_evaluations(problem: Problem, memory: integrators.Memory) -> dict:
     return {"unit": _unit(problem), "f": forward * s + recompute, "vjp": backward * s, "jvp": 0}
 
 
-def coefficient_form(problem: Problem) -> tuple[Callable, tuple, Any]:
+def coefficient_form(problem: Problem, stages: int | None = None) -> tuple[Callable, tuple, Any]:
     """`(system_at, extra_args, program)`: the problem's system as a function of `extra_args`.
 
     For a Runge-Kutta discretisation the extra argument is its coefficients
     `(a, b, c)` (`integrators.RungeKutta.with_coefficients`), and `program` names
     the field, the grid and the stage `structure`: every tableau with that
-    structure on that field, grid and loss runs the same compiled program. Any
-    other system is closed over (`extra_args = ()`, `program = None`).
+    structure on that field, grid and loss runs the same compiled program. With
+    `stages`, the tableau is first padded to that many stages
+    (`integrators.RungeKutta.padded`). Any other system is closed over
+    (`extra_args = ()`, `program = None`).
     """
     system = problem.system
     if not isinstance(system, integrators.RungeKutta):
         return (lambda: system), (), None
+    if stages is not None:
+        system = system.padded(stages)
     coefficients = system.with_coefficients(dtype=problem.dtype).coefficients
     program = (id(system.field), id(system.ts), id(problem.loss), system.structure)
     return system.with_coefficients, (coefficients,), program
@@ -251,15 +269,23 @@ class JaxGrad(Method):
     description = "jax.grad through integrators.forward (store-all reverse mode)"
 
     def prepare(self, problem):
-        system_at, extra, program = coefficient_form(problem)
+        return self._prepare(problem)
+
+    def _prepare(self, problem, stages: int | None = None):
+        """`stages`: compute with the tableau padded to that many stages (`Padding`)."""
+        system_at, extra, program = coefficient_form(problem, stages)
 
         def fn(theta, x0, *extra):
             system = system_at(*extra)
             return jax.grad(lambda th: problem.loss(integrators.output(system, th, x0)))(theta), {}
 
-        n = problem.steps * problem.stages
+        n = problem.steps * (stages or problem.stages)
+        padding = None
+        if program is not None:
+            field_grid_loss, (kind, s, *rest) = program[:3], program[3]
+            padding = Padding((self.name, field_grid_loss, kind, *rest), s, lambda more: self._prepare(problem, more))
         return Prepared(fn, (problem.theta, problem.x0, *extra), {"unit": _unit(problem), "f": n, "vjp": n, "jvp": 0},
-                        program=program and (self.name, program))
+                        program=program and (self.name, program), padding=padding)
 
 
 class ForwardMode(Method):

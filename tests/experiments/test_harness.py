@@ -295,6 +295,35 @@ def test_tableaux_of_one_structure_share_one_program_and_keep_their_own_answers(
     assert rel_l2(gradients[1], gradients[2]) > 1e-8 and rel_l2(gradients[0], gradients[1]) > 1e-8
 
 
+def test_references_of_different_stage_counts_are_one_padded_program(monkeypatch):
+    """The untimed references of euler, heun, kutta3 and dopri5 (1, 2, 3, 7 explicit stages) are
+    one program padded to 7 stages, those of gauss-legendre-1 and -3 one padded to 3
+    (`Prepared.padding`). Each cell must still pass against its own tableau's reference, and
+    hold `jax.grad` of its own unpadded map, computed outside the harness."""
+    from experiments.harness import comparison as comparison_module
+
+    sizes = []
+    submit = comparison_module._Bundle.submit
+
+    def recording_submit(bundle):
+        submit(bundle)
+        sizes.extend(len(members) for members in bundle.groups.values())
+
+    monkeypatch.setattr(comparison_module._Bundle, "submit", recording_submit)
+    schemes = ["euler", "heun", "kutta3", "dopri5", "gauss-legendre-1", "gauss-legendre-3"]
+    names = [f"least-action-{s}" for s in schemes]
+    comparison = harness.compare(problems=["pendulum-rk4"], methods=names, repeats=1, budget=0.01, processes=1)
+    assert sorted(sizes)[-2:] == [2, 4]                 # the two implicit, the four explicit tableaux
+    problem = harness.problem_named("pendulum-rk4")
+    for scheme, name in zip(schemes, names):
+        cell = comparison.cell(name, "pendulum-rk4")
+        assert cell.status == "pass" and cell.relative_error <= 1e-12, (name, cell.reason)
+        system = integrators.discretise(problem.field, problem.ts, scheme)
+        expected = jax.grad(lambda th: problem.loss(integrators.output(system, th, problem.x0)))(problem.theta)
+        # float64; implicit stages are Newton-solved to 1e-14 in both maps
+        assert rel_l2(cell.gradient, expected) <= 1e-12, name
+
+
 @pytest.mark.parametrize("seconds, budget, repeats, calls", [
     (0.05, 0.01, 5, 1),   # the warm-up call exceeds the budget: it is the one timed call, no other call
     (0.0, 10.0, 3, 4),    # fast: one warm-up and `repeats` timed calls

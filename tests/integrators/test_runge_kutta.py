@@ -105,3 +105,27 @@ def test_order_is_kept_with_coefficients_as_data():
         abc = tuple(jnp.asarray(v) for v in (rk38.a, rk38.b, rk38.c))
         errors.append(float(jnp.max(jnp.abs(I.output(rk4(steps).with_coefficients(abc), theta, x0) - exact))))
     assert 3.7 <= np.log2(errors[0] / errors[1]) <= 4.3
+
+
+@pytest.mark.parametrize("name", sorted(I.TABLEAUX))
+def test_padding_a_tableau_changes_neither_the_map_nor_its_gradient(name):
+    # padded to the largest stage count of its kind: the added stages have zero coefficients,
+    # so every added term is an exact zero; the gradient is checked with jax.grad (the reference)
+    field, ts, theta, x0, loss = _setup()
+    plain = I.discretise(field, ts, name)
+    padded = plain.padded(7 if plain.tableau.explicit else 3)
+    assert padded.tableau.explicit == plain.tableau.explicit
+    assert padded.structure == plain.padded(padded.tableau.stages).structure
+
+    def grad(system):
+        return jax.grad(lambda th: loss(I.output(system, th, x0)))(theta)
+
+    # explicit: the same arithmetic plus exact zeros; implicit: Newton on a block-diagonal
+    # system whose added block is the identity (measured 0 here, and at most 1.6e-16 elsewhere)
+    assert rel_l2(I.output(padded.with_coefficients(), theta, x0), I.output(plain, theta, x0)) <= 1e-15
+    assert rel_l2(grad(padded.with_coefficients()), grad(plain)) <= 1e-14
+
+
+def test_a_tableau_cannot_be_padded_to_fewer_stages():
+    with pytest.raises(ValueError, match="'rk4' has 4 stages; cannot pad it to 2"):
+        I.RK4.padded(2)
