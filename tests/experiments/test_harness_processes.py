@@ -10,7 +10,7 @@ import pytest
 
 from experiments import harness
 from experiments.harness import problems as problem_registry
-from experiments.harness.processes import compare_in_processes, families
+from experiments.harness.processes import WORKER_XLA_FLAGS, compare_in_processes, families, worker_xla_flags
 
 PROBLEMS = ["mlp", "linear-rk4"]
 METHODS = ["jax-grad", "least-action"]
@@ -29,6 +29,15 @@ def test_families_stay_together_heaviest_first():
     assert queue == [["a-euler", "a-rk4"], ["b-rk4"], ["mlp"], ["resnet"]]
     # without scheme methods every problem weighs the same: the two-member family, then the given order
     assert families(problems, METHODS) == [["a-euler", "a-rk4"], ["mlp"], ["resnet"], ["b-rk4"]]
+
+
+def test_worker_flags_keep_the_callers_values():
+    # the test suite compiles at -O0 (conftest): its workers must too, and still get the other flags
+    flags = worker_xla_flags("--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true").split()
+    assert "--xla_backend_optimization_level=0" in flags and "--xla_backend_optimization_level=2" not in flags
+    assert "--xla_llvm_disable_expensive_passes=true" in flags
+    assert {"--xla_cpu_use_fusion_emitters=false", "intra_op_parallelism_threads=1"} <= set(flags)
+    assert worker_xla_flags("").split() == WORKER_XLA_FLAGS.split()
 
 
 @pytest.fixture(scope="module")
