@@ -39,7 +39,7 @@ import numpy as np
 
 from . import methods as method_registry
 from . import problems as problem_registry
-from .methods import Method
+from .methods import Method, Padding
 from .metrics import compile_lowered, gradient_errors, time_calls
 from .problems import Problem
 
@@ -332,7 +332,7 @@ class _Bundle:
     def __init__(self, pool: ThreadPoolExecutor):
         self.pool = pool
         self.parts: list[tuple[Callable, tuple, Any]] = []   # (fn, args, program key)
-        self.paddings: dict[int, Any] = {}                   # part -> its `Padding`
+        self.paddings: dict[int, Padding] = {}               # part -> its `Padding`
         self.groups: dict[Any, list[int]] = {}
         self.programs: list[_Program] = []
         self._split = False

@@ -74,6 +74,8 @@ class Prepared:
     `program`, when set, names the function `fn` computes of its `args`: the
     harness compiles one program per `program` (and argument shapes) and calls
     it with each `args` (e.g. every explicit 4-stage tableau on one field).
+    `padding`, when set, says how to compute the same gradient with the
+    tableau padded to more stages (`Padding`; used for untimed references).
 
     Example:
         >>> from experiments import harness
