@@ -92,6 +92,8 @@ class ButcherTableau:
             (7, True, (0.5, 0.5, 0.0))
         """
         s = self.stages
+        if not isinstance(stages, (int, np.integer)) or isinstance(stages, bool):
+            raise ValueError(f"tableau {self.name!r}: the stage count to pad to must be an integer; got {stages!r}")
         if stages < s:
             raise ValueError(f"tableau {self.name!r} has {s} stages; cannot pad it to {stages}")
         extra = (0.0,) * (stages - s)

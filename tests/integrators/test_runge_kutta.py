@@ -129,3 +129,5 @@ def test_padding_a_tableau_changes_neither_the_map_nor_its_gradient(name):
 def test_a_tableau_cannot_be_padded_to_fewer_stages():
     with pytest.raises(ValueError, match="'rk4' has 4 stages; cannot pad it to 2"):
         I.RK4.padded(2)
+    with pytest.raises(ValueError, match="'rk4': the stage count to pad to must be an integer; got 7.5"):
+        I.RK4.padded(7.5)
