@@ -13,20 +13,16 @@ worker that finishes one family gets the next, so the workers finish within
 about one light family of each other. The cells are merged back into the
 order a single process would give.
 
-Each worker runs XLA on one thread (``intra_op_parallelism_threads=1``):
-two workers then time their programs on one core each instead of competing
-for both, and the reported times are single-threaded (`Comparison.processes`
-says how the comparison was run). Workers also compile with XLA's classic
-elemental fusion emitter instead of its MLIR fusion emitters
-(``--xla_cpu_use_fusion_emitters=false``): on the harness's few hundred small
-programs that takes 10-30% less compile time (measured on node-d16:
-12.9-16.4 CPU-s against 18.0-18.3 CPU-s for eight typical programs; a whole
-cold comparison 495 against 558 CPU-s), with no systematic change in the
-timed run times (geometric mean of the run-time ratios 0.95 over 218 cells)
-and none in the errors (the largest project-method error is 6.0e-15 either way).
-They compile at LLVM -O2 instead of XLA's default -O3: another 10-15% less
-compile time on the same eight programs (8.3-8.7 against 9.7-10.3 CPU-s) with
-run times unchanged within the noise (0.1-11 ms programs).
+Each worker process is pinned to one core (`os.sched_setaffinity`, where the
+platform has it; worker `i` gets the `i`-th core the caller may use), so XLA
+sizes its thread pools to one thread: two workers then time their programs on
+a core each instead of competing for both, and the reported times are
+single-threaded (`Comparison.processes` gives each worker's cores, as the worker
+read them). `XLA_FLAGS` cannot do this in jax 0.10: with
+``--xla_cpu_multi_thread_eigen=false`` a 1500 x 1500 matrix product still ran
+on two threads (0.38 s wall, 0.75 s CPU for ten), pinned it runs on one (0.80 s,
+0.80 s). The compiler settings of every harness program are in
+`experiments.harness.comparison.COMPILER_OPTIONS`.
 """
 
 from __future__ import annotations
@@ -44,25 +40,14 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-WORKER_XLA_FLAGS = ("--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-                    " --xla_cpu_use_fusion_emitters=false --xla_backend_optimization_level=2")
-"""`XLA_FLAGS` of a worker process: one XLA thread per process, the classic fusion emitter,
-LLVM at -O2. A flag already set in the caller's `XLA_FLAGS` keeps the caller's value."""
 
+def cores() -> list[int] | None:
+    """The cores this process may run on (`os.sched_getaffinity`), `None` where the platform
+    does not say (workers are then not pinned)."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    return sorted(os.sched_getaffinity(0))
 
-def worker_xla_flags(existing: str) -> str:
-    """`existing` (the caller's `XLA_FLAGS`) plus each of `WORKER_XLA_FLAGS` it does not set.
-
-    Example:
-        >>> from experiments.harness import processes
-        >>> processes.worker_xla_flags("--xla_backend_optimization_level=0").split()[0]
-        '--xla_backend_optimization_level=0'
-        >>> processes.worker_xla_flags("").count("optimization_level")
-        1
-    """
-    given = {flag.split("=")[0].lstrip("-") for flag in existing.split()}
-    extra = [flag for flag in WORKER_XLA_FLAGS.split() if flag.split("=")[0].lstrip("-") not in given]
-    return " ".join([existing.strip(), *extra]).strip()
 
 _PREFIX = "@leastaction-compare "
 """Lines a worker prints for the parent (progress and log); other output is ignored."""
@@ -98,6 +83,8 @@ def _worker(spec_path: Path) -> None:
     """Run the families named on stdin (one JSON list of problem names per line), each pickling
     its `Comparison` to a numbered file next to `spec_path` and announcing it; exit at end of input."""
     spec = pickle.loads(spec_path.read_bytes())
+    if spec.get("core") is not None:  # before XLA sizes its thread pools
+        os.sched_setaffinity(0, {spec["core"]})
     import jax
 
     import experiments  # noqa: F401  (turns on float64)
@@ -115,6 +102,7 @@ def _worker(spec_path: Path) -> None:
         comparison = compare(problems=json.loads(line), methods=spec["methods"], processes=1, workers=1,
                              progress=lambda done, total, text: say("progress", text),
                              log=lambda line: say("log", line), **spec["options"])
+        comparison.processes = [{"cores": cores()}]
         result = spec_path.with_suffix(f".{number}.result")
         result.write_bytes(pickle.dumps(comparison))
         say("done", str(result))
@@ -131,7 +119,7 @@ def _read_lines(index: int, stream, messages: queue_module.Queue) -> None:
 class _Worker:
     """One worker process, the families it was given, and when it last finished one."""
 
-    def __init__(self, index: int, scratch: Path, spec: dict, environment: dict, messages: queue_module.Queue):
+    def __init__(self, index: int, scratch: Path, spec: dict, messages: queue_module.Queue):
         self.spec = scratch / f"worker{index}.spec"
         self.spec.write_bytes(pickle.dumps(spec))
         self.stderr = open(scratch / f"worker{index}.stderr", "w+")
@@ -139,7 +127,7 @@ class _Worker:
         self.results: list[Path] = []
         self.process = subprocess.Popen([sys.executable, "-m", "experiments.harness.processes", str(self.spec)],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
-                                        text=True, env=environment)
+                                        text=True)
         self.reader = threading.Thread(target=_read_lines, args=(index, self.process.stdout, messages), daemon=True)
         self.reader.start()
         self.seconds = 0.0
@@ -182,13 +170,14 @@ def compare_in_processes(
     problem_names = [p.name for p in problems]
     pending = collections.deque(families(problems, method_names))
     total, done = 2 * len(problem_names) * len(method_names), 0
-    environment = dict(os.environ, XLA_FLAGS=worker_xla_flags(os.environ.get("XLA_FLAGS", "")))
+    available = cores()
     messages: queue_module.Queue = queue_module.Queue()
     spec = {"methods": list(method_names), "options": options, "cache_dir": jax.config.jax_compilation_cache_dir}
     with tempfile.TemporaryDirectory(prefix="leastaction-compare-") as scratch:
         workers = []
         for index in range(min(processes, len(pending))):
-            worker = _Worker(index, Path(scratch), spec, environment, messages)
+            core = None if available is None else available[index % len(available)]
+            worker = _Worker(index, Path(scratch), dict(spec, core=core), messages)
             worker.give(pending.popleft())
             workers.append(worker)
         running = len(workers)
@@ -232,8 +221,9 @@ def compare_in_processes(
         phase_seconds={f"{phase} (slowest process)": max(sum(c.phase_seconds[phase] for c in results)
                                                          for _, results in parts)
                        for phase in ("trace", "compile", "measure")},
-        processes=[{"problems": [n for family in worker.given for n in family], "wall_seconds": worker.seconds}
-                   for worker, _ in parts],
+        processes=[{"problems": [n for family in worker.given for n in family], "wall_seconds": worker.seconds,
+                    "cores": results[0].processes[0]["cores"] if results else None}
+                   for worker, results in parts],
     )
 
 

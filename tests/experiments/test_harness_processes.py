@@ -10,7 +10,7 @@ import pytest
 
 from experiments import harness
 from experiments.harness import problems as problem_registry
-from experiments.harness.processes import WORKER_XLA_FLAGS, compare_in_processes, families, worker_xla_flags
+from experiments.harness.processes import compare_in_processes, cores, families
 
 PROBLEMS = ["mlp", "linear-rk4"]
 METHODS = ["jax-grad", "least-action"]
@@ -29,15 +29,6 @@ def test_families_stay_together_heaviest_first():
     assert queue == [["a-euler", "a-rk4"], ["b-rk4"], ["mlp"], ["resnet"]]
     # without scheme methods every problem weighs the same: the two-member family, then the given order
     assert families(problems, METHODS) == [["a-euler", "a-rk4"], ["mlp"], ["resnet"], ["b-rk4"]]
-
-
-def test_worker_flags_keep_the_callers_values():
-    # the test suite compiles at -O0 (conftest): its workers must too, and still get the other flags
-    flags = worker_xla_flags("--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true").split()
-    assert "--xla_backend_optimization_level=0" in flags and "--xla_backend_optimization_level=2" not in flags
-    assert "--xla_llvm_disable_expensive_passes=true" in flags
-    assert {"--xla_cpu_use_fusion_emitters=false", "intra_op_parallelism_threads=1"} <= set(flags)
-    assert worker_xla_flags("").split() == WORKER_XLA_FLAGS.split()
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +60,17 @@ def test_processes_give_the_cells_of_one_process(both):
         for x, y in zip(jax.tree.leaves(a.gradient), jax.tree.leaves(b.gradient), strict=True):
             np.testing.assert_allclose(y, x, rtol=1e-12, atol=1e-15)
     assert split.summary()["passed"] and split.summary()["max_project_relative_error"] <= 1e-12
+
+
+def test_each_worker_runs_on_its_own_core(both):
+    _, split = both
+    available = cores()
+    if available is None:
+        pytest.skip("this platform does not say which cores a process may use (no os.sched_getaffinity)")
+    if len(available) < 2:
+        pytest.skip(f"one core available ({available}): both workers share it")
+    # as each worker read its own affinity: one core each, different cores, so timings are single-threaded
+    assert [p["cores"] for p in split.processes] == [[available[0]], [available[1]]]
 
 
 def test_objects_and_runtime_registrations_stay_in_this_process():
