@@ -113,6 +113,7 @@ class Comparison:
     wall_seconds: float
     phase_seconds: dict[str, float] = field(default_factory=dict)
     processes: list[dict] | None = None
+    compiler_options: dict = field(default_factory=dict)
 
     def cell(self, method: str, problem: str) -> Cell:
         for c in self.cells:
@@ -145,6 +146,7 @@ class Comparison:
             "dtype": self.dtype,
             "reference": self.reference,
             "seed": self.seed,
+            "compiler_options": {"timed": self.compiler_options, "reference": REFERENCE_COMPILER_OPTIONS},
             "problems": self.problems,
             "methods": self.methods,
             "cells": [c.as_dict() for c in self.cells],
@@ -244,24 +246,30 @@ def _numpy(tree):
     return jax.tree.map(lambda a: np.asarray(a), tree)
 
 
-COMPILER_OPTIONS = {"xla_backend_optimization_level": 2}
-"""XLA compiler options of the programs the harness times: LLVM at -O2 instead of XLA's
-default -O3, which compiles the harness's small programs in 10-30% less time with the
-same run times (measured one core, on eleven resnet and node-d16 programs: compile
-0.24-2.2 s against 0.35-2.4 s, run times within 5% either way, the run-to-run noise).
-
-Options are passed to `compile`: `XLA_FLAGS` does not reach them in jax 0.10 (the same
-settings in `XLA_FLAGS` left the compile times unchanged)."""
+TIMED_COMPILER_OPTIONS = {"xla_backend_optimization_level": 2}
+"""XLA compiler options of the programs the harness times (`compare(compiler_options=...)`;
+``{}`` compiles them with XLA's defaults, as `jax.jit` does): LLVM at -O2 instead of XLA's
+-O3. On eleven resnet and node-d16 programs, compiled on one core, that is 11% less
+compile time (11.2 against 12.6 CPU-s). Run times move by program, as between any two
+optimisation levels: in interleaved calls from 0.98 to 1.43 times XLA's default
+(1.43: relaxation on the recurrent network, 1.27: forward mode on it, 1.08: forward mode
+on the ResNet, 0.98-1.01: a Gauss-Legendre sweep and the plain sweep). Over whole
+comparisons there is no systematic change: the geometric mean of the per-cell time ratios
+between -O2 and default runs was 0.97-1.07, within the spread of two runs of one setting."""
 
 REFERENCE_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True,
                               "xla_cpu_use_fusion_emitters": False}
-"""Untimed reference programs (the reference gradient on a re-discretised target)
-are compiled with fewer optimisation passes and XLA's classic elemental fusion
-emitter instead of its MLIR fusion emitters: they run once, so compile time dominates
-(on the pendulum's programs, 3.0 CPU-s against 7.6 with the MLIR emitters at -O0).
-The classic emitter is not used for timed programs: it ran some of them up to 1.6
-times slower (forward mode and finite differences, whose columns are batched).
-IEEE semantics are kept (no fast-math), so only rounding can differ."""
+"""XLA compiler options of the untimed reference programs (the reference gradient on a
+re-discretised target): fewer optimisation passes and XLA's classic elemental fusion
+emitter instead of its MLIR fusion emitters. They run once, so compile time dominates
+(eleven of the pendulum's method programs: 3.0 CPU-s of compile against 7.6 with the
+MLIR emitters at -O0 and 10.5 with XLA's defaults). IEEE semantics are kept (no
+fast-math), so only rounding can differ. The classic emitter is not used for timed
+programs: it ran some of them up to 1.6 times slower (forward mode and finite
+differences, whose columns are batched).
+
+Options are passed to `compile`: `XLA_FLAGS` does not reach them in jax 0.10 (the same
+settings in `XLA_FLAGS` left the compile times unchanged)."""
 
 
 class _Program:
@@ -271,7 +279,7 @@ class _Program:
     (`Prepared.program`) is called by each with its own arguments.
     """
 
-    def __init__(self, fn, args, compiled: bool, pool: ThreadPoolExecutor, options: dict = COMPILER_OPTIONS,
+    def __init__(self, fn, args, compiled: bool, pool: ThreadPoolExecutor, options: dict | None = None,
                  owner: str | None = None):
         self.fn, self.args, self.compiled, self.owner = fn, args, compiled, owner
         self.future: Future | None = None
@@ -450,6 +458,7 @@ def compare(
     seed: int = 0,
     repeats: int = 5,
     budget: float = 0.5,
+    compiler_options: dict | None = None,
     workers: int | None = None,
     processes: int | None = None,
     progress: Callable[[int, int, str], None] | None = None,
@@ -466,6 +475,8 @@ def compare(
         seed: seed of the registered problems' weights and batches.
         repeats: timing: at most `repeats` warm calls (at least one).
         budget: timing: stop the warm calls after `budget` seconds.
+        compiler_options: XLA options of the timed programs (default
+            `TIMED_COMPILER_OPTIONS`; ``{}``: XLA's defaults).
         workers: threads compiling XLA programs (default: the number of CPUs).
         processes: worker processes the problems are split over, by family
             (`experiments.harness.processes`; default: the number of CPUs). Only
@@ -488,6 +499,7 @@ def compare(
         (True, True)
     """
     started = time.perf_counter()
+    compiler_options = TIMED_COMPILER_OPTIONS if compiler_options is None else dict(compiler_options)
     dtype_value = problem_registry.dtype_named(dtype)
     ref_method = method_registry.method_named(reference)
     if ref_method.kind == "project":
@@ -503,7 +515,8 @@ def compare(
     if specs is not None and len({s.family for s in specs}) > 1:
         from .processes import compare_in_processes
 
-        options = dict(reference=reference, dtype=dtype, seed=seed, repeats=repeats, budget=budget)
+        options = dict(reference=reference, dtype=dtype, seed=seed, repeats=repeats, budget=budget,
+                       compiler_options=compiler_options)
         return compare_in_processes(specs, [m.name for m in method_list], processes, options, progress, log)
     problem_list = _resolve_problems(problems, seed, dtype_value)
     total, done = 2 * len(problem_list) * len(method_list), 0
@@ -522,7 +535,8 @@ def compare(
             rows, bundle = {}, _Bundle(pool)
             _plan_continuous(problem, continuous, bundle, log)
             for method in order:
-                rows[method.name] = _plan_pair(method, problem, ref_method, jobs, programs, references, bundle)
+                rows[method.name] = _plan_pair(method, problem, ref_method, jobs, programs, references, bundle,
+                                             compiler_options)
                 done += 1
                 progress(done, total, f"prepared {method.name} on {problem.name}")
             bundle.submit()
@@ -561,6 +575,7 @@ def compare(
         wall_seconds=time.perf_counter() - started,
         phase_seconds={"trace": traced - started, "compile": compiled - traced,
                        "measure": time.perf_counter() - compiled},
+        compiler_options=compiler_options,
     )
 
 
@@ -579,7 +594,7 @@ def _plan_continuous(problem: Problem, continuous: dict, bundle: _Bundle, log) -
         continuous[problem.family] = None
 
 
-def _plan_pair(method, problem, ref_method, jobs, programs, references, bundle: _Bundle):
+def _plan_pair(method, problem, ref_method, jobs, programs, references, bundle: _Bundle, options: dict):
     """`(reason, None)` for an n/a pair, else `(None, job key)` with the job and its reference planned
     (a reference not computed by a timed program goes into `bundle`)."""
     pool = bundle.pool
@@ -594,7 +609,7 @@ def _plan_pair(method, problem, ref_method, jobs, programs, references, bundle: 
             prepared = method.prepare(target)
             job.evaluations = dict(prepared.evaluations)
             job.args = prepared.args
-            job.program = _timed_program(prepared, programs, pool, f"{method.name} on {target.name}")
+            job.program = _timed_program(prepared, programs, pool, f"{method.name} on {target.name}", options)
         except Exception as error:
             job.error = _describe(error)
         jobs[key] = job
@@ -619,12 +634,12 @@ def _plan_pair(method, problem, ref_method, jobs, programs, references, bundle: 
     return None, key
 
 
-def _timed_program(prepared, programs: dict, pool, owner: str) -> _Program:
+def _timed_program(prepared, programs: dict, pool, owner: str, options: dict) -> _Program:
     """The program of a timed job: the one already lowered under its `_program_key`, or a new one."""
     shared = _program_key(prepared)
     if shared in programs:
         return programs[shared]
-    program = _Program(prepared.fn, prepared.args, prepared.compiled, pool, owner=owner)
+    program = _Program(prepared.fn, prepared.args, prepared.compiled, pool, options, owner=owner)
     if shared is not None and program.error is None:
         programs[shared] = program
     return program

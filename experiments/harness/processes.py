@@ -21,8 +21,9 @@ single-threaded (`Comparison.processes` gives each worker's cores, as the worker
 read them). `XLA_FLAGS` cannot do this in jax 0.10: with
 ``--xla_cpu_multi_thread_eigen=false`` a 1500 x 1500 matrix product still ran
 on two threads (0.38 s wall, 0.75 s CPU for ten), pinned it runs on one (0.80 s,
-0.80 s). The compiler settings of every harness program are in
-`experiments.harness.comparison.COMPILER_OPTIONS`.
+0.80 s). The compiler settings of the untimed references are in
+`experiments.harness.comparison.REFERENCE_COMPILER_OPTIONS`; timed programs are
+compiled with XLA's defaults.
 """
 
 from __future__ import annotations
@@ -214,6 +215,7 @@ def compare_in_processes(
         dtype=first.dtype,
         reference=first.reference,
         seed=first.seed,
+        compiler_options=first.compiler_options,
         problems={name: summaries[name] for name in problem_names},
         methods=first.methods,
         cells=[by_pair[(m, p)] for p in problem_names for m in method_names],

@@ -245,6 +245,19 @@ def test_a_method_that_raises_is_an_error_not_a_crash():
     assert comparison.failures() == [cell]
 
 
+@pytest.mark.parametrize("processes", [1, 2])
+def test_compiler_options_reach_the_timed_programs(processes):
+    # an option XLA does not know fails every timed program: they were compiled with the options given
+    comparison = harness.compare(problems=["linear-rk4", "mlp"], methods=["least-action", "tension"], repeats=1,
+                                 compiler_options={"xla_no_such_option": True}, processes=processes)
+    assert {c.status for c in comparison.cells} == {"error"}
+    assert all("xla_no_such_option" in c.reason for c in comparison.cells)
+    assert comparison.as_dict()["compiler_options"]["timed"] == {"xla_no_such_option": True}
+    default = harness.compare(problems=["linear-rk4"], methods=["least-action"], repeats=1, processes=1)
+    assert default.compiler_options == harness.comparison.TIMED_COMPILER_OPTIONS
+    assert default.summary()["passed"]
+
+
 def test_a_reference_that_fails_to_trace_fails_only_its_own_cells(monkeypatch):
     """The untimed references of a problem are lowered as one program; when one of them
     cannot be lowered, each is lowered alone, so only the cells of that target lose their
