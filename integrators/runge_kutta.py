@@ -76,8 +76,13 @@ class RungeKutta(Discretisation):
     def structure(self) -> Hashable:
         """Everything static about a step except the tableau's numbers: two discretisations of one
         field and grid with equal `structure` run one program when their coefficients are arrays."""
-        tab = self.tableau
-        return ("runge-kutta", tab.stages, tab.explicit, self.rtol, self.atol, self.max_newton_steps)
+        return (*self.padding_structure, self.tableau.stages)
+
+    @property
+    def padding_structure(self) -> Hashable:
+        """`structure` without the stage count: two discretisations of one field and grid with
+        equal `padding_structure`, padded to one stage count (`padded`), run one program."""
+        return ("runge-kutta", self.tableau.explicit, self.rtol, self.atol, self.max_newton_steps)
 
     def with_coefficients(self, coefficients=None, dtype=None) -> "RungeKutta":
         """The same discretisation computing with `coefficients = (a, b, c)` passed as arrays

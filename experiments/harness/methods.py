@@ -284,8 +284,8 @@ class JaxGrad(Method):
         n = problem.steps * (stages or problem.stages)
         padding = None
         if program is not None:
-            field_grid_loss, (kind, s, *rest) = program[:3], program[3]
-            padding = Padding((self.name, field_grid_loss, kind, *rest), s, lambda more: self._prepare(problem, more))
+            key = (self.name, program[:3], problem.system.padding_structure)   # field, grid, loss; not the stages
+            padding = Padding(key, problem.system.tableau.stages, lambda more: self._prepare(problem, more))
         return Prepared(fn, (problem.theta, problem.x0, *extra), {"unit": _unit(problem), "f": n, "vjp": n, "jvp": 0},
                         program=program and (self.name, program), padding=padding)
 

@@ -116,6 +116,7 @@ def test_padding_a_tableau_changes_neither_the_map_nor_its_gradient(name):
     padded = plain.padded(7 if plain.tableau.explicit else 3)
     assert padded.tableau.explicit == plain.tableau.explicit
     assert padded.structure == plain.padded(padded.tableau.stages).structure
+    assert padded.padding_structure == plain.padding_structure != padded.structure   # the key padding shares
 
     def grad(system):
         return jax.grad(lambda th: loss(I.output(system, th, x0)))(theta)
