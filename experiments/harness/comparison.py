@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -499,6 +499,9 @@ def compare(
         (True, True)
     """
     started = time.perf_counter()
+    if compiler_options is not None and not (isinstance(compiler_options, Mapping)
+                                             and all(isinstance(k, str) for k in compiler_options)):
+        raise ValueError(f"compiler_options must map XLA option names to values; got {compiler_options!r}")
     compiler_options = TIMED_COMPILER_OPTIONS if compiler_options is None else dict(compiler_options)
     dtype_value = problem_registry.dtype_named(dtype)
     ref_method = method_registry.method_named(reference)

@@ -21,9 +21,9 @@ single-threaded (`Comparison.processes` gives each worker's cores, as the worker
 read them). `XLA_FLAGS` cannot do this in jax 0.10: with
 ``--xla_cpu_multi_thread_eigen=false`` a 1500 x 1500 matrix product still ran
 on two threads (0.38 s wall, 0.75 s CPU for ten), pinned it runs on one (0.80 s,
-0.80 s). The compiler settings of the untimed references are in
-`experiments.harness.comparison.REFERENCE_COMPILER_OPTIONS`; timed programs are
-compiled with XLA's defaults.
+0.80 s). The compiler settings of the timed and the untimed programs are in
+`experiments.harness.comparison` (`TIMED_COMPILER_OPTIONS`,
+`REFERENCE_COMPILER_OPTIONS`).
 """
 
 from __future__ import annotations

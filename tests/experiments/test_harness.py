@@ -258,6 +258,12 @@ def test_compiler_options_reach_the_timed_programs(processes):
     assert default.summary()["passed"]
 
 
+@pytest.mark.parametrize("options", ["O2", ["xla_backend_optimization_level"], {2: "level"}])
+def test_compiler_options_that_are_not_a_mapping_of_names_are_refused(options):
+    with pytest.raises(ValueError, match="compiler_options must map XLA option names"):
+        harness.compare(problems=["linear-rk4"], methods=["least-action"], compiler_options=options)
+
+
 def test_a_reference_that_fails_to_trace_fails_only_its_own_cells(monkeypatch):
     """The untimed references of a problem are lowered as one program; when one of them
     cannot be lowered, each is lowered alone, so only the cells of that target lose their
