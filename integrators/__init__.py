@@ -5,7 +5,7 @@ from .adaptive import AdaptiveGrid, adaptive_grid
 from .differentiable import solve
 from .discretisation import Discretisation, uniform_grid
 from .discretise import REVERSIBLE, discretise, method_names
-from .memory import Checkpoint, Memory, Reversible, StoreAll, memory_named
+from .memory import MEMORIES, Checkpoint, Cost, Memory, Reversible, StoreAll, StoreStages, memory_named
 from .newton import newton_root
 from .partner import partner_tableau
 from .relax import (
@@ -21,8 +21,8 @@ from .relax import (
     saddle_flow_step,
 )
 from .reversible import AsynchronousLeapfrog, ReversibleHeun
-from .runge_kutta import RungeKutta
-from .solve import Solution, forward, output, sweep, tangent_sweep, tension
+from .runge_kutta import RungeKutta, StagePullback
+from .stationary import Solution, forward, output, sweep, tangent_sweep, tension
 from .splitting import Splitting
 from .tableau import (
     BOSH3,
@@ -54,8 +54,8 @@ __all__ = [
     "BOSH3", "DOPRI5", "EULER", "GAUSS1", "GAUSS2", "GAUSS3", "HEUN", "KUTTA3", "LEAPFROG",
     "LOBATTO_IIIA", "LOBATTO_IIIB", "MIDPOINT", "RALSTON", "REVERSIBLE", "RK4", "RK38", "SPLITTINGS",
     "SYMPLECTIC_EULER", "TABLEAUX", "TSIT5", "YOSHIDA4", "AdaptiveGrid", "AsynchronousLeapfrog", "ButcherTableau",
-    "Checkpoint", "Discretisation", "Memory", "Reversible", "ReversibleHeun", "RungeKutta",
-    "Solution", "Splitting", "SplittingTableau", "StoreAll", "adaptive_grid", "discretise", "forward",
+    "Checkpoint", "Cost", "Discretisation", "MEMORIES", "Memory", "Reversible", "ReversibleHeun", "RungeKutta",
+    "Solution", "Splitting", "SplittingTableau", "StagePullback", "StoreAll", "StoreStages", "adaptive_grid", "discretise", "forward",
     "memory_named", "method_names", "NewtonInTime", "newton_in_time", "newton_root", "output", "partner_tableau",
     "learn_while_relaxing", "relax", "RelaxedTraining", "Relaxation", "relaxation_step", "saddle_flow", "SaddleFlow", "saddle_flow_step", "solve", "sweep", "tableau",
     "tangent_sweep", "tension", "uniform_grid",

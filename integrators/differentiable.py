@@ -3,9 +3,9 @@
 `solve(system, theta, x0, memory=..., saveat=...)` returns the final state (or
 the states at the indices `saveat`) of the forward map. Under `jax.grad` /
 `jax.vjp` its backward pass is the project's conjugate sweep (wired in with
-`equinox.filter_custom_vjp`), so a loss written around it gets the exact
-discrete gradient with the chosen memory strategy, and the honesty rule holds:
-only `jax.vjp` of one layer map (or one evaluation of `f`) is ever taken.
+`equinox.filter_custom_vjp`), run by the memory strategy, so a loss written around
+it gets the exact discrete gradient, and the honesty rule holds: only the pullback
+of one layer map (or of one evaluation of `f`) is ever taken.
 
 A cotangent `c_k` on a saved state `x_k` enters the conjugate field as a jump,
 `p_k <- p_k + c_k`. Gradients reach `x0`, every floating-point leaf of
@@ -19,8 +19,7 @@ only when the grid is being differentiated). Other arrays a system holds
 (e.g. `Recurrent.inputs`) are constants: differentiating them is an error.
 Forward mode (`jax.jvp`) is refused by JAX with "can't apply forward-mode
 autodiff (jvp) to a custom_vjp function"; use `integrators.tangent_sweep` for
-tangents. Second derivatives through `solve` are not supported for the same
-reason.
+tangents.
 """
 
 import equinox as eqx
@@ -29,11 +28,12 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, PyTree
 
-from lagrangian import LayerMaps
+from lagrangian import LayerMaps, batched
 
+from . import _loop
 from .discretisation import Discretisation
 from .memory import Memory, StoreAll
-from .solve import _backward_pass, _check_memory, _embed, _forward_pass, _project, _pull_back_embed
+from .stationary import check_memory
 
 
 def solve(
@@ -49,7 +49,7 @@ def solve(
         system: the layer maps (a network, or a field discretised by `discretise`).
         theta: parameters (any pytree; an equinox module works).
         x0: initial state `(n,)` or batch `(B, n)`.
-        memory: `StoreAll()`, `Checkpoint(...)` or `Reversible()` for the backward pass.
+        memory: the strategy of `integrators.memory` for the backward pass.
         saveat: layer indices `k` (0..N) whose states to return: stacked along a
             leading axis (a tuple when the widths change); `None` returns `x_N`.
 
@@ -62,8 +62,12 @@ def solve(
         >>> sorted(grad)
         ['W', 'b']
     """
-    _check_memory(system, memory)
+    check_memory(system, memory)
     if saveat is not None:
+        saveat = tuple(saveat)
+        bad = [i for i in saveat if isinstance(i, bool) or not float(i).is_integer()]
+        if bad:
+            raise ValueError(f"saveat takes layer indices (integers 0..{system.depth}); got {bad[0]!r}")
         saveat = tuple(int(i) for i in saveat)
         if not saveat or any(not 0 <= i <= system.depth for i in saveat):
             raise ValueError(f"saveat indices must lie in 0..{system.depth}; got {saveat}")
@@ -78,11 +82,12 @@ def solve(
     return _solve((theta, jnp.asarray(x0), grid), system, memory, saveat)
 
 
-def _with_grid(system, grid):
-    """The system with its time grid put back (`solve` passes the grid as a differentiable input)."""
-    if grid is None:
-        return system
-    return eqx.tree_at(lambda s: s.ts, system, grid, is_leaf=lambda x: x is None)
+def _with_grid(system, grid, x0):
+    """The system for the states `x0`, with its time grid put back (`solve` passes the grid as a
+    differentiable input)."""
+    if grid is not None:
+        system = eqx.tree_at(lambda s: s.ts, system, grid, is_leaf=lambda x: x is None)
+    return batched(system, x0)
 
 
 def _unique(saveat):
@@ -94,42 +99,41 @@ def _unique(saveat):
 def _outputs(system, z_final, saved, saveat):
     """`x_N`, or the saved states (one per requested index, repeats included) through `project`."""
     if saveat is None:
-        return _project(system, z_final)
+        return system.project(z_final)
     _, positions = _unique(saveat)
     if isinstance(saved, tuple):
-        return tuple(_project(system, saved[i]) for i in positions)
-    return jax.vmap(lambda z: _project(system, z))(saved[jnp.asarray(positions)])
+        return tuple(system.project(saved[i]) for i in positions)
+    return jax.vmap(system.project)(saved[jnp.asarray(positions)])
+
+
+def _forward(params, system, memory, saveat, grid=False):
+    theta, x0, ts = params
+    system = _with_grid(system, ts, x0)
+    z0 = system.embed(x0, theta)
+    unique = None if saveat is None else _unique(saveat)[0]
+    z_final, residuals, saved = memory.forward(system, theta, z0, unique, grid)
+    return _outputs(system, z_final, saved, saveat), (z0, z_final, residuals, saved)
 
 
 @eqx.filter_custom_vjp
 def _solve(params, system, memory, saveat):
-    theta, x0, grid = params
-    system = _with_grid(system, grid)
-    unique = None if saveat is None else _unique(saveat)[0]
-    z_final, _, saved = _forward_pass(system, theta, _embed(system, x0, theta), store=False, saveat=unique)
-    return _outputs(system, z_final, saved, saveat)
+    return _forward(params, system, memory, saveat)[0]
 
 
 @_solve.def_fwd
 def _solve_fwd(perturbed, params, system, memory, saveat):
-    theta, x0, grid = params
-    system = _with_grid(system, grid)
-    z0 = _embed(system, x0, theta)
-    store = system.layout == "unrolled" or isinstance(memory, StoreAll)
-    unique = None if saveat is None else _unique(saveat)[0]
-    z_final, zs, saved = _forward_pass(system, theta, z0, store=store, saveat=unique)
-    return _outputs(system, z_final, saved, saveat), (z0, z_final, zs, saved)
+    return _forward(params, system, memory, saveat, grid=params[2] is not None and perturbed[2])
 
 
 @_solve.def_bwd
 def _solve_bwd(residuals, cotangent, perturbed, params, system, memory, saveat):
     """`p_N` from the output cotangent, jumps from the saved-state cotangents, then the sweep."""
-    theta, x0, grid = params
-    system = _with_grid(system, grid)
-    z0, z_final, zs, saved = residuals
+    theta, x0, ts = params
+    system = _with_grid(system, ts, x0)
+    z0, z_final, kept, saved = residuals
 
     def pull(z, c):
-        return jax.vjp(lambda z_: _project(system, z_), z)[1](c)[0]
+        return jax.vjp(system.project, z)[1](c)[0]
 
     jumps = None
     if saveat is None:
@@ -142,17 +146,12 @@ def _solve_bwd(residuals, cotangent, perturbed, params, system, memory, saveat):
             at[k] = at[k] + c if k in at else c
         p_final = at.pop(system.depth, jnp.zeros_like(z_final))
         if system.layout == "unrolled":
-            jumps = [at.get(k, 0.0) for k in range(system.depth)]
+            jumps = tuple(at.get(k, 0.0) for k in range(system.depth))
         else:
             jumps = jnp.zeros((system.depth + 1,) + z_final.shape, z_final.dtype)
             for k, c in at.items():
                 jumps = jumps.at[k].add(c)
-    wants_grid = grid is not None and perturbed[2]
-    p0, grads, _, _, grad_ts = _backward_pass(
-        system, theta, z0, z_final, zs, p_final, memory, jumps, grid=wants_grid
-    )
-    if not wants_grid:
-        grad_x0, grads = _pull_back_embed(system, theta, x0, p0, grads)
-        return grads, grad_x0, None
-    grad_x0, grads, grad_ts = _pull_back_embed(system, theta, x0, p0, grads, grad_ts)
-    return grads, grad_x0, grad_ts
+    grid = ts is not None and perturbed[2]
+    back = memory.backward(system, theta, z0, z_final, kept, p_final, jumps, grid=grid)
+    grad_x0, grads, grad_ts = _loop.pull_back_embed(system, theta, x0, back)
+    return grads, grad_x0, grad_ts if grid else None

@@ -9,6 +9,7 @@ adaptive grids) are identity maps.
 
 from typing import ClassVar
 
+import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
@@ -65,6 +66,11 @@ class Discretisation(LayerMaps):
             raise ValueError("time grid holds non-finite values")
         if not np.all(np.diff(ts) >= 0) or ts[-1] <= ts[0]:
             raise ValueError("time grid must be increasing (repeated final times are allowed as padding)")
+
+    def on_grid(self, k, pair: Float[Array, " 2"]) -> "Discretisation":
+        """This scheme on the one-step grid `pair = (t_k, t_{k+1})`: its layer 0 is layer `k`
+        (the time cotangents of one step are taken through it)."""
+        return eqx.tree_at(lambda s: s.ts, self, pair)
 
     def time(self, k, dtype):
         """`(t_k, h_k)` in the dtype of the state (a float64 grid does not promote float32 states)."""

@@ -1,33 +1,92 @@
-"""Memory strategies: how the conjugate sweep obtains the states `x_k` it reads.
+"""Memory strategies: how the conjugate sweep obtains what it reads at step `k`.
 
-The sweep runs backward from `p_N`; at step `k` it needs `x_k`. Three ways:
+The sweep runs backward from `p_N`; step `k` needs the pullback of `Phi_k` at `x_k`.
+Each strategy is one class that carries its own forward pass (what it keeps), its
+backward pass (where `x_k` comes from), its applicability check and its cost model,
+as diffrax's adjoints carry their `loop`:
 
-- `StoreAll`: keep every state from the forward sweep. Memory O(N).
-- `Checkpoint(levels)`: keep `m` states per level, `m = ceil(N^(1/levels))`,
-  and recompute the others segment by segment (recursive checkpointing).
-  Memory O(levels * N^(1/levels)) states for `levels` extra forward passes;
-  `Checkpoint.logarithmic()` picks `levels = ceil(log2 N)`, so `m = 2` and the
-  memory is O(log N) states for O(N log N) recomputation.
-- `Reversible()`: keep nothing; reconstruct `x_k` from `x_{k+1}` with the
-  scheme's algebraic inverse (`system.inverse`). Memory O(1) in `N`. The
-  reconstruction error is measured (at `x_0`) and reported, not assumed zero.
+- `StoreAll()`: keep every state `x_0..x_{N-1}`; each conjugate step re-linearises
+  its layer. Memory O(N) states.
+- `StoreStages()`: keep the linearisation of every step (its stage values and the
+  residuals of their pullbacks); the conjugate pass recomputes nothing. The memory
+  and arithmetic of `jax.grad` through the scan.
+- `Checkpoint(levels)`: keep `m` states per level, `m = ceil(N^(1/levels))`, and
+  recompute the others segment by segment (recursive checkpointing). Memory
+  O(levels N^(1/levels)) states; `Checkpoint.logarithmic()` (`levels = ceil(log2 N)`)
+  gives O(log N) states for O(N log N) recomputation.
+- `Reversible()`: keep nothing; reconstruct `x_k` from `x_{k+1}` with the scheme's
+  algebraic inverse (`system.inverse`). Memory O(1) in `N`. The reconstruction error
+  is measured (at `x_0`) and reported, not assumed zero.
 
-Every strategy computes the same discrete conjugate field; only the source of
-`x_k` differs.
+Every strategy computes the same discrete conjugate field; only the source of `x_k`
+differs.
 """
 
+import abc
 import math
+from typing import NamedTuple
 
 import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import PyTree
+
+from lagrangian import LayerMaps
+
+from . import _loop
+from ._loop import Backward
+
+
+class Cost(NamedTuple):
+    """What a sweep over `steps` layers costs, in layer maps:
+
+    - `evaluations`: forward evaluations of a layer map (the forward pass, plus the
+      recomputation of checkpointed segments and reversible inverse steps);
+    - `relinearisations`: evaluations redone in the backward pass to linearise a step
+      (its stage values), before its pullback;
+    - `pullbacks`: VJPs of a layer map;
+    - `stored`: states (or step linearisations) held at once.
+    """
+
+    evaluations: int
+    relinearisations: int
+    pullbacks: int
+    stored: int
 
 
 class Memory(eqx.Module):
-    """Base class of the memory strategies (an option of the one sweep).
+    """A memory strategy: its forward pass (`forward`), its backward pass (`backward`),
+    whether it applies to a system (`check`) and what it costs (`cost`). Subclasses are
+    final; a new strategy is one new class.
 
     Example:
         >>> [type(integrators.memory_named(n)).__name__ for n in ("store-all", "checkpoint", "reversible")]
         ['StoreAll', 'Checkpoint', 'Reversible']
     """
+
+    def check(self, system: LayerMaps) -> None:
+        """Raise a `ValueError` naming the reason if this strategy cannot sweep `system`."""
+
+    @abc.abstractmethod
+    def cost(self, steps: int) -> Cost:
+        """The cost of a sweep over `steps` layers with this strategy."""
+
+    @abc.abstractmethod
+    def forward(self, system: LayerMaps, theta: PyTree, z0, saveat=None, grid: bool = False):
+        """The forward pass: `(z_N, residuals, saved)`, `residuals` what `backward` reads."""
+
+    @abc.abstractmethod
+    def backward(self, system: LayerMaps, theta: PyTree, z0, z_final, residuals, p_final,
+                 jumps=None, grid: bool = False) -> Backward:
+        """The conjugate pass from `p_N`; `jumps[k]` added to `p_k`; with `grid`, `dl/dts` too."""
+
+
+def _unrolled(memory, system):
+    if system.layout == "unrolled":
+        raise ValueError(
+            f"{type(system).__name__} has layers of changing shape (layout 'unrolled'); {type(memory).__name__} "
+            "memory needs layers of one shape; StoreAll or StoreStages applies to it"
+        )
 
 
 class StoreAll(Memory):
@@ -41,11 +100,63 @@ class StoreAll(Memory):
         ((9, 2), (9, 2))
     """
 
+    def cost(self, steps):
+        return Cost(evaluations=steps, relinearisations=steps, pullbacks=steps, stored=steps + 1)
+
+    def forward(self, system, theta, z0, saveat=None, grid=False):
+        def record(k, z):
+            return _loop.forward_step(system, theta, k, z), z
+
+        return _loop.forward_pass(system, theta, z0, record, saveat)
+
+    def backward(self, system, theta, z0, z_final, residuals, p_final, jumps=None, grid=False):
+        carry = _loop.zero_carry(system, theta, p_final, grid)
+        carry, ps = _loop.conjugate_from_states(system, theta, residuals, carry, jumps=jumps)
+        return Backward.of(carry, ps=_loop.append(ps, p_final), zs=_loop.append(residuals, z_final))
+
+
+class StoreStages(Memory):
+    """Store the linearisation of every step (`LayerMaps.linearise`: the stage values of a
+    Runge-Kutta step and the residuals of their pullbacks); the conjugate pass applies the
+    stored pullbacks and recomputes nothing: the memory and arithmetic of `jax.grad`.
+
+    Example:
+        >>> ode = integrators.discretise(lagrangian.NeuralODE(2), integrators.uniform_grid(1.0, 50), "rk4")
+        >>> theta, x0, loss = ode.init(jax.random.key(0)), jnp.ones(2), lagrangian.SquaredError()
+        >>> g = integrators.sweep(ode, theta, x0, loss, memory=integrators.StoreStages()).grad
+        >>> bool(jnp.allclose(g["W"], integrators.sweep(ode, theta, x0, loss).grad["W"], rtol=1e-13))
+        True
+    """
+
+    def cost(self, steps):
+        return Cost(evaluations=steps, relinearisations=0, pullbacks=steps, stored=steps)
+
+    def forward(self, system, theta, z0, saveat=None, grid=False):
+        def record(k, z):
+            z_next, pullback = system.linearise(k, z, system.theta_at(theta, k))
+            return z_next, (pullback, z if grid else None)
+
+        return _loop.forward_pass(system, theta, z0, record, saveat)
+
+    def backward(self, system, theta, z0, z_final, residuals, p_final, jumps=None, grid=False):
+        def body(state, step):
+            carry, k = state
+            k = k - 1
+            pullback, z = step
+            return (_loop.conjugate_step(system, theta, k, carry, pullback, z, jumps), k), None
+
+        carry = _loop.zero_carry(system, theta, p_final, grid)
+        (carry, _), _ = _loop.scan(system, body, (carry, system.depth), residuals, reverse=True)
+        return Backward.of(carry)
+
 
 class Checkpoint(Memory):
     """Recursive checkpointing with `levels` levels of segments.
 
-    `levels=None` means `ceil(log2 N)` (logarithmic memory).
+    `levels=None` means `ceil(log2 N)` (logarithmic memory). Level 1 stores its `m`
+    states and sweeps back; level `l > 1` stores the `m` start states of its
+    sub-segments and recurses into them in reverse order. The `m ** levels >= N`
+    steps are run masked: steps past `N` are identity maps.
 
     Example:
         >>> net = lagrangian.ResNet(dim=2, depth=16)
@@ -57,7 +168,6 @@ class Checkpoint(Memory):
     """
 
     levels: int | None = eqx.field(static=True, default=2)
-
     def __check_init__(self):
         if self.levels is not None and int(self.levels) < 1:
             raise ValueError(f"Checkpoint needs levels >= 1 (or None for log2 N); got {self.levels}")
@@ -76,6 +186,51 @@ class Checkpoint(Memory):
             m -= 1
         return levels, m
 
+    def check(self, system):
+        _unrolled(self, system)
+
+    def cost(self, steps):
+        levels, m = self.segment(steps)
+
+        def recomputed(level):
+            """Forward steps re-run below the first pass: level 1 re-runs its `m` steps, level
+            `l` runs its `m` segments of `m^(l-1)` steps and recurses into each."""
+            return m if level == 1 else m**level + m * recomputed(level - 1)
+
+        padded = m**levels
+        return Cost(evaluations=padded + recomputed(levels), relinearisations=padded, pullbacks=padded,
+                    stored=levels * m)
+
+    def forward(self, system, theta, z0, saveat=None, grid=False):
+        return _loop.forward_pass(system, theta, z0, lambda k, z: (_loop.forward_step(system, theta, k, z), None),
+                                  saveat)
+
+    def backward(self, system, theta, z0, z_final, residuals, p_final, jumps=None, grid=False):
+        levels, m = self.segment(system.depth)
+        carry = _loop.zero_carry(system, theta, p_final, grid)
+        return Backward.of(self._segment(system, theta, z0, carry, 0, levels, m, jumps))
+
+    def _segment(self, system, theta, z_start, carry, k0, level, m, jumps):
+        """The conjugate pass over the `m ** level` steps from step `k0`, starting at `z_start`."""
+        if level == 1:
+            _, zs = _loop.stored_states(system, theta, z_start, k0, m, masked=True)
+            return _loop.conjugate_from_states(system, theta, zs, carry, k0, jumps, masked=True)[0]
+        sub = m ** (level - 1)
+
+        def store_start(state, _):
+            z, k = state
+            return (_loop.run(system, theta, z, k, sub, masked=True), k + sub), z
+
+        _, starts = jax.lax.scan(store_start, (z_start, k0), None, length=m)
+
+        def body(state, z):
+            carry, k = state
+            k = k - sub
+            return (self._segment(system, theta, z, carry, k, level - 1, m, jumps), k), None
+
+        (carry, _), _ = jax.lax.scan(body, (carry, k0 + m * sub), starts, reverse=True)
+        return carry
+
 
 class Reversible(Memory):
     """Reconstruct `x_k = Phi_k^{-1}(x_{k+1})` during the backward sweep (needs `system.inverse`).
@@ -88,21 +243,54 @@ class Reversible(Memory):
         (True, True)
     """
 
+    def check(self, system):
+        if not hasattr(system, "inverse"):
+            raise ValueError(
+                f"{type(system).__name__} has no algebraic inverse; Reversible memory needs a reversible "
+                "scheme (integrators.ReversibleHeun or integrators.AsynchronousLeapfrog)"
+            )
+
+    def cost(self, steps):
+        return Cost(evaluations=2 * steps, relinearisations=steps, pullbacks=steps, stored=1)
+
+    def forward(self, system, theta, z0, saveat=None, grid=False):
+        return _loop.forward_pass(system, theta, z0, lambda k, z: (_loop.forward_step(system, theta, k, z), None),
+                                  saveat)
+
+    def backward(self, system, theta, z0, z_final, residuals, p_final, jumps=None, grid=False):
+        def body(state, _):
+            z_next, carry, k = state
+            k = k - 1
+            theta_k = system.theta_at(theta, k)
+            z = system.inverse(k, z_next, theta_k)
+            _, pullback = system.linearise(k, z, theta_k)
+            return (z, _loop.conjugate_step(system, theta, k, carry, pullback, z, jumps), k), None
+
+        carry = _loop.zero_carry(system, theta, p_final, grid)
+        (z0_rec, carry, _), _ = jax.lax.scan(body, (z_final, carry, system.depth), None, length=system.depth)
+        error = jnp.max(jnp.abs(z0_rec - z0)) / jnp.maximum(jnp.max(jnp.abs(z0)), jnp.finfo(z0.dtype).tiny)
+        return Backward.of(carry, reconstruction_error=error)
+
+
+MEMORIES = {
+    "store-all": StoreAll(),
+    "store-stages": StoreStages(),
+    "checkpoint": Checkpoint(),
+    "checkpoint-log": Checkpoint.logarithmic(),
+    "reversible": Reversible(),
+}
+"""The memory strategies by name."""
+
 
 def memory_named(name: str) -> Memory:
-    """The strategy called `name`: ``store-all``, ``checkpoint``, ``checkpoint-log`` or ``reversible``.
+    """The strategy called `name`: one of `MEMORIES` (``store-all``, ``store-stages``,
+    ``checkpoint``, ``checkpoint-log``, ``reversible``).
 
     Example:
         >>> integrators.memory_named("reversible")
         Reversible()
     """
-    table = {
-        "store-all": StoreAll(),
-        "checkpoint": Checkpoint(),
-        "checkpoint-log": Checkpoint.logarithmic(),
-        "reversible": Reversible(),
-    }
     try:
-        return table[name]
+        return MEMORIES[name]
     except KeyError:
-        raise ValueError(f"unknown memory strategy {name!r}; choose one of {sorted(table)}") from None
+        raise ValueError(f"unknown memory strategy {name!r}; choose one of {sorted(MEMORIES)}") from None

@@ -51,7 +51,7 @@ from jaxtyping import Array, PyTree
 
 from lagrangian import LayerMaps, Loss
 
-from .solve import _conjugate_step, forward
+from .stationary import forward
 
 
 class Relaxation(eqx.Module):
@@ -107,7 +107,7 @@ def relaxation_step(system, theta, loss, eta, xs, ps):
 
     def local(k, theta_k, x_k, p_next):
         phi = system.layer(k, x_k, theta_k) if x_k.ndim == 1 else jax.vmap(lambda x: system.layer(k, x, theta_k))(x_k)
-        p_k, g_k = _conjugate_step(system, k, x_k, theta_k, p_next)
+        p_k, g_k = system.conjugate(k, x_k, theta_k, p_next)
         return phi, p_k, g_k
 
     phi, back, grads = _layers_vmapped(system, local, theta, xs[:-1], ps[1:])
@@ -125,7 +125,7 @@ def _relaxation_step_unrolled(system, theta, loss, eta, xs, ps):
     """The same step for layers of changing widths (`xs`, `ps` are tuples)."""
     n = system.depth
     phi = [system.apply(k, xs[k], theta[k]) for k in range(n)]
-    back, grads = zip(*[_conjugate_step(system, k, xs[k], theta[k], ps[k + 1]) for k in range(n)])
+    back, grads = zip(*[system.conjugate(k, xs[k], theta[k], ps[k + 1]) for k in range(n)])
     _, grad_l = loss.grad(xs[-1])
     r_forward = [phi[k] - xs[k + 1] for k in range(n)]
     r_conjugate = [back[k] - ps[k] for k in range(n)] + [grad_l - ps[-1]]
@@ -221,7 +221,7 @@ def _pullbacks(system, theta, xs, cotangents):
     of each layer map (summed over `k` for shared parameters)."""
 
     def local(k, theta_k, x_k, c_k):
-        return _conjugate_step(system, k, x_k, theta_k, c_k)
+        return system.conjugate(k, x_k, theta_k, c_k)
 
     back, grads = _layers_vmapped(system, local, theta, xs[:-1], cotangents)
     if system.layout == "shared":
@@ -515,7 +515,7 @@ def _newton(system, theta, x0, loss, tol, limit):
     ps = _backward_recurrence(jnp.swapaxes(jac, -1, -2), jnp.zeros_like(xs[:-1]), p_final)
 
     def local_grad(k, theta_k, x_k, p_next):
-        return _conjugate_step(system, k, x_k, theta_k, p_next)[1]
+        return system.conjugate(k, x_k, theta_k, p_next)[1]
 
     grads = _layers_vmapped(system, local_grad, theta, xs[:-1], ps[1:])
     if system.layout == "shared":

@@ -13,6 +13,7 @@ from .action import (
     stationarity_residuals,
     time_derivative,
 )
+from .batch import Batched, BatchedField, batched
 from .doubled import copies, doubled_action, mean_and_difference
 from .energy_models import hopfield_energy, hopfield_init, layered_energy, prediction_errors, total_energy
 from .fields import HarmonicOscillator, Linear, MLPField, NeuralODE, Pendulum
@@ -40,7 +41,7 @@ from .phase_space import HamiltonFlow, friction_log_volume, log_volume
 from .system import LayerMaps, System, VectorField, check_finite, check_params
 
 __all__ = [
-    "ACTIVATIONS", "CrossEntropy", "GradientFlow", "HamiltonFlow", "HarmonicOscillator", "HeavyBall",
+    "ACTIVATIONS", "Batched", "BatchedField", "batched", "CrossEntropy", "GradientFlow", "HamiltonFlow", "HarmonicOscillator", "HeavyBall",
     "LinearFunctional", "LayerMaps", "Linear", "Loss", "MLP",
     "MLPField", "NeuralODE", "OscillatorChain", "Pendulum", "Recurrent", "ResNet", "SquaredError", "System",
     "VectorField", "activation", "bilinear_invariant", "check_finite",

@@ -130,6 +130,18 @@ class LayerMaps(System):
             return jax.vmap(lambda x_: self.layer(k, x_, theta_k))(x)
         return self.layer(k, x, theta_k)
 
+    def linearise(self, k, x: Float[Array, " n_k"], theta_k: PyTree):
+        """One forward step and its pullback, local to layer `k`:
+
+            x_{k+1} = Phi_k(x_k, theta_k),   pullback(p_{k+1}) = ((dPhi_k/dx_k)^T p_{k+1}, (dPhi_k/dtheta_k)^T p_{k+1})
+
+        by `equinox.filter_vjp` of this one layer map (non-array leaves of `theta_k` get
+        `None`). The pullback is a pytree (its leaves are the linearisation's residuals),
+        so a loop can store it and apply it later. Subclasses that know a finer structure
+        (Runge-Kutta stages) override it.
+        """
+        return eqx.filter_vjp(lambda x_, th: self.layer(k, x_, th), x, theta_k)
+
     def conjugate(
         self, k, x: Float[Array, "*batch n_k"], theta_k: PyTree, p_next: Float[Array, "*batch n_k1"]
     ) -> tuple[Float[Array, "*batch n_k"], PyTree]:
@@ -137,13 +149,12 @@ class LayerMaps(System):
 
             p_k = (dPhi_k/dx_k)^T p_{k+1},   dl/dtheta_k = (dPhi_k/dtheta_k)^T p_{k+1}
 
-        computed with `jax.vjp` of this one layer map (`equinox.filter_vjp`, so
-        non-array leaves of `theta_k` get `None`), for one state or a batch (the
-        theta-cotangent is then summed over the batch). Subclasses that know a
-        finer structure (Runge-Kutta stages) override it.
+        for one state (the pullback of `linearise`) or a batch (`jax.vjp` of `apply`
+        on the batch: the theta-cotangent is summed over it).
         """
-        _, pullback = eqx.filter_vjp(lambda x_, th: self.apply(k, x_, th), x, theta_k)
-        return pullback(p_next)
+        if x.ndim == 2:
+            return eqx.filter_vjp(lambda x_, th: self.apply(k, x_, th), x, theta_k)[1](p_next)
+        return self.linearise(k, x, theta_k)[1](p_next)
 
     def tangent(self, k, x: Float[Array, " n_k"], theta_k: PyTree, v: Float[Array, " n_k"]):
         """One tangent step `v_{k+1} = (dPhi_k/dx_k) v_k` (`jax.jvp` of one layer map)."""
@@ -161,6 +172,12 @@ class LayerMaps(System):
         """The physical state `x` read from a layer state `z` (identity by default)."""
         return z
 
+    def batched(self) -> "LayerMaps":
+        """This system on a batch of states `(B, n)`, with `theta` shared (`lagrangian.Batched`)."""
+        from .batch import Batched
+
+        return Batched(self)
+
     def theta_at(self, theta: PyTree, k) -> PyTree:
         """The parameters `theta_k` read by layer `k`."""
         if self.layout == "unrolled":
@@ -168,6 +185,15 @@ class LayerMaps(System):
         if self.layout == "stacked":
             return jax.tree.map(lambda a: a[k], theta)
         return theta
+
+    def add_at(self, total: PyTree, k, g_k: PyTree) -> PyTree:
+        """`total + (d theta_k / d theta)^T g_k`: the cotangent `g_k` of `theta_k = theta_at(theta, k)`
+        added into a cotangent `total` of `theta` (the transpose of `theta_at`)."""
+        if self.layout == "unrolled":
+            return tuple(jax.tree.map(jnp.add, t, g_k) if i == k else t for i, t in enumerate(total))
+        if self.layout == "stacked":
+            return jax.tree.map(lambda t, g: t.at[k].add(g, mode="drop"), total, g_k)
+        return jax.tree.map(jnp.add, total, g_k)
 
 
 def check_params(theta: PyTree, expected: PyTree, owner: str = "system") -> None:

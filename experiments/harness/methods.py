@@ -239,24 +239,10 @@ def sweep_evaluations(problem: Problem, memory: integrators.Memory) -> dict:
 
 
 def coefficient_form(problem: Problem, stages: int | None = None) -> tuple[Callable, tuple, Any]:
-    """`(system_at, extra_args, program)`: the problem's system as a function of `extra_args`.
-
-    For a Runge-Kutta discretisation the extra argument is its coefficients
-    `(a, b, c)` (`integrators.RungeKutta.with_coefficients`), and `program` names
-    the field, the grid and the stage `structure`: every tableau with that
-    structure on that field, grid and loss runs the same compiled program. With
-    `stages`, the tableau is first padded to that many stages
-    (`integrators.RungeKutta.padded`). Any other system is closed over
-    (`extra_args = ()`, `program = None`).
-    """
+    """`(system_at, extra_args, program)`: the problem's system, closed over (no extra arguments,
+    no shared program)."""
     system = problem.system
-    if not isinstance(system, integrators.RungeKutta):
-        return (lambda: system), (), None
-    if stages is not None:
-        system = system.padded(stages)
-    coefficients = system.with_coefficients(dtype=problem.dtype).coefficients
-    program = (id(system.field), id(system.ts), id(problem.loss), system.structure)
-    return system.with_coefficients, (coefficients,), program
+    return (lambda: system), (), None
 
 
 # --- reference methods ---------------------------------------------------------------------

@@ -32,6 +32,8 @@ class EquinoxField(L.VectorField):
 
 CASES = [
     ("rk4", I.StoreAll()),
+    ("rk4", I.StoreStages()),
+    ("gauss-legendre-2", I.StoreStages()),
     ("rk4", I.Checkpoint(levels=2)),
     ("dopri5", I.Checkpoint.logarithmic()),
     ("gauss-legendre-2", I.StoreAll()),
@@ -104,7 +106,7 @@ def _check_solve(method, memory, saveat):
 def test_grad_through_solve_for_every_scheme(method):
     """Every scheme `discretise` accepts, store-all memory (and reversible memory for the
     reversible schemes), saved states inside and at the end."""
-    memories = [I.StoreAll(), I.Checkpoint.logarithmic()]
+    memories = [I.StoreAll(), I.StoreStages(), I.Checkpoint.logarithmic()]
     if method in I.REVERSIBLE:
         memories.append(I.Reversible())
     for memory in memories:
@@ -173,6 +175,9 @@ def test_bad_saveat_and_memory():
     system, theta, x0 = _setup("rk4")
     with pytest.raises(ValueError, match=r"saveat indices must lie in 0..16"):
         I.solve(system, theta, x0, saveat=(3, 17))
+    for times in ((0.25,), (2.7,), (1, True)):       # times, not layer indices: refused, never rounded
+        with pytest.raises(ValueError, match="saveat takes layer indices"):
+            I.solve(system, theta, x0, saveat=times)
     with pytest.raises(ValueError, match="no algebraic inverse"):
         I.solve(system, theta, x0, memory=I.Reversible())
 

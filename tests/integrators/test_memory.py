@@ -18,6 +18,7 @@ SYSTEMS = {
     "neural-ode-rk4-50": I.discretise(L.NeuralODE(4), I.uniform_grid(2.0, 50), "rk4"),
 }
 STRATEGIES = {
+    "store-stages": I.StoreStages(),
     "checkpoint-1": I.Checkpoint(levels=1),
     "checkpoint-2": I.Checkpoint(levels=2),
     "checkpoint-3": I.Checkpoint(levels=3),
@@ -25,7 +26,7 @@ STRATEGIES = {
 }
 
 
-CASES = [(name, "checkpoint-2") for name in sorted(SYSTEMS)] + [
+CASES = [(name, strategy) for name in sorted(SYSTEMS) for strategy in ("store-stages", "checkpoint-2")] + [
     ("resnet-37", "checkpoint-1"), ("recurrent-10", "checkpoint-3"), ("neural-ode-rk4-50", "checkpoint-log")
 ]
 
@@ -55,7 +56,7 @@ def test_segment_lengths_cover_the_steps(steps):
 
 def test_strategy_errors(key):
     mlp = L.MLP((2, 3, 1))
-    with pytest.raises(ValueError, match="only StoreAll memory applies"):
+    with pytest.raises(ValueError, match="StoreAll or StoreStages applies to it"):
         I.sweep(mlp, mlp.init(key), jnp.ones(2), L.SquaredError(), memory=I.Checkpoint())
     resnet = L.ResNet(dim=2, depth=3)
     with pytest.raises(ValueError, match="no algebraic inverse"):
