@@ -80,28 +80,6 @@ class ButcherTableau:
         """True when `a` is strictly lower triangular (every stage is explicit)."""
         return bool(np.all(np.triu(np.asarray(self.a)) == 0.0))
 
-    def padded(self, stages: int) -> "ButcherTableau":
-        """The same method written with `stages >= self.stages` stages: the added stages have
-        zero coefficients (`a_ij`, `b_i`, `c_i`), so every stage value and the step are unchanged
-        (the added terms are exact zeros). Tableaux of different stage counts padded to one count
-        share a compiled program when their coefficients are data (`RungeKutta.with_coefficients`).
-
-        Example:
-            >>> heun7 = integrators.HEUN.padded(7)
-            >>> heun7.stages, heun7.explicit, heun7.b[:3]
-            (7, True, (0.5, 0.5, 0.0))
-        """
-        s = self.stages
-        if not isinstance(stages, (int, np.integer)) or isinstance(stages, bool):
-            raise ValueError(f"tableau {self.name!r}: the stage count to pad to must be an integer; got {stages!r}")
-        if stages < s:
-            raise ValueError(f"tableau {self.name!r} has {s} stages; cannot pad it to {stages}")
-        extra = (0.0,) * (stages - s)
-        a = tuple(tuple(row) + extra for row in self.a) + ((0.0,) * stages,) * (stages - s)
-        b_error = None if self.b_error is None else tuple(self.b_error) + extra
-        return ButcherTableau(self.name, a, tuple(self.b) + extra, tuple(self.c) + extra, self.order, b_error,
-                              self.embedded_order, self.aliases)
-
     @property
     def symplectic(self) -> bool:
         """Cooper's condition `b_i a_ij + b_j a_ji = b_i b_j` (the method is its own partner)."""
