@@ -4,17 +4,16 @@ field on a grid, memory strategies, and the one sweep over the doubled phase spa
 from .adaptive import AdaptiveGrid, adaptive_grid
 from .differentiable import solve
 from .discretisation import Discretisation, uniform_grid
-from .discretise import REVERSIBLE, discretise, method_names
+from .schemes import REVERSIBLE, discretise, scheme_names
 from .memory import MEMORIES, Checkpoint, Cost, Memory, Reversible, StoreAll, StoreStages, memory_named
 from .newton import newton_root
 from .partner import partner_tableau
+from .parallel_in_time import NewtonInTimeResult, newton_in_time
 from .relax import (
-    NewtonInTime,
     RelaxedTraining,
-    Relaxation,
-    SaddleFlow,
+    RelaxationResult,
+    SaddleFlowResult,
     learn_while_relaxing,
-    newton_in_time,
     relax,
     relaxation_step,
     saddle_flow,
@@ -56,7 +55,7 @@ __all__ = [
     "SYMPLECTIC_EULER", "TABLEAUX", "TSIT5", "YOSHIDA4", "AdaptiveGrid", "AsynchronousLeapfrog", "ButcherTableau",
     "Checkpoint", "Cost", "Discretisation", "MEMORIES", "Memory", "Reversible", "ReversibleHeun", "RungeKutta",
     "Solution", "Splitting", "SplittingTableau", "StagePullback", "StoreAll", "StoreStages", "adaptive_grid", "discretise", "forward",
-    "memory_named", "method_names", "NewtonInTime", "newton_in_time", "newton_root", "output", "partner_tableau",
-    "learn_while_relaxing", "relax", "RelaxedTraining", "Relaxation", "relaxation_step", "saddle_flow", "SaddleFlow", "saddle_flow_step", "solve", "sweep", "tableau",
+    "memory_named", "scheme_names", "NewtonInTimeResult", "newton_in_time", "newton_root", "output", "partner_tableau",
+    "learn_while_relaxing", "relax", "RelaxedTraining", "RelaxationResult", "relaxation_step", "saddle_flow", "SaddleFlowResult", "saddle_flow_step", "solve", "sweep", "tableau",
     "tangent_sweep", "tension", "uniform_grid",
 ]

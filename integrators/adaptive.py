@@ -42,7 +42,7 @@ def adaptive_grid(
     theta: PyTree,
     x0: Array,
     t_final: float,
-    method: ButcherTableau | str = "dopri5",
+    scheme: ButcherTableau | str = "dopri5",
     rtol: float = 1e-6,
     atol: float = 1e-8,
     t0: float = 0.0,
@@ -54,13 +54,13 @@ def adaptive_grid(
     Example:
         >>> field = lagrangian.HarmonicOscillator()
         >>> theta, x0 = field.init(jax.random.key(0)), jnp.array([1.0, 0.0])
-        >>> grid = integrators.adaptive_grid(field, theta, x0, t_final=2.0, method="dopri5", rtol=1e-8, atol=1e-10)
+        >>> grid = integrators.adaptive_grid(field, theta, x0, t_final=2.0, scheme="dopri5", rtol=1e-8, atol=1e-10)
         >>> ts = grid.ts[: int(grid.accepted) + 1]                              # the accepted steps
         >>> ode = integrators.discretise(field, ts, "dopri5")                   # the map the sweep differentiates exactly
         >>> bool(jnp.allclose(integrators.output(ode, theta, x0), jnp.array([jnp.cos(2.0), -jnp.sin(2.0)]), atol=1e-7))
         True
     """
-    tab = tableau_named(method) if isinstance(method, str) else method
+    tab = tableau_named(scheme) if isinstance(scheme, str) else scheme
     if tab.b_error is None or tab.embedded_order is None:
         raise ValueError(f"tableau {tab.name!r} has no embedded pair; adaptive stepping needs one (e.g. dopri5, tsit5, bosh3, heun)")
     if not tab.explicit:

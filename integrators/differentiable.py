@@ -30,7 +30,7 @@ from jaxtyping import Array, PyTree
 
 from lagrangian import LayerMaps, batched
 
-from . import _loop
+from ._loop import pull_back_embed
 from .discretisation import Discretisation
 from .memory import Memory, StoreAll
 from .stationary import check_memory
@@ -153,5 +153,5 @@ def _solve_bwd(residuals, cotangent, perturbed, params, system, memory, saveat):
                 jumps = jumps.at[k].add(c)
     grid = ts is not None and perturbed[2]
     back = memory.backward(system, theta, z0, z_final, kept, p_final, jumps, grid=grid)
-    grad_x0, grads, grad_ts = _loop.pull_back_embed(system, theta, x0, back)
+    grad_x0, grads, grad_ts = pull_back_embed(system, theta, x0, back)
     return grads, grad_x0, grad_ts if grid else None

@@ -33,7 +33,7 @@ from jaxtyping import PyTree
 
 from lagrangian import LayerMaps
 
-from . import _loop
+from ._loop import append, conjugate_from_states, conjugate_step, forward_pass, forward_step, run, scan, stored_states, zero_carry
 from ._loop import Backward
 
 
@@ -105,14 +105,14 @@ class StoreAll(Memory):
 
     def forward(self, system, theta, z0, saveat=None, grid=False):
         def record(k, z):
-            return _loop.forward_step(system, theta, k, z), z
+            return forward_step(system, theta, k, z), z
 
-        return _loop.forward_pass(system, theta, z0, record, saveat)
+        return forward_pass(system, theta, z0, record, saveat)
 
     def backward(self, system, theta, z0, z_final, residuals, p_final, jumps=None, grid=False):
-        carry = _loop.zero_carry(system, theta, p_final, grid)
-        carry, ps = _loop.conjugate_from_states(system, theta, residuals, carry, jumps=jumps)
-        return Backward.of(carry, ps=_loop.append(ps, p_final), zs=_loop.append(residuals, z_final))
+        carry = zero_carry(system, theta, p_final, grid)
+        carry, ps = conjugate_from_states(system, theta, residuals, carry, jumps=jumps)
+        return Backward.of(carry, ps=append(ps, p_final), zs=append(residuals, z_final))
 
 
 class StoreStages(Memory):
@@ -136,17 +136,17 @@ class StoreStages(Memory):
             z_next, pullback = system.linearise(k, z, system.theta_at(theta, k))
             return z_next, (pullback, z if grid else None)
 
-        return _loop.forward_pass(system, theta, z0, record, saveat)
+        return forward_pass(system, theta, z0, record, saveat)
 
     def backward(self, system, theta, z0, z_final, residuals, p_final, jumps=None, grid=False):
         def body(state, step):
             carry, k = state
             k = k - 1
             pullback, z = step
-            return (_loop.conjugate_step(system, theta, k, carry, pullback, z, jumps), k), None
+            return (conjugate_step(system, theta, k, carry, pullback, z, jumps), k), None
 
-        carry = _loop.zero_carry(system, theta, p_final, grid)
-        (carry, _), _ = _loop.scan(system, body, (carry, system.depth), residuals, reverse=True)
+        carry = zero_carry(system, theta, p_final, grid)
+        (carry, _), _ = scan(system, body, (carry, system.depth), residuals, reverse=True)
         return Backward.of(carry)
 
 
@@ -202,24 +202,24 @@ class Checkpoint(Memory):
                     stored=levels * m)
 
     def forward(self, system, theta, z0, saveat=None, grid=False):
-        return _loop.forward_pass(system, theta, z0, lambda k, z: (_loop.forward_step(system, theta, k, z), None),
+        return forward_pass(system, theta, z0, lambda k, z: (forward_step(system, theta, k, z), None),
                                   saveat)
 
     def backward(self, system, theta, z0, z_final, residuals, p_final, jumps=None, grid=False):
         levels, m = self.segment(system.depth)
-        carry = _loop.zero_carry(system, theta, p_final, grid)
+        carry = zero_carry(system, theta, p_final, grid)
         return Backward.of(self._segment(system, theta, z0, carry, 0, levels, m, jumps))
 
     def _segment(self, system, theta, z_start, carry, k0, level, m, jumps):
         """The conjugate pass over the `m ** level` steps from step `k0`, starting at `z_start`."""
         if level == 1:
-            _, zs = _loop.stored_states(system, theta, z_start, k0, m, masked=True)
-            return _loop.conjugate_from_states(system, theta, zs, carry, k0, jumps, masked=True)[0]
+            _, zs = stored_states(system, theta, z_start, k0, m, masked=True)
+            return conjugate_from_states(system, theta, zs, carry, k0, jumps, masked=True)[0]
         sub = m ** (level - 1)
 
         def store_start(state, _):
             z, k = state
-            return (_loop.run(system, theta, z, k, sub, masked=True), k + sub), z
+            return (run(system, theta, z, k, sub, masked=True), k + sub), z
 
         _, starts = jax.lax.scan(store_start, (z_start, k0), None, length=m)
 
@@ -254,7 +254,7 @@ class Reversible(Memory):
         return Cost(evaluations=2 * steps, relinearisations=steps, pullbacks=steps, stored=1)
 
     def forward(self, system, theta, z0, saveat=None, grid=False):
-        return _loop.forward_pass(system, theta, z0, lambda k, z: (_loop.forward_step(system, theta, k, z), None),
+        return forward_pass(system, theta, z0, lambda k, z: (forward_step(system, theta, k, z), None),
                                   saveat)
 
     def backward(self, system, theta, z0, z_final, residuals, p_final, jumps=None, grid=False):
@@ -264,9 +264,9 @@ class Reversible(Memory):
             theta_k = system.theta_at(theta, k)
             z = system.inverse(k, z_next, theta_k)
             _, pullback = system.linearise(k, z, theta_k)
-            return (z, _loop.conjugate_step(system, theta, k, carry, pullback, z, jumps), k), None
+            return (z, conjugate_step(system, theta, k, carry, pullback, z, jumps), k), None
 
-        carry = _loop.zero_carry(system, theta, p_final, grid)
+        carry = zero_carry(system, theta, p_final, grid)
         (z0_rec, carry, _), _ = jax.lax.scan(body, (z_final, carry, system.depth), None, length=system.depth)
         error = jnp.max(jnp.abs(z0_rec - z0)) / jnp.maximum(jnp.max(jnp.abs(z0)), jnp.finfo(z0.dtype).tiny)
         return Backward.of(carry, reconstruction_error=error)

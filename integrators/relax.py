@@ -35,13 +35,6 @@ exponentially to the exact forward pass and gradient; the slowest mode is the
 diffusion of the penalty along the depth, so the pseudo-time grows like `N^2`
 (the conjugate relaxation's like `N`). For nonlinear layers it converges
 locally, for `rho` large enough.
-
-Parallel-in-time Newton (`newton_in_time`): Newton's method on the forward
-equations `x_{k+1} = Phi_k(x_k)` over the whole trajectory, each linearised
-step a linear recurrence `x_{k+1} = J_k x_k + c_k` solved by
-`jax.lax.associative_scan` (depth O(log N)); the conjugate recursion
-`p_k = J_k^T p_{k+1}` is linear and solved by one reverse associative scan.
-`J_k` is built column by column with `jax.jvp` of one layer map.
 """
 
 import equinox as eqx
@@ -54,7 +47,7 @@ from lagrangian import LayerMaps, Loss
 from .stationary import forward
 
 
-class Relaxation(eqx.Module):
+class RelaxationResult(eqx.Module):
     """Result of a relaxation: the fields and gradient at the final `tau`, and the
     history (one row per iteration) of the largest forward and conjugate residuals.
 
@@ -73,7 +66,7 @@ class Relaxation(eqx.Module):
     grads: PyTree | None = None
 
 
-def _layers_vmapped(system, fn, theta, *per_layer):
+def layers_vmapped(system, fn, theta, *per_layer):
     """Apply `fn(k, theta_k, *args_k)` to every layer at once (`jax.vmap` over `k`)."""
     ks = jnp.arange(system.depth)
     if system.layout == "stacked":
@@ -81,7 +74,7 @@ def _layers_vmapped(system, fn, theta, *per_layer):
     return jax.vmap(fn, in_axes=(0, None) + (0,) * len(per_layer))(ks, theta, *per_layer)
 
 
-def _check_scan_layout(system):
+def check_scan_layout(system):
     if system.layout == "unrolled":
         raise ValueError(
             f"{type(system).__name__} has layers of changing shape; relax and newton_in_time need "
@@ -110,7 +103,7 @@ def relaxation_step(system, theta, loss, eta, xs, ps):
         p_k, g_k = system.conjugate(k, x_k, theta_k, p_next)
         return phi, p_k, g_k
 
-    phi, back, grads = _layers_vmapped(system, local, theta, xs[:-1], ps[1:])
+    phi, back, grads = layers_vmapped(system, local, theta, xs[:-1], ps[1:])
     _, grad_l = loss.grad(xs[-1])
     r_forward = phi - xs[1:]
     r_conjugate = jnp.concatenate([back, grad_l[None]]) - ps
@@ -143,7 +136,7 @@ def relax(
     iterations: int = 300,
     eta: float = 0.2,
     record_grads: bool = False,
-) -> Relaxation:
+) -> RelaxationResult:
     """Run the conjugate relaxation for `iterations` steps of size `eta`, from
     `x_k = x_0` (layers of one shape) or `x_k = 0` (changing widths) and `p_k = 0`.
 
@@ -191,10 +184,10 @@ def _relax(system, theta, x0, loss, iterations, eta, record_grads):
     (xs, ps), (rf, rc, history) = jax.lax.scan(body, (xs, ps), None, length=iterations)
     # the gradient read at the final fields
     _, _, grads, _, _ = relaxation_step(system, theta, loss, 0.0, xs, ps)
-    return Relaxation(xs=xs, ps=ps, grad=grads, forward_residual=rf, conjugate_residual=rc, grads=history)
+    return RelaxationResult(xs=xs, ps=ps, grad=grads, forward_residual=rf, conjugate_residual=rc, grads=history)
 
 
-class SaddleFlow(eqx.Module):
+class SaddleFlowResult(eqx.Module):
     """Result of the augmented-Lagrangian saddle flow: fields and gradient at the final
     `tau`, the histories (per iteration, or per recorded block) of the largest
     constraint residual `|c_k|` and of the largest `|dS_rho/dx_k|`, and with
@@ -223,7 +216,7 @@ def _pullbacks(system, theta, xs, cotangents):
     def local(k, theta_k, x_k, c_k):
         return system.conjugate(k, x_k, theta_k, c_k)
 
-    back, grads = _layers_vmapped(system, local, theta, xs[:-1], cotangents)
+    back, grads = layers_vmapped(system, local, theta, xs[:-1], cotangents)
     if system.layout == "shared":
         grads = jax.tree.map(lambda g: jnp.sum(g, axis=0), grads)
     return back, grads
@@ -235,7 +228,7 @@ def _layer_maps(system, theta, xs):
     def local(k, theta_k, x_k):
         return system.apply(k, x_k, theta_k)
 
-    return _layers_vmapped(system, local, theta, xs[:-1])
+    return layers_vmapped(system, local, theta, xs[:-1])
 
 
 def saddle_flow_step(system, theta, loss, eta, rho, xs, ps, c):
@@ -273,7 +266,7 @@ def saddle_flow(
     eta: float = 0.4,
     rho: float = 0.5,
     record_every: int = 0,
-) -> SaddleFlow:
+) -> SaddleFlowResult:
     """Run the augmented-Lagrangian (`rho > 0`) or plain Arrow-Hurwicz (`rho = 0`)
     saddle flow for `iterations` steps of size `eta`, from `x_k = x_0`, `p_k = 0`.
 
@@ -293,7 +286,7 @@ def saddle_flow(
         >>> bool(jnp.allclose(flow.grad["W"], exact, atol=1e-10))
         True
     """
-    _check_scan_layout(system)
+    check_scan_layout(system)
     if not eta > 0 or not rho >= 0:
         raise ValueError(f"saddle flow needs eta > 0 and rho >= 0; got eta={eta}, rho={rho}")
     if record_every < 0 or (record_every and iterations % record_every):
@@ -323,7 +316,7 @@ def _saddle(system, theta, x0, loss, iterations, eta, rho, record_every):
     (xs, ps, c), (rf, rc, history) = jax.lax.scan(block, (xs, ps, c), None, length=blocks)
     back, grads = _pullbacks(system, theta, xs, ps[1:])
     ps = ps.at[0].set(back[0])
-    return SaddleFlow(xs=xs, ps=ps, grad=grads, forward_residual=rf, conjugate_residual=rc, grads=history)
+    return SaddleFlowResult(xs=xs, ps=ps, grad=grads, forward_residual=rf, conjugate_residual=rc, grads=history)
 
 
 class RelaxedTraining(eqx.Module):
@@ -401,123 +394,3 @@ def _learn(system, theta, x0, loss, update, state, updates, relax_steps, eta):
 
     (xs, ps, theta, _), (losses, rf, rc) = jax.lax.scan(round_, (xs, ps, theta, state), None, length=updates)
     return RelaxedTraining(theta=theta, xs=xs, ps=ps, losses=losses, forward_residual=rf, conjugate_residual=rc)
-
-
-def _jacobian(system, k, theta_k, x):
-    """`dPhi_k/dx_k` as a matrix, one `jax.jvp` of the layer map per column."""
-    eye = jnp.eye(x.shape[-1], dtype=x.dtype)
-    return jax.vmap(lambda v: system.tangent(k, x, theta_k, v), out_axes=1)(eye)
-
-
-def _affine_compose(first, second):
-    """Compose affine maps `x -> A x + b`: `second o first` (associative)."""
-    a1, b1 = first
-    a2, b2 = second
-    return a2 @ a1, jnp.einsum("...ij,...j->...i", a2, b1) + b2
-
-
-def _backward_recurrence(a, c, end):
-    """`y_k = A_k y_{k+1} + c_k` for `k = N-1..0` with `y_N = end`, by a reverse associative scan
-    of the affine maps (`y_0..y_N`, depth O(log N))."""
-
-    maps_a, maps_c = jax.lax.associative_scan(_affine_compose, (a, c), reverse=True)
-    return jnp.concatenate([jnp.einsum("kij,j->ki", maps_a, end) + maps_c, end[None]])
-
-
-class NewtonInTime(eqx.Module):
-    """States `xs`, conjugate field `ps`, gradient, and the Newton iterations used.
-
-    Example:
-        >>> net = lagrangian.ResNet(dim=2, depth=8)
-        >>> result = integrators.newton_in_time(net, net.init(jax.random.key(0)), jnp.ones(2), lagrangian.SquaredError())
-        >>> result.xs.shape, int(result.iterations) < 10
-        ((9, 2), True)
-    """
-
-    xs: Array
-    ps: Array
-    grad: PyTree
-    iterations: Array
-    residual: Array
-
-
-def newton_in_time(
-    system: LayerMaps,
-    theta: PyTree,
-    x0: Array,
-    loss: Loss,
-    tol: float = 1e-13,
-    max_iterations: int | None = None,
-) -> NewtonInTime:
-    """Solve the stationarity conditions by Newton over the whole trajectory (one state `(n,)`).
-
-    Each iteration linearises `x_{k+1} = Phi_k(x_k)` around the current guess and
-    solves the linear recurrence by an associative scan; it stops when
-    `max_k |Phi_k(x_k) - x_{k+1}| <= tol * max(1, max |x|)` (at most `N` iterations:
-    Newton on a triangular system is exact after `N`). The conjugate field and the
-    gradient then come from one reverse associative scan of `p_k = J_k^T p_{k+1}`.
-
-    Accuracy: a forward residual of `tol` still leaves state errors amplified along
-    the trajectory (on a 4-D neural ODE at `N = 10 000`, 2e-13 in `x` and 3e-12 in
-    `p` at `tol = 1e-13`), so one more Newton step is taken after the stopping test:
-    Newton converges quadratically and that step lands at rounding (4e-15 in `x`,
-    7e-15 in `p` against a long-double recursion). `iterations` counts it.
-
-    Example:
-        >>> net = lagrangian.ResNet(dim=2, depth=16)
-        >>> theta, x0, loss = net.init(jax.random.key(0)), jnp.ones(2), lagrangian.SquaredError()
-        >>> newton = integrators.newton_in_time(net, theta, x0, loss)
-        >>> bool(jnp.allclose(newton.grad["W"], integrators.sweep(net, theta, x0, loss).grad["W"], atol=1e-12))
-        True
-    """
-    _check_scan_layout(system)
-    x0 = jnp.asarray(x0)
-    if x0.ndim != 1:
-        raise ValueError(f"newton_in_time takes one state of shape (n,); vmap it for a batch (got {x0.shape})")
-    system.check(theta, x0)
-    limit = system.depth + 1 if max_iterations is None else int(max_iterations)
-    return _newton(system, theta, x0, loss, float(tol), limit)
-
-
-@eqx.filter_jit
-def _newton(system, theta, x0, loss, tol, limit):
-    n = system.depth
-
-    def linearise(xs):
-        def local(k, theta_k, x_k):
-            return system.layer(k, x_k, theta_k), _jacobian(system, k, theta_k, x_k)
-
-        return _layers_vmapped(system, local, theta, xs[:-1])
-
-    def converged(xs, phi):
-        return jnp.max(jnp.abs(phi - xs[1:])) <= tol * jnp.maximum(1.0, jnp.max(jnp.abs(xs)))
-
-    def cond(state):
-        *_, i, last = state
-        return ~last & (i <= limit)
-
-    def body(state):
-        # one Newton step; the step taken once the residual test passes is the last
-        # (one step past the stopping test: quadratic convergence)
-        xs, phi, jac, i, _ = state
-        last = converged(xs, phi) | (i == limit)
-        c = phi - jnp.einsum("kij,kj->ki", jac, xs[:-1])
-        # x_{k+1} = J_k x_k + c_k: prefix-compose the affine maps, apply to x_0
-        a, b = jax.lax.associative_scan(_affine_compose, (jac, c))
-        new = jnp.concatenate([x0[None], jnp.einsum("kij,j->ki", a, x0) + b])
-        return (new, *linearise(new), i + 1, last)
-
-    xs = jnp.broadcast_to(x0, (n + 1,) + x0.shape)
-    xs, phi, jac, iterations, _ = jax.lax.while_loop(cond, body, (xs, *linearise(xs), jnp.asarray(0), False))
-    r = jnp.max(jnp.abs(phi - xs[1:]))
-    _, p_final = loss.grad(xs[-1])
-    # p_k = J_k^T p_{k+1}: a linear recurrence, one reverse associative scan
-    ps = _backward_recurrence(jnp.swapaxes(jac, -1, -2), jnp.zeros_like(xs[:-1]), p_final)
-
-    def local_grad(k, theta_k, x_k, p_next):
-        return system.conjugate(k, x_k, theta_k, p_next)[1]
-
-    grads = _layers_vmapped(system, local_grad, theta, xs[:-1], ps[1:])
-    if system.layout == "shared":
-        grads = jax.tree.map(lambda g: jnp.sum(g, axis=0), grads)
-    return NewtonInTime(xs=xs, ps=ps, grad=grads, iterations=iterations, residual=r)

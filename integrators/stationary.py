@@ -22,7 +22,7 @@ from jaxtyping import Array, PyTree, Scalar
 
 from lagrangian import LayerMaps, Loss, batched
 
-from . import _loop
+from ._loop import append, pull_back_embed, scan
 from .memory import Memory, StoreAll
 
 
@@ -66,7 +66,7 @@ def _sweep(system, theta, x0, loss, loss_weight, memory):
     z_final, residuals, _ = memory.forward(system, theta, z0)
     value, p_final = terminal(system, loss, z_final, loss_weight)
     back = memory.backward(system, theta, z0, z_final, residuals, p_final)
-    grad_x0, grads, _ = _loop.pull_back_embed(system, theta, x0, back)
+    grad_x0, grads, _ = pull_back_embed(system, theta, x0, back)
     return Solution(
         xs=back.zs,
         ps=back.ps,
@@ -130,7 +130,7 @@ def forward(system: LayerMaps, theta: PyTree, x0: Array):
     system = batched(system, x0)
     z0 = system.embed(x0, theta)
     z_final, zs, _ = StoreAll().forward(system, theta, z0)
-    return _loop.append(zs, z_final)
+    return append(zs, z_final)
 
 
 def output(system: LayerMaps, theta: PyTree, x0: Array) -> Array:
@@ -165,7 +165,7 @@ def tangent_sweep(system: LayerMaps, theta: PyTree, xs: Sequence[Array], v0: Arr
         v_next = system.tangent(k, x, system.theta_at(theta, k), v)
         return (v_next, k + 1), v_next
 
-    _, tail = _loop.scan(system, body, (v0, 0), xs[:-1])
+    _, tail = scan(system, body, (v0, 0), xs[:-1])
     return (v0, *tail) if isinstance(tail, tuple) else jnp.concatenate([v0[None], tail])
 
 

@@ -90,9 +90,9 @@ class TrainNeuralODEConfig:
                              f"{self.train_steps}")
         if not self.t_final > 0 or not self.learning_rate > 0:
             raise ValueError("config keys 't_final' and 'learning_rate' must be > 0")
-        if self.method not in integrators.method_names():
+        if self.method not in integrators.scheme_names():
             raise ValueError(f"config key 'method': unknown integrator {self.method!r}; "
-                             f"choose one of {integrators.method_names()}")
+                             f"choose one of {integrators.scheme_names()}")
         try:
             integrators.memory_named(self.memory)
         except ValueError as error:

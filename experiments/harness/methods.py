@@ -748,9 +748,9 @@ class HamiltonianEcho(Method):
 
 
 def scheme_names() -> list[str]:
-    """Every scheme `integrators` can discretise a field with (`integrators.method_names()`):
+    """Every scheme `integrators` can discretise a field with (`integrators.scheme_names()`):
     the Butcher tableaux, then the splittings and the reversible schemes."""
-    return integrators.method_names()
+    return integrators.scheme_names()
 
 
 def register_defaults() -> None:

@@ -102,7 +102,7 @@ def _check_solve(method, memory, saveat):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", I.method_names())
+@pytest.mark.parametrize("method", I.scheme_names())
 def test_grad_through_solve_for_every_scheme(method):
     """Every scheme `discretise` accepts, store-all memory (and reversible memory for the
     reversible schemes), saved states inside and at the end."""

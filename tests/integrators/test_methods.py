@@ -20,7 +20,7 @@ import lagrangian as L
 from tests.helpers import rel_l2, van_loan_gradient
 
 IMPLICIT = {name for name, t in I.TABLEAUX.items() if not t.explicit}
-ALL = I.method_names()
+ALL = I.scheme_names()
 
 
 def _tolerance(method):

@@ -63,7 +63,7 @@ def test_partner_tableau_steps_p_exactly_like_the_conjugate(method, key):
 
 
 STEP_METHODS = ["euler", "rk4", "dopri5", "gauss-legendre-2", "leapfrog", "reversible-heun"]
-MORE_STEP_METHODS = sorted(set(I.method_names()) - set(STEP_METHODS))
+MORE_STEP_METHODS = sorted(set(I.scheme_names()) - set(STEP_METHODS))
 
 
 @pytest.mark.parametrize("method", STEP_METHODS)

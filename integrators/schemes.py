@@ -1,4 +1,4 @@
-"""`discretise`: a vector field plus a time grid plus a method is a layered system."""
+"""`discretise`: a vector field plus a time grid plus a scheme is a layered system."""
 
 import jax.numpy as jnp
 from jaxtyping import Array, Float
@@ -15,11 +15,11 @@ REVERSIBLE = {"reversible-heun": ReversibleHeun, "asynchronous-leapfrog": Asynch
 """The reversible schemes by name: the `Discretisation` class `discretise` builds for each."""
 
 
-def method_names() -> list[str]:
+def scheme_names() -> list[str]:
     """Every name `discretise` accepts.
 
     Example:
-        >>> "rk4" in integrators.method_names() and "reversible-heun" in integrators.method_names()
+        >>> "rk4" in integrators.scheme_names() and "reversible-heun" in integrators.scheme_names()
         True
     """
     return sorted(TABLEAUX) + sorted(SPLITTINGS) + sorted(REVERSIBLE)
@@ -28,10 +28,10 @@ def method_names() -> list[str]:
 def discretise(
     field: VectorField,
     ts: Float[Array, " N1"],
-    method: ButcherTableau | SplittingTableau | str = "euler",
+    scheme: ButcherTableau | SplittingTableau | str = "euler",
     **options,
 ) -> Discretisation:
-    """The layer maps of `field` on the grid `ts` for `method`: a `ButcherTableau`,
+    """The layer maps of `field` on the grid `ts` stepped by `scheme`: a `ButcherTableau`,
     a `SplittingTableau`, or a name (a tableau, a splitting, ``"reversible-heun"``
     or ``"asynchronous-leapfrog"``). `options` go to the scheme (e.g. the Newton
     `rtol`/`atol` of implicit Runge-Kutta stages).
@@ -42,17 +42,17 @@ def discretise(
         (100, 'shared')
     """
     ts = jnp.asarray(ts)
-    if isinstance(method, str):
-        if method in REVERSIBLE:
-            return REVERSIBLE[method](field=field, ts=ts, **options)
-        if method not in TABLEAUX and method not in SPLITTINGS and not _is_alias(method):
-            raise ValueError(f"unknown integrator {method!r}; choose one of {method_names()}")
-        method = tableau(method)
-    if isinstance(method, SplittingTableau):
-        return Splitting(field=field, ts=ts, tableau=method, **options)
-    if isinstance(method, ButcherTableau):
-        return RungeKutta(field=field, ts=ts, tableau=method, **options)
-    raise TypeError(f"method must be a tableau or a name; got {method!r}")
+    if isinstance(scheme, str):
+        if scheme in REVERSIBLE:
+            return REVERSIBLE[scheme](field=field, ts=ts, **options)
+        if scheme not in TABLEAUX and scheme not in SPLITTINGS and not _is_alias(scheme):
+            raise ValueError(f"unknown integrator {scheme!r}; choose one of {scheme_names()}")
+        scheme = tableau(scheme)
+    if isinstance(scheme, SplittingTableau):
+        return Splitting(field=field, ts=ts, tableau=scheme, **options)
+    if isinstance(scheme, ButcherTableau):
+        return RungeKutta(field=field, ts=ts, tableau=scheme, **options)
+    raise TypeError(f"scheme must be a tableau or a name; got {scheme!r}")
 
 
 def _is_alias(name: str) -> bool:
