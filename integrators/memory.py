@@ -46,6 +46,10 @@ class Cost(NamedTuple):
       (its stage values), before its pullback;
     - `pullbacks`: VJPs of a layer map;
     - `stored`: states (or step linearisations) held at once.
+
+    Example:
+        >>> integrators.StoreAll().cost(100).stored, integrators.Checkpoint.logarithmic().cost(1024).stored
+        (101, 20)
     """
 
     evaluations: int

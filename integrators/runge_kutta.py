@@ -118,6 +118,14 @@ class StagePullback(eqx.Module):
 
     back-substituted (`j > i`) for an explicit tableau, one dense solve for an implicit one.
     A pytree: the sweep can store it (`integrators.StoreStages`).
+
+    Example:
+        >>> field = lagrangian.NeuralODE(2)
+        >>> ode = integrators.discretise(field, integrators.uniform_grid(1.0, 4), "rk4")
+        >>> x_next, pullback = ode.linearise(0, jnp.ones(2), field.init(jax.random.key(0)))
+        >>> p, grad = pullback(jnp.ones(2))       # (dPhi/dx)^T p', (dPhi/dtheta)^T p'
+        >>> p.shape, sorted(grad)
+        ((2,), ['W', 'b'])
     """
 
     tableau: ButcherTableau = eqx.field(static=True)

@@ -104,5 +104,11 @@ class BatchedField(VectorField):
 
 
 def batched(system: LayerMaps, x0: Array) -> LayerMaps:
-    """`system` for the states `x0`: itself for one state `(n,)`, `system.batched()` for a batch `(B, n)`."""
+    """`system` for the states `x0`: itself for one state `(n,)`, `system.batched()` for a batch `(B, n)`.
+
+    Example:
+        >>> net = lagrangian.ResNet(dim=2, depth=3)
+        >>> type(lagrangian.batched(net, jnp.ones((5, 2)))).__name__, lagrangian.batched(net, jnp.ones(2)) is net
+        ('Batched', True)
+    """
     return system.batched() if x0.ndim == 2 else system
