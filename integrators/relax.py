@@ -1,4 +1,4 @@
-"""Local and parallel-in-time solvers of the stationarity conditions (DESIGN.md 2.6).
+"""Local and parallel-in-time solvers of the stationarity conditions (docs/design.md 2.6).
 
 The stationarity conditions of `S_d = l(x_N) + sum_k p_{k+1} . (Phi_k(x_k) - x_{k+1})`
 form one system over all `(x_k, p_k)` at once. The forward-then-backward sweep

@@ -1,11 +1,11 @@
 """Actions, the Hamiltonian and the Euler-Lagrange (stationarity) residuals.
 
-Continuous time (DESIGN.md 2.1):
+Continuous time (docs/design.md 2.1):
 
     S[x, p] = l(x(T)) + integral_0^T p . ( f(x, theta, t) - dx/dt ) dt,
     H(x, p, theta, t) = p . f(x, theta, t) + r(x, theta, t).
 
-Discrete time (DESIGN.md 2.3):
+Discrete time (docs/design.md 2.3):
 
     S_d = l(x_N) + sum_k p_{k+1} . ( Phi_k(x_k, theta_k) - x_{k+1} ).
 

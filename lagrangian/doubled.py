@@ -1,4 +1,4 @@
-"""Doubled variables of the non-conservative (Galley) formalism, DESIGN.md 2.2.
+"""Doubled variables of the non-conservative (Galley) formalism, docs/design.md 2.2.
 
 Two copies `x1, x2` of the state, `x+ = (x1 + x2) / 2`, `x- = x1 - x2`. To first
 order in `x-` the doubled action of a layered flow is

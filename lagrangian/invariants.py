@@ -1,4 +1,4 @@
-"""Quantities conserved by the stationary point of the action (DESIGN.md 2.1).
+"""Quantities conserved by the stationary point of the action (docs/design.md 2.1).
 
 - the bilinear invariant `p_k . v_k` along any tangent `v_{k+1} = (dPhi_k/dx) v_k`,
   equal to the directional derivative of the loss along `v_0`;

@@ -100,7 +100,7 @@ def linearised_flows(hessian: Float[Array, "2M 2M"]) -> dict[str, Float[Array, "
     - ``"descent"``: `G = -I` (`-Hess`): unstable along the `M` negative directions;
     - ``"arrow-hurwicz"``: `G = diag(-I, +I)`, descent in `x`, ascent in `p`;
     - ``"relaxation"``: `G = [[0, I], [I, 0]]`, each variable along the derivative
-      with respect to its conjugate (DESIGN.md 2.6): `[[B^T, 0], [A, B]]`, block
+      with respect to its conjugate (docs/design.md 2.6): `[[B^T, 0], [A, B]]`, block
       triangular with every eigenvalue `-1`.
 
     Example:

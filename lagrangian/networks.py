@@ -1,4 +1,4 @@
-"""Layered networks: the discrete-time systems of DESIGN.md 2.3.
+"""Layered networks: the discrete-time systems of docs/design.md 2.3.
 
 Each is a `LayerMaps` whose layer `Phi_k` is one line of mathematics; the
 conjugate sweep (`integrators.sweep`) turns its stationarity conditions into

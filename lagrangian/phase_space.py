@@ -1,6 +1,6 @@
 """Phase-space volume of the doubled system (Liouville's theorem).
 
-`HamiltonFlow` is the doubled system of DESIGN.md 2.1 as one vector field on
+`HamiltonFlow` is the doubled system of docs/design.md 2.1 as one vector field on
 `z = (x, p)` (length `2n`):
 
     dz/dt = (dH/dp, -dH/dx) = (f(x), -(df/dx)^T p),     H = p . f(x),
