@@ -27,7 +27,13 @@ from .problems import PROBLEMS, Problem, custom_problem, problem_named, register
 
 def register_defaults() -> None:
     """Register every shipped method: references, peers, project methods, then the physical
-    learning rules (run once, when this package is imported)."""
+    learning rules (run once, when this package is imported).
+
+    Example:
+        >>> from experiments import harness
+        >>> list(harness.METHODS)[:3], "least-action-store-stages" in harness.METHODS
+        (['jax-grad', 'jax-jvp', 'finite-diff'], True)
+    """
     for method in (methods.JaxGrad(), methods.ForwardMode(), methods.FiniteDifferences(), *peers.default_methods(),
                    *least_action.least_action_methods(), rules.HamiltonianEcho(eps=1e-4), *rules.physical_rules()):
         register(method)
@@ -37,7 +43,7 @@ register_defaults()
 
 __all__ = [
     "Cell", "Comparison", "METHODS", "Method", "PROBLEMS", "Prepared", "Problem", "compare", "compare_gradients",
-    "custom_problem", "default_cache_dir", "enable_compilation_cache", "gradient_errors", "least_action", "method_named", "methods",
-    "peers", "problem_named", "problems", "register", "register_defaults", "register_problem", "relative_error",
-    "rules", "run_timed", "shipped",
+    "custom_problem", "default_cache_dir", "enable_compilation_cache", "gradient_errors", "least_action",
+    "method_named", "methods", "peers", "problem_named", "problems", "register", "register_defaults",
+    "register_problem", "relative_error", "rules", "run_timed", "shipped",
 ]

@@ -201,7 +201,14 @@ def time_calls(call: Callable, args: tuple, *, repeats: int = 5, budget: float =
 def run_timed(
     fn: Callable, args: tuple, *, compile: bool = True, repeats: int = 5, budget: float = 1.0
 ) -> tuple[object, Timing]:
-    """`fn(*args)` (compiled with XLA when `compile`), warm, timed; returns `(output, Timing)`."""
+    """`fn(*args)` (compiled with XLA when `compile`), warm, timed; returns `(output, Timing)`.
+
+    Example:
+        >>> from experiments import harness
+        >>> out, timing = harness.run_timed(lambda x: jnp.sin(x) ** 2, (jnp.ones(3),), repeats=3, budget=10.0)
+        >>> len(timing.calls), timing.median_seconds > 0, timing.memory["temp_bytes"] >= 0
+        (3, True, True)
+    """
     if compile:
         executable, seconds, memory = compile_program(fn, args)
         return time_calls(executable, args, repeats=repeats, budget=budget, compile_seconds=seconds, memory=memory)
