@@ -28,7 +28,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..harness.metrics import relative_error
-
 from .fixed_point import fitted_rate
 
 

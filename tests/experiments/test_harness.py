@@ -66,9 +66,9 @@ def test_default_registries_hold_every_problem_and_method():
     for name in ["jax-grad", "jax-jvp", "finite-diff", "diffrax-checkpoint", "diffrax-backsolve", "torch",
                  "least-action", "least-action-checkpoint", "least-action-checkpoint-log", "tension"]:
         assert name in harness.METHODS
-    for scheme in harness.methods.scheme_names():
+    for scheme in harness.least_action.scheme_names():
         assert f"least-action-{scheme}" in harness.METHODS
-    assert set(integrators.TABLEAUX) <= set(harness.methods.scheme_names())
+    assert set(integrators.TABLEAUX) <= set(harness.least_action.scheme_names())
     kinds = {m.kind for m in harness.METHODS.values()}
     assert kinds == {"reference", "peer", "project"}
 
