@@ -384,9 +384,6 @@ def compare(
     dtype: Annotated[str, typer.Option("--dtype", help="float64 or float32")] = "float64",
     seed: Annotated[int, typer.Option("--seed", help="seed of the problems' weights and batches")] = 0,
     repeats: Annotated[int, typer.Option("--repeats", help="timed warm calls per pair (median)")] = 5,
-    processes: Annotated[
-        int, typer.Option("--processes", help="worker processes, split by problem family (0: one per CPU)")
-    ] = 0,
     out: Annotated[
         Optional[Path],
         typer.Option("--out", "-o", help="output folder [default: runs/compare-YYYYmmdd-HHMMSS]"),
@@ -407,7 +404,7 @@ def compare(
     overrides = {
         "problems": ",".join(problem) if problem else "all",
         "methods": ",".join(method) if method else "all",
-        "reference": reference, "dtype": dtype, "seed": seed, "repeats": repeats, "processes": processes,
+        "reference": reference, "dtype": dtype, "seed": seed, "repeats": repeats,
     }
     try:
         experiment = get("compare")

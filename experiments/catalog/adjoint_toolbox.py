@@ -52,6 +52,7 @@ import numpy as np
 
 from .. import plots
 from ..correspondences import argmin, checkpointing, fixed_point, gradient_cost, residual_time, reversible_leapfrog, sinkhorn
+from ..harness.metrics import relative_error
 from ..runner import Experiment, Progress, RunFolder
 from ..tables import Table
 
@@ -225,13 +226,13 @@ def measure_fixed_point(config: ToolboxConfig) -> dict:
     linear, theta_lin = fixed_point.random_layer(6, 3, jax.random.key(config.seed + 1), config.contraction, "identity")
     _, closed = fixed_point.linear_closed_form(linear, theta_lin)
     x_star = fixed_point.newton_fixed_point(linear, theta_lin)
-    implicit = fixed_point.flat(fixed_point.implicit_gradient(linear, theta_lin, x_star))
-    closed_flat = fixed_point.flat({k: closed[k] for k in theta_lin})
+    implicit = fixed_point.implicit_gradient(linear, theta_lin, x_star)
+    closed_linear = {k: closed[k] for k in theta_lin}
     return {
         "iterations": list(ks), "contraction_factor": e.contraction,
         "unrolled_error": e.unrolled.tolist(), "implicit_error": e.implicit.tolist(), "fixed_point_distance": e.residual.tolist(),
         "unrolled_rate": fixed_point.fitted_rate(ks, e.unrolled), "implicit_rate": fixed_point.fitted_rate(ks, e.implicit),
-        "linear_closed_form_relative_error": float(np.linalg.norm(implicit - closed_flat) / np.linalg.norm(closed_flat)),
+        "linear_closed_form_relative_error": relative_error(implicit, closed_linear),
     }
 
 
@@ -250,7 +251,7 @@ def measure_argmin(config: ToolboxConfig) -> dict:
         "rates": {"distance": rate(e.distance), "envelope": rate(e.envelope), "unrolled": rate(e.unrolled),
                   "implicit": rate(e.implicit), "jacobian_unrolled": rate(e.jacobian_unrolled),
                   "jacobian_implicit": rate(e.jacobian_implicit)},
-        "quadratic_closed_form_relative_error": float(np.linalg.norm(envelope - closed) / np.linalg.norm(closed)),
+        "quadratic_closed_form_relative_error": relative_error(envelope, closed),
     }
 
 

@@ -6,56 +6,58 @@ System: the neural ODE `dx/dt = f(x) = tanh(W x + b)` in `d` dimensions
 `l = (1/B) sum_b 0.5 |x_N^b - y^b|^2` with random targets `y`, float64
 throughout. For every `d` in `dims` and every step count `N` in `steps`
 (uniform grid, `h = T / N`) each gradient method below computes `dl/dtheta`
-at the same `N`:
+at the same `N`. The problem is the harness's (`harness.shipped.neural_ode_problem`),
+each row is a method of the harness registry (`harness.METHODS`, named in brackets)
+on the problem stepped by Heun or re-discretised by a reversible scheme:
 
-    autodiff-heun                 jax.grad through the jitted plain scan of Heun's map
+    autodiff-heun                 [jax-grad] jax.grad through the plain scan of Heun's map
                                   (`integrators.output`): the reference of the discrete map
-    least-action-store-all        the least-action sweep, Heun, every state stored
-    least-action-checkpoint-sqrt  the sweep with `Checkpoint(levels=2)`: ~sqrt(N) states
-    least-action-checkpoint-log   the sweep with `Checkpoint.logarithmic()`: ~log2(N) states
-    autodiff-reversible-heun      jax.grad through the reversible-Heun map (its reference)
-    least-action-reversible-heun  the sweep with `Reversible()` memory on reversible Heun
+    least-action-store-all        [least-action] the least-action sweep, Heun, every state stored
+    least-action-store-stages     [least-action-store-stages] the sweep keeping every step's
+                                  linearisation (the memory and arithmetic of jax.grad)
+    least-action-checkpoint-sqrt  [least-action-checkpoint] `Checkpoint(levels=2)`: ~sqrt(N) states
+    least-action-checkpoint-log   [least-action-checkpoint-log] `Checkpoint.logarithmic()`: ~log2(N)
+    autodiff-reversible-heun      [jax-grad] jax.grad through the reversible-Heun map (its reference)
+    least-action-reversible-heun  [least-action-reversible-heun] the sweep with `Reversible()` memory
     autodiff-asynchronous-leapfrog / least-action-asynchronous-leapfrog   the same for MALI
-    diffrax-recursive-checkpoint  `diffrax.diffeqsolve`, `diffrax.Heun()`, `dt0 = T/N`,
-                                  `RecursiveCheckpointAdjoint` (discretise-then-optimise)
-    diffrax-backsolve             the same solve with `BacksolveAdjoint` (the continuous
-                                  adjoint ODE solved backward with the same steps)
-
-(diffrax's `ReversibleAdjoint` is used with `diffrax.ReversibleHeun` when the
-installed diffrax has it; diffrax 0.7.2 does not, and `results.json` says so.)
+    diffrax-recursive-checkpoint  [diffrax-checkpoint] `diffrax.diffeqsolve` with an explicit
+                                  Runge-Kutta solver holding Heun's tableau on the same grid
+                                  (`StepTo`), `RecursiveCheckpointAdjoint` (discretise-then-optimise)
+    diffrax-backsolve             [diffrax-backsolve] the same solve with `BacksolveAdjoint` (the
+                                  continuous adjoint ODE solved backward on the same grid)
 
 What is measured, per method, `d` and `N`:
 
 - relative L2 error `|g - g_ref| / |g_ref|` of the parameter gradient (W and
-  b concatenated) against (i) the discrete reference, jax.grad through the
-  same discrete forward map (Heun's for the Heun-based methods and diffrax,
-  each reversible scheme's own map for the reversible methods), and (ii) the
-  continuous reference: diffrax `Dopri5` with `PIDController(rtol=atol=1e-12)`
-  differentiated by `RecursiveCheckpointAdjoint`, computed once per `d` (and,
-  outside the quick preset, cross-checked against `Tsit5` at the same
-  tolerances; their difference is reported as the reference's uncertainty);
-- wall time of the forward map alone (the loss from the plain scan of the
-  method's scheme; the diffrax forward solve for diffrax) and of the
-  gradient: each function is compiled once with
-  `jax.jit(fn).lower(*args).compile()`, called once to warm up, then called
-  `repeats` times (at least 5) with `jax.block_until_ready`; the median is
-  reported, with the ratio gradient / forward and the ratio to the time of
-  `autodiff-heun` at the same `d` and `N`;
+  b concatenated, `harness.relative_error`) against (i) the discrete reference,
+  jax.grad through the same discrete forward map (Heun's for the Heun-based
+  methods and diffrax, each reversible scheme's own map for the reversible
+  methods), and (ii) the continuous reference: the harness's adjoint ODE solved
+  by scipy's DOP853 at `rtol = atol = 1e-13`, computed once per `d` (and,
+  outside the quick preset, again at `1e-11`; their difference is reported as
+  the reference's uncertainty);
+- wall time of the forward map alone (the loss through the plain scan of the
+  row's scheme; for diffrax, Heun's scan) and of the gradient, both by
+  `harness.run_timed`: compiled once with `jax.jit(fn).lower(*args).compile()`,
+  called once to warm up, then called `repeats` times (at least 5) with
+  `jax.block_until_ready`; the median is reported, with the ratio gradient /
+  forward and the ratio to the time of `autodiff-heun` at the same `d` and `N`;
 - memory: XLA's compiled memory statistics of the jitted gradient,
   `compiled.memory_analysis()`: `temp_size_in_bytes` (the temporary buffers
   the compiled program allocates: deterministic, no run needed) and the
-  argument and output sizes. It is not a measured RSS. The project's methods
-  take the time grid as an argument, so it is part of their argument bytes.
+  argument and output sizes. It is not a measured RSS;
+- the evaluation counts the harness method states (for the sweeps, its memory
+  strategy's `cost`).
 
-Memory against `N`: the gradients of store-all, both checkpointing schedules,
-both reversible schemes and jax.grad (plus diffrax outside the quick preset)
+Memory against `N`: the gradients of store-all, store-stages, both
+checkpointing schedules, both reversible schemes and jax.grad (plus diffrax outside the quick preset)
 are compiled, not run, at every `N` in `memory_steps` for the largest `d`.
 The growth ratio `temp(N_max) / temp(N_min)`, the log-log slope and the
 marginal bytes per step `(temp(N_max) - temp(N_min)) / (N_max - N_min)` are
 reported next to the bytes of one batch state, so what grows with `N` can be
 told apart from what is stored per state.
 
-The targets of issue 4 are evaluated on the measured numbers and reported in
+The targets (bounds on time and memory) are evaluated on the measured numbers and reported in
 `results["targets"]` with pass/fail flags; a missed target does not fail the
 run. The `quick` preset (`--set quick=true`) replaces the sizes by small ones
 (one `d`, small `N`) so the whole run takes well under a minute.
@@ -64,19 +66,18 @@ run. The `quick` preset (`--set quick=true`) replaces the sizes by small ones
 from __future__ import annotations
 
 import math
-import statistics
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import integrators
-import lagrangian
 
-from .. import plots
+from .. import harness, plots
+from ..harness.metrics import compile_program, relative_error
+from ..harness.problems import AdjointODEReference
+from ..harness.shipped import neural_ode_problem
 from ..runner import Experiment, Progress, RunFolder
 from ..tables import Table
 
@@ -155,290 +156,139 @@ QUICK = BenchmarkConfig(quick=True)
 
 
 @dataclass(frozen=True)
-class Method:
-    """One gradient method of the benchmark.
+class Row:
+    """One gradient method of the benchmark: a method of the harness registry
+    (`experiments.harness.METHODS`) on the problem stepped by `scheme`.
 
-    family: ``autodiff`` (jax.grad through a jitted scan), ``least-action`` (the
-        project's sweep) or ``diffrax``.
-    scheme: the discrete map: ``heun``, ``reversible-heun`` or ``asynchronous-leapfrog``.
-    memory: the memory strategy (for least-action) or adjoint (for diffrax).
-    reference: the method whose gradient is the exact gradient of the same discrete map.
-    exact: whether the method should reproduce that gradient to rounding.
+    name: the row's name in the tables, figures and `results.json`.
+    method: the harness method.
+    scheme: the discrete map it differentiates: ``heun``, ``reversible-heun`` or
+        ``asynchronous-leapfrog`` (the problem re-discretised on the same grid).
     """
 
     name: str
     label: str
-    family: str
+    method: str
     scheme: str
-    memory: str
-    reference: str
-    exact: bool
-
-
-METHODS: tuple[Method, ...] = (
-    Method("autodiff-heun", "jax.grad, Heun (store-all)", "autodiff", "heun", "store-all", "autodiff-heun", True),
-    Method("least-action-store-all", "least action, store-all", "least-action", "heun", "store-all",
-           "autodiff-heun", True),
-    Method("least-action-checkpoint-sqrt", "least action, checkpoint (2 levels)", "least-action", "heun",
-           "checkpoint-sqrt", "autodiff-heun", True),
-    Method("least-action-checkpoint-log", "least action, checkpoint (log2 N levels)", "least-action", "heun",
-           "checkpoint-log", "autodiff-heun", True),
-    Method("autodiff-reversible-heun", "jax.grad, reversible Heun", "autodiff", "reversible-heun", "store-all",
-           "autodiff-reversible-heun", True),
-    Method("least-action-reversible-heun", "least action, reversible Heun", "least-action", "reversible-heun",
-           "reversible", "autodiff-reversible-heun", True),
-    Method("autodiff-asynchronous-leapfrog", "jax.grad, asynchronous leapfrog", "autodiff",
-           "asynchronous-leapfrog", "store-all", "autodiff-asynchronous-leapfrog", True),
-    Method("least-action-asynchronous-leapfrog", "least action, asynchronous leapfrog", "least-action",
-           "asynchronous-leapfrog", "reversible", "autodiff-asynchronous-leapfrog", True),
-    Method("diffrax-recursive-checkpoint", "diffrax Heun, RecursiveCheckpointAdjoint", "diffrax", "heun",
-           "recursive-checkpoint", "autodiff-heun", True),
-    Method("diffrax-backsolve", "diffrax Heun, BacksolveAdjoint", "diffrax", "heun", "backsolve",
-           "autodiff-heun", False),
-)
-BY_NAME = {m.name: m for m in METHODS}
-
-MEMORY_METHODS = (
-    "autodiff-heun", "least-action-store-all", "least-action-checkpoint-sqrt", "least-action-checkpoint-log",
-    "least-action-reversible-heun", "least-action-asynchronous-leapfrog",
-)
-DIFFRAX_MEMORY_METHODS = ("diffrax-recursive-checkpoint", "diffrax-backsolve")
-QUICK_MEMORY_METHODS = ("least-action-store-all", "least-action-checkpoint-sqrt", "least-action-reversible-heun")
-
-STRATEGIES = {
-    "store-all": integrators.StoreAll(),
-    "checkpoint-sqrt": integrators.Checkpoint(levels=2),
-    "checkpoint-log": integrators.Checkpoint.logarithmic(),
-    "reversible": integrators.Reversible(),
-}
-
-
-def diffrax_reversible_adjoint_available() -> bool:
-    import diffrax
-
-    return hasattr(diffrax, "ReversibleAdjoint")
-
-
-def methods_run() -> tuple[Method, ...]:
-    """`METHODS`, plus diffrax's reversible adjoint when the installed diffrax has one."""
-    if diffrax_reversible_adjoint_available():
-        return METHODS + (Method("diffrax-reversible", "diffrax ReversibleHeun, ReversibleAdjoint", "diffrax",
-                                 "reversible-heun", "reversible-adjoint", "autodiff-reversible-heun", True),)
-    return METHODS
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One `(d, N)` instance: field, parameters, batch, loss and grid."""
-
-    field: lagrangian.NeuralODE
-    theta: dict
-    x0: jax.Array
-    loss: lagrangian.SquaredError
-    t_final: float
-    steps: int
 
     @property
-    def ts(self):
-        return integrators.uniform_grid(self.t_final, self.steps)
+    def family(self) -> str:
+        """``autodiff`` (jax.grad through the scan), ``least-action`` or ``diffrax``."""
+        kind = harness.method_named(self.method).kind
+        return "autodiff" if self.method == "jax-grad" else ("least-action" if kind == "project" else "diffrax")
+
+    @property
+    def reference(self) -> str:
+        """The row whose gradient is the exact gradient of the same discrete map: jax.grad on `scheme`."""
+        return f"autodiff-{self.scheme}"
 
 
-def make_problem(config: BenchmarkConfig, dim: int, steps: int) -> Problem:
-    """Weights, initial states and targets depend on `seed` and `d` only (not on `N`)."""
-    k_theta, k_x0, k_target = jax.random.split(jax.random.fold_in(jax.random.key(config.seed), dim), 3)
-    field = lagrangian.NeuralODE(state_dim=dim, scale=config.scale)
-    theta = field.init(k_theta)
-    x0 = jax.random.normal(k_x0, (config.batch, dim), jnp.float64)
-    target = jax.random.normal(k_target, (config.batch, dim), jnp.float64)
-    return Problem(field, theta, x0, lagrangian.SquaredError(target=target), config.t_final, steps)
+ROWS: tuple[Row, ...] = (
+    Row("autodiff-heun", "jax.grad, Heun (store-all)", "jax-grad", "heun"),
+    Row("least-action-store-all", "least action, store-all", "least-action", "heun"),
+    Row("least-action-store-stages", "least action, store-stages", "least-action-store-stages", "heun"),
+    Row("least-action-checkpoint-sqrt", "least action, checkpoint (2 levels)", "least-action-checkpoint", "heun"),
+    Row("least-action-checkpoint-log", "least action, checkpoint (log2 N levels)", "least-action-checkpoint-log",
+        "heun"),
+    Row("autodiff-reversible-heun", "jax.grad, reversible Heun", "jax-grad", "reversible-heun"),
+    Row("least-action-reversible-heun", "least action, reversible Heun", "least-action-reversible-heun",
+        "reversible-heun"),
+    Row("autodiff-asynchronous-leapfrog", "jax.grad, asynchronous leapfrog", "jax-grad", "asynchronous-leapfrog"),
+    Row("least-action-asynchronous-leapfrog", "least action, asynchronous leapfrog",
+        "least-action-asynchronous-leapfrog", "asynchronous-leapfrog"),
+    Row("diffrax-recursive-checkpoint", "diffrax Heun, RecursiveCheckpointAdjoint", "diffrax-checkpoint", "heun"),
+    Row("diffrax-backsolve", "diffrax Heun, BacksolveAdjoint", "diffrax-backsolve", "heun"),
+)
+BY_NAME = {r.name: r for r in ROWS}
+
+MEMORY_ROWS = (
+    "autodiff-heun", "least-action-store-all", "least-action-store-stages", "least-action-checkpoint-sqrt",
+    "least-action-checkpoint-log", "least-action-reversible-heun", "least-action-asynchronous-leapfrog",
+)
+DIFFRAX_MEMORY_ROWS = ("diffrax-recursive-checkpoint", "diffrax-backsolve")
+QUICK_MEMORY_ROWS = ("least-action-store-all", "least-action-checkpoint-sqrt", "least-action-reversible-heun")
 
 
-def _diffrax_solve(problem: Problem, theta, x0, solver, adjoint, **options):
-    import diffrax
-
-    term = diffrax.ODETerm(lambda t, y, th: jnp.tanh(y @ th["W"].T + th["b"]))
-    return diffrax.diffeqsolve(term, solver, 0.0, problem.t_final, options.pop("dt0", problem.t_final / problem.steps),
-                               x0, args=theta, saveat=diffrax.SaveAt(t1=True), adjoint=adjoint, **options)
-
-
-def _diffrax_parts(method: Method):
-    import diffrax
-
-    if method.memory == "recursive-checkpoint":
-        return diffrax.Heun(), diffrax.RecursiveCheckpointAdjoint()
-    if method.memory == "backsolve":
-        return diffrax.Heun(), diffrax.BacksolveAdjoint()
-    if method.memory == "reversible-adjoint":
-        return diffrax.ReversibleHeun(), diffrax.ReversibleAdjoint()
-    raise ValueError(f"unknown diffrax adjoint {method.memory!r}")
+def make_problem(config: BenchmarkConfig, dim: int, steps: int) -> harness.Problem:
+    """The neural ODE of `config` in `dim` dimensions on `steps` Heun steps
+    (`harness.shipped.neural_ode_problem`: weights, states and targets depend on `seed`
+    and `d` only, not on `N`)."""
+    return neural_ode_problem(dim, steps, batch=config.batch, t_final=config.t_final, scale=config.scale,
+                              seed=config.seed)
 
 
-def forward_function(problem: Problem, scheme: str, family: str) -> tuple[Callable, tuple]:
-    """`(fn, args)`: the loss of the forward map alone, for `jax.jit(fn).lower(*args)`."""
-    if family == "diffrax":
-        import diffrax
-
-        solver = diffrax.ReversibleHeun() if scheme == "reversible-heun" else diffrax.Heun()
-
-        def diffrax_forward(theta, x0):
-            solution = _diffrax_solve(problem, theta, x0, solver, diffrax.RecursiveCheckpointAdjoint(),
-                                      max_steps=problem.steps)
-            return problem.loss(solution.ys[-1]), solution.stats["num_steps"]
-
-        return diffrax_forward, (problem.theta, problem.x0)
-
-    def plain_forward(theta, x0, ts):
-        return problem.loss(integrators.output(integrators.discretise(problem.field, ts, scheme), theta, x0))
-
-    return plain_forward, (problem.theta, problem.x0, problem.ts)
+def target(problem: harness.Problem, row: Row) -> harness.Problem:
+    """The problem re-discretised by the row's scheme on the same grid."""
+    return problem.rediscretise(row.scheme, lambda field, ts: integrators.discretise(field, ts, row.scheme))
 
 
-def gradient_function(problem: Problem, method: Method) -> tuple[Callable, tuple]:
-    """`(fn, args)`: `dl/dtheta` by `method`, for `jax.jit(fn).lower(*args)`.
-
-    The least-action functions return `(grad, reconstruction_error)` (the error is
-    `None` except for `Reversible` memory); the others return `grad`.
-    """
-    field, loss = problem.field, problem.loss
-    if method.family == "autodiff":
-
-        def autodiff(theta, x0, ts):
-            system = integrators.discretise(field, ts, method.scheme)
-            return jax.grad(lambda th: loss(integrators.output(system, th, x0)))(theta)
-
-        return autodiff, (problem.theta, problem.x0, problem.ts)
-    if method.family == "least-action":
-        memory = STRATEGIES[method.memory]
-
-        def least_action(theta, x0, ts):
-            system = integrators.discretise(field, ts, method.scheme)
-            solution = integrators.sweep(system, theta, x0, loss, memory, check=False)
-            return solution.grad, solution.reconstruction_error
-
-        return least_action, (problem.theta, problem.x0, problem.ts)
-    if method.family == "diffrax":
-        solver, adjoint = _diffrax_parts(method)
-
-        def diffrax_gradient(theta, x0):
-            def value(th):
-                return loss(_diffrax_solve(problem, th, x0, solver, adjoint, max_steps=problem.steps).ys[-1])
-
-            return jax.grad(value)(theta)
-
-        return diffrax_gradient, (problem.theta, problem.x0)
-    raise ValueError(f"unknown method family {method.family!r}")
+def memory_strategy(row: Row, problem: harness.Problem) -> str:
+    """The name (`integrators.MEMORIES`) of the strategy a least-action row sweeps with, or
+    what the other rows keep (``jax.grad``, or the diffrax adjoint)."""
+    method = harness.method_named(row.method)
+    if row.family != "least-action":
+        return "jax.grad" if row.family == "autodiff" else row.method
+    memory = method.memory_for(target(problem, row).system)
+    return next(name for name, known in integrators.MEMORIES.items() if known == memory)
 
 
-def continuous_reference(problem: Problem, solver_name: str = "dopri5", tol: float = 1e-12) -> dict:
-    """The continuous gradient: an adaptive diffrax solve at `rtol = atol = tol`, differentiated
-    by `RecursiveCheckpointAdjoint`; returns the gradient and the accepted step count."""
-    import diffrax
+def prepared(problem: harness.Problem, row: Row) -> harness.Prepared:
+    """The row's harness method, prepared on the row's discretisation of `problem`."""
+    return harness.method_named(row.method).prepare(target(problem, row))
 
-    solver = {"dopri5": diffrax.Dopri5(), "tsit5": diffrax.Tsit5()}[solver_name]
-    controller = diffrax.PIDController(rtol=tol, atol=tol)
 
-    def value(theta, x0):
-        solution = _diffrax_solve(problem, theta, x0, solver, diffrax.RecursiveCheckpointAdjoint(), dt0=None,
-                                  stepsize_controller=controller, max_steps=100_000)
-        return problem.loss(solution.ys[-1]), solution.stats["num_accepted_steps"]
-
+def continuous_reference(problem: harness.Problem, rtol: float = 1e-13) -> dict:
+    """The continuous gradient of `problem`'s ODE: the harness's adjoint-ODE reference
+    (scipy DOP853 at `rtol = atol`), with its wall time."""
     start = time.perf_counter()
-    (loss_value, accepted), grad = jax.jit(jax.value_and_grad(value, has_aux=True))(problem.theta, problem.x0)
-    jax.block_until_ready(grad)
-    return {"grad": grad, "loss": float(loss_value), "accepted_steps": int(accepted),
-            "solver": solver_name, "rtol": tol, "atol": tol, "seconds": time.perf_counter() - start}
+    grad = AdjointODEReference(rtol)(problem)
+    return {"grad": grad, "source": f"adjoint ODE by scipy DOP853, rtol = atol = {rtol:g}", "rtol": rtol,
+            "seconds": time.perf_counter() - start}
 
 
 # --- measuring ------------------------------------------------------------------------------
-
-
-def _flat(tree) -> np.ndarray:
-    return np.concatenate([np.ravel(np.asarray(leaf, dtype=np.float64)) for leaf in jax.tree.leaves(tree)])
-
-
-def relative_error(candidate, reference) -> float:
-    """`|g - r|_2 / |r|_2` over all parameter leaves."""
-    g, r = _flat(candidate), _flat(reference)
-    return float(np.linalg.norm(g - r) / np.linalg.norm(r))
-
-
-def compiled_memory(compiled) -> dict:
-    """XLA's compiled memory statistics (bytes), as reported by `memory_analysis()`."""
-    stats = compiled.memory_analysis()
-    temp, argument, output = (int(stats.temp_size_in_bytes), int(stats.argument_size_in_bytes),
-                              int(stats.output_size_in_bytes))
-    return {"temp_bytes": temp, "argument_bytes": argument, "output_bytes": output,
-            "total_bytes": temp + argument + output}
-
-
-def compile_only(fn: Callable, args: tuple) -> dict:
-    """Compile `fn` for `args` (no run): memory statistics and compile seconds."""
-    start = time.perf_counter()
-    compiled = jax.jit(fn).lower(*args).compile()
-    return {**compiled_memory(compiled), "compile_seconds": time.perf_counter() - start}
-
-
-def timed(fn: Callable, args: tuple, repeats: int):
-    """Compile, warm up, time `repeats` calls (median); returns `(output, record)`."""
-    start = time.perf_counter()
-    compiled = jax.jit(fn).lower(*args).compile()
-    compile_seconds = time.perf_counter() - start
-    out = jax.block_until_ready(compiled(*args))
-    seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(compiled(*args))
-        seconds.append(time.perf_counter() - start)
-    record = {"median_seconds": statistics.median(seconds), "all_seconds": seconds,
-              "compile_seconds": compile_seconds, "memory": compiled_memory(compiled)}
-    return out, record
 
 
 def _ratio(a, b):
     return None if a is None or b is None or b == 0 else float(a / b)
 
 
-def measure_size(problem: Problem, methods, reference: dict, repeats: int, report) -> list[dict]:
-    """Every method at one `(d, N)`: forward and gradient timings, memory, errors."""
-    forwards = {}
-    rows, grads = [], {}
-    for method in methods:
-        key = (method.family == "diffrax", method.scheme)
-        if key not in forwards:
-            fn, args = forward_function(problem, method.scheme, "diffrax" if key[0] else "plain")
-            out, record = timed(fn, args, repeats)
-            if key[0]:
-                record["diffrax_steps"] = int(out[1])
-            forwards[key] = record
-        report(f"d={problem.field.state_dim} N={problem.steps}: {method.name}")
-        fn, args = gradient_function(problem, method)
-        out, record = timed(fn, args, repeats)
-        reconstruction = None
-        if method.family == "least-action":
-            out, reconstruction = out
-        grads[method.name] = out
-        forward = forwards[key]
-        rows.append({
-            "method": method.name, "label": method.label, "family": method.family, "scheme": method.scheme,
-            "memory_strategy": method.memory, "d": problem.field.state_dim, "steps": problem.steps,
-            "discrete_reference": method.reference,
-            "forward_seconds": forward["median_seconds"], "forward_all_seconds": forward["all_seconds"],
-            "forward_memory": forward["memory"],
-            "gradient_seconds": record["median_seconds"], "gradient_all_seconds": record["all_seconds"],
-            "gradient_compile_seconds": record["compile_seconds"],
-            "gradient_over_forward": _ratio(record["median_seconds"], forward["median_seconds"]),
-            "memory": record["memory"],
-            **({"diffrax_steps": forward["diffrax_steps"]} if "diffrax_steps" in forward else {}),
-            # for Reversible memory: max |x_0^rec - x_0| / max |x_0| after the backward reconstruction
-            **({"reconstruction_error": float(reconstruction)} if reconstruction is not None else {}),
-        })
-    autodiff_seconds = next(r["gradient_seconds"] for r in rows if r["method"] == "autodiff-heun")
+def measure_size(problem: harness.Problem, rows, reference: dict, repeats: int, report) -> list[dict]:
+    """Every row at one `(d, N)`: forward and gradient timings (`harness.run_timed`: compiled,
+    one warm call, median of `repeats` calls), XLA memory of the gradient, errors."""
+    forwards, out, grads = {}, [], {}
+    d = int(problem.x0.shape[1])
     for row in rows:
-        row["time_vs_autodiff_heun"] = _ratio(row["gradient_seconds"], autodiff_seconds)
-        row["error_vs_discrete"] = relative_error(grads[row["method"]], grads[row["discrete_reference"]])
-        row["error_vs_continuous"] = relative_error(grads[row["method"]], reference["grad"])
-        row["is_discrete_reference"] = row["method"] == row["discrete_reference"]
-    return rows
+        if row.scheme not in forwards:
+            discrete = target(problem, row)
+            _, forwards[row.scheme] = harness.run_timed(discrete.loss_at, (discrete.theta, discrete.x0),
+                                                        repeats=repeats, budget=math.inf)
+        report(f"d={d} N={problem.steps}: {row.name}")
+        ready = prepared(problem, row)
+        (grad, aux), timing = harness.run_timed(ready.fn, ready.args, repeats=repeats, budget=math.inf)
+        grads[row.name] = grad
+        forward = forwards[row.scheme]
+        out.append({
+            "method": row.name, "label": row.label, "harness_method": row.method, "family": row.family,
+            "scheme": row.scheme, "memory_strategy": memory_strategy(row, problem), "d": d, "steps": problem.steps,
+            "discrete_reference": row.reference,
+            "forward_seconds": forward.median_seconds, "forward_all_seconds": list(forward.calls),
+            "forward_memory": forward.memory,
+            "gradient_seconds": timing.median_seconds, "gradient_all_seconds": list(timing.calls),
+            "gradient_compile_seconds": timing.compile_seconds,
+            "gradient_over_forward": _ratio(timing.median_seconds, forward.median_seconds),
+            "memory": timing.memory, "evaluations": dict(ready.evaluations),
+            # Reversible memory: max |x_0^rec - x_0| / max |x_0| after the backward reconstruction;
+            # diffrax: the steps it took
+            **{k: float(v) for k, v in aux.items()},
+        })
+    autodiff_seconds = next(r["gradient_seconds"] for r in out if r["method"] == "autodiff-heun")
+    for r in out:
+        r["time_vs_autodiff_heun"] = _ratio(r["gradient_seconds"], autodiff_seconds)
+        r["error_vs_discrete"] = relative_error(grads[r["method"]], grads[r["discrete_reference"]])
+        r["error_vs_continuous"] = relative_error(grads[r["method"]], reference["grad"])
+        r["is_discrete_reference"] = r["method"] == r["discrete_reference"]
+    return out
 
 
 def _slope(ns, values) -> float | None:
@@ -448,19 +298,20 @@ def _slope(ns, values) -> float | None:
 
 
 def measure_memory(config: BenchmarkConfig, dim: int, memory_steps, names, report) -> dict:
-    """Compile (no run) each gradient at every `N` of `memory_steps`; bytes and growth."""
+    """Compile (no run) each row's gradient at every `N` of `memory_steps`; bytes and growth."""
     table = {}
     for name in names:
-        method = BY_NAME[name]
+        row = BY_NAME[name]
         entries = []
         for n in memory_steps:
             report(f"memory: {name} at N={n} (compile only)")
-            fn, args = gradient_function(make_problem(config, dim, n), method)
-            entries.append(compile_only(fn, args))
+            ready = prepared(make_problem(config, dim, n), row)
+            _, seconds, memory = compile_program(ready.fn, ready.args)
+            entries.append({**memory, "compile_seconds": seconds})
         temps = [e["temp_bytes"] for e in entries]
         lo, hi = memory_steps[0], memory_steps[-1]
         table[name] = {
-            "label": method.label,
+            "label": row.label,
             "steps": list(memory_steps),
             "temp_bytes": temps,
             "argument_bytes": [e["argument_bytes"] for e in entries],
@@ -479,7 +330,7 @@ def measure_memory(config: BenchmarkConfig, dim: int, memory_steps, names, repor
         "batch": config.batch,
         "bytes_of_one_batch_state": state_bytes,
         "bytes_of_one_augmented_batch_state": 2 * state_bytes,
-        "measure": "XLA compiled memory statistics of the jitted gradient: "
+        "measure": "XLA compiled memory statistics of the jitted gradient (experiments.harness.metrics.xla_memory): "
                    "jax.jit(fn).lower(*args).compile().memory_analysis().temp_size_in_bytes "
                    "(temporary buffers of the compiled program; deterministic, compiled only, not run); "
                    "argument and output bytes listed separately",
@@ -495,7 +346,7 @@ def _row(rows, method, d, n):
 
 
 def evaluate_targets(rows: list[dict], memory: dict, dims, steps) -> dict:
-    """The targets of issue 4 on the measured numbers, each with its value and a pass flag."""
+    """The targets on the measured numbers, each with its value and a pass flag."""
     d = 64 if 64 in dims else max(dims)
     n = 1000 if 1000 in steps else min(steps, key=lambda s: abs(math.log(s / 1000)))
     where = {"d": d, "steps": n, "as_specified": d == 64 and n == 1000}
@@ -609,7 +460,7 @@ def benchmark_table(rows: list[dict], config: BenchmarkConfig) -> Table:
         rows=body,
         caption=(f"Gradient benchmark: neural ODE tanh(W x + b), T = {config.t_final:g}, batch {config.batch}, "
                  "float64. Errors are relative L2 errors of dl/dtheta against jax.grad through the same discrete "
-                 "map and against a Dopri5 solve at rtol = atol = 1e-12. Times are medians of "
+                 "map and against the adjoint ODE solved by DOP853 at rtol = atol = 1e-13. Times are medians of "
                  f"{config.repeats} warm calls of the jitted function. Memory is XLA's compiled "
                  "memory_analysis().temp_size_in_bytes of the jitted gradient (temporary buffers, not RSS)."),
         label="tab:benchmark-gradients",
@@ -637,6 +488,7 @@ def memory_table(memory: dict) -> Table:
 STYLES = {
     "autodiff-heun": ("k", "o", "-"),
     "least-action-store-all": (None, "s", "-"),
+    "least-action-store-stages": (None, "<", "-"),
     "least-action-checkpoint-sqrt": (None, "^", "-"),
     "least-action-checkpoint-log": (None, "v", "-"),
     "autodiff-reversible-heun": ("0.5", "o", ":"),
@@ -645,7 +497,6 @@ STYLES = {
     "least-action-asynchronous-leapfrog": (None, "P", "-"),
     "diffrax-recursive-checkpoint": (None, "x", "--"),
     "diffrax-backsolve": (None, "*", "--"),
-    "diffrax-reversible": (None, "+", "--"),
 }
 
 
@@ -704,7 +555,7 @@ def error_figure(rows, dims):
         for name, points in _series(rows, d, lambda r: None if r["is_discrete_reference"]
                                     else max(r["error_vs_discrete"], floor)).items():
             _plot(bottom, *zip(*points), name)
-        top.set_title(f"vs continuous reference (Dopri5, tol 1e-12), d = {d}")
+        top.set_title(f"vs continuous reference (adjoint ODE, tol 1e-13), d = {d}")
         bottom.set_title(f"vs jax.grad of the same discrete map, d = {d}")
         bottom.axhline(np.finfo(np.float64).eps, color="k", ls=":", lw=0.8)
         for ax in (top, bottom):
@@ -724,9 +575,8 @@ def run(config: BenchmarkConfig, folder: RunFolder, progress: Progress) -> dict:
 
     started = time.perf_counter()
     dims, steps, memory_steps = config.sizes()
-    methods = methods_run()
-    memory_names = QUICK_MEMORY_METHODS if config.quick else MEMORY_METHODS + DIFFRAX_MEMORY_METHODS
-    total = len(dims) * (1 + len(steps) * len(methods)) + len(memory_names) * len(memory_steps) + 1
+    memory_names = QUICK_MEMORY_ROWS if config.quick else MEMORY_ROWS + DIFFRAX_MEMORY_ROWS
+    total = len(dims) * (1 + len(steps) * len(ROWS)) + len(memory_names) * len(memory_steps) + 1
     done = 0
 
     def report(description):
@@ -736,20 +586,19 @@ def run(config: BenchmarkConfig, folder: RunFolder, progress: Progress) -> dict:
 
     references, rows = {}, []
     for d in dims:
-        report(f"d={d}: continuous reference (Dopri5, rtol=atol=1e-12)")
+        report(f"d={d}: continuous reference (adjoint ODE, scipy DOP853, rtol = atol = 1e-13)")
         base = make_problem(config, d, steps[0])
-        reference = continuous_reference(base, "dopri5")
+        reference = continuous_reference(base)
         entry = {k: v for k, v in reference.items() if k != "grad"}
         if not config.quick:
-            check = continuous_reference(base, "tsit5")
-            entry["tsit5_accepted_steps"] = check["accepted_steps"]
-            entry["relative_difference_tsit5_vs_dopri5"] = relative_error(check["grad"], reference["grad"])
+            check = continuous_reference(base, rtol=1e-11)
+            entry["relative_difference_at_rtol_1e-11"] = relative_error(check["grad"], reference["grad"])
         references[str(d)] = entry
-        folder.log(f"d={d}: continuous reference, {entry['accepted_steps']} accepted Dopri5 steps"
-                   + (f", Tsit5 differs by {entry['relative_difference_tsit5_vs_dopri5']:.2e}"
-                      if "relative_difference_tsit5_vs_dopri5" in entry else ""))
+        folder.log(f"d={d}: continuous reference in {entry['seconds']:.1f} s"
+                   + (f", at rtol 1e-11 it differs by {entry['relative_difference_at_rtol_1e-11']:.2e}"
+                      if "relative_difference_at_rtol_1e-11" in entry else ""))
         for n in steps:
-            measured = measure_size(make_problem(config, d, n), methods, reference, config.repeats, report)
+            measured = measure_size(make_problem(config, d, n), ROWS, reference, config.repeats, report)
             for r in measured:
                 folder.log(f"d={d} N={n} {r['method']}: err discrete {r['error_vs_discrete']:.2e}, continuous "
                            f"{r['error_vs_continuous']:.2e}, grad {1e3 * r['gradient_seconds']:.2f} ms "
@@ -777,20 +626,18 @@ def run(config: BenchmarkConfig, folder: RunFolder, progress: Progress) -> dict:
             "loss": "batch mean of 0.5 |x(T) - y|^2, random targets y",
             "dims": list(dims), "steps": list(steps), "memory_steps": list(memory_steps),
             "t_final": config.t_final, "batch": config.batch, "dtype": "float64", "quick": config.quick,
-            "timing": f"jax.jit(fn).lower(*args).compile(), one warm call, median of {config.repeats} calls "
-                      "with jax.block_until_ready",
+            "timing": "experiments.harness.run_timed: jax.jit(fn).lower(*args).compile(), one warm call, median "
+                      f"of {config.repeats} calls with jax.block_until_ready",
             "memory": "XLA compiled memory statistics of the jitted gradient: memory_analysis().temp_size_in_bytes "
                       "(peak temporary buffer allocation of the compiled program; deterministic), with "
                       "argument_size_in_bytes and output_size_in_bytes; not a process RSS",
-            "errors": "relative L2 error of dl/dtheta (W and b concatenated)",
+            "errors": "relative L2 error of dl/dtheta (W and b concatenated), experiments.harness.relative_error",
             "jax_version": jax.__version__, "diffrax_version": diffrax.__version__,
-            "diffrax_reversible_adjoint": ("used with diffrax.ReversibleHeun" if diffrax_reversible_adjoint_available()
-                                           else f"not available in diffrax {diffrax.__version__}"),
             "devices": [str(device) for device in jax.devices()],
         },
         "continuous_reference": references,
-        "methods": [{"name": m.name, "label": m.label, "family": m.family, "scheme": m.scheme,
-                     "memory": m.memory, "discrete_reference": m.reference} for m in methods],
+        "methods": [{"name": r.name, "label": r.label, "harness_method": r.method, "family": r.family,
+                     "scheme": r.scheme, "discrete_reference": r.reference} for r in ROWS],
         "runs": rows,
         "memory_vs_steps": memory,
         "targets": targets,

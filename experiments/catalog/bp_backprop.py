@@ -45,6 +45,7 @@ from ..correspondences import (
     scalar_mlp,
 )
 from ..config import check_quick, numbers
+from ..harness.metrics import relative_max_error
 from ..runner import Experiment, Progress, RunFolder
 from ..tables import Table
 
@@ -109,11 +110,6 @@ class BPBackpropConfig:
 TOTAL_STEPS = 5
 
 
-def relative(a: np.ndarray, b: np.ndarray) -> float:
-    """`max |a - b| / max |b|`."""
-    return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
-
-
 def measure_graph(graph: ScalarGraph, config: BPBackpropConfig) -> dict:
     """Every number of one graph: limit, error grid and fits, dense-posterior check, mean shift, convergence."""
     lin = linearise(graph)
@@ -129,25 +125,25 @@ def measure_graph(graph: ScalarGraph, config: BPBackpropConfig) -> dict:
             result = gaussian_belief_propagation(graph, beta, eps, lin=lin)
             if not result.converged:
                 raise RuntimeError(f"Gaussian BP did not converge at beta={beta:g}, eps={eps:g}")
-            errors[i, j] = relative(result.adjoints(beta), reference)
+            errors[i, j] = relative_max_error(result.adjoints(beta), reference)
             iterations[i, j] = result.iterations
             dense = dense_posterior(graph, beta, eps, lin)
-            dense_error = max(dense_error, relative(result.belief_mean, dense.mean))
+            dense_error = max(dense_error, relative_max_error(result.belief_mean, dense.mean))
     order_beta, order_eps = fitted_orders_2d(grid, grid, errors, ROUNDING_FLOOR)
     mid = grid.size // 2
 
     eps = config.mean_shift_eps
     shift_limit = -dense_posterior(graph, 1.0, eps, lin).prior_cov_with_output * lin.loss_gradient
     shift_betas = grid
-    shift_errors = [relative(gaussian_belief_propagation(graph, b, eps, lin=lin).belief_mean / b, shift_limit)
+    shift_errors = [relative_max_error(gaussian_belief_propagation(graph, b, eps, lin=lin).belief_mean / b, shift_limit)
                     for b in shift_betas]
 
     first_order = {}
     for e in FIRST_ORDER_EPS:
         a1 = gaussian_belief_propagation(graph, FIRST_ORDER_BETA, e, lin=lin).adjoints(FIRST_ORDER_BETA)
         a2 = gaussian_belief_propagation(graph, FIRST_ORDER_BETA / 2, e, lin=lin).adjoints(FIRST_ORDER_BETA / 2)
-        first_order[f"eps={e:g}"] = {"raw_relative_error": relative(a2, reference),
-                                     "extrapolated_relative_error": relative(2 * a2 - a1, reference)}
+        first_order[f"eps={e:g}"] = {"raw_relative_error": relative_max_error(a2, reference),
+                                     "extrapolated_relative_error": relative_max_error(2 * a2 - a1, reference)}
 
     histories = {f"beta={b:g},eps={e:g}": gaussian_belief_propagation(graph, b, e, lin=lin).changes.tolist()
                  for b, e in ((1.0, 1.0), (0.1, 0.01), (1e-4, 1e-4))}
@@ -160,7 +156,7 @@ def measure_graph(graph: ScalarGraph, config: BPBackpropConfig) -> dict:
         "limit": {
             "beta": LIMIT_BETA, "eps": LIMIT_EPS,
             "iterations": limit.iterations, "converged": limit.converged,
-            "max_relative_error": relative(adjoints, reference),
+            "max_relative_error": relative_max_error(adjoints, reference),
             "names": list(graph.names),
             "adjoints_bp": adjoints.tolist(),
             "adjoints_jax_grad": reference.tolist(),

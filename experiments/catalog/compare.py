@@ -36,8 +36,6 @@ class CompareConfig:
     dtype: ``float64`` or ``float32``.
     seed: seed of the problems' weights and batches.
     repeats: at most this many timed warm calls per pair (median reported).
-    processes: worker processes the problems are split over by family (0: one per CPU;
-        1: everything in this process). The cells do not depend on it.
     """
 
     problems: str = "all"
@@ -46,7 +44,6 @@ class CompareConfig:
     dtype: str = "float64"
     seed: int = 0
     repeats: int = 5
-    processes: int = 0
 
     def __post_init__(self):
         for key, check in (("problems", harness.problems.select), ("methods", harness.methods.select),
@@ -60,19 +57,17 @@ class CompareConfig:
             raise ValueError(f"config key 'reference': {self.reference!r} is a project method; choose one of {valid}")
         if self.repeats < 1:
             raise ValueError(f"config key 'repeats' must be >= 1; got {self.repeats}")
-        if self.processes < 0:
-            raise ValueError(f"config key 'processes' must be >= 0 (0: one per CPU); got {self.processes}")
 
 
 def run(config: CompareConfig, folder: RunFolder, progress: Progress) -> dict:
     """Run the comparison, then write its tables and heat map."""
     problems = harness.problems.select(config.problems)
     methods = harness.methods.select(config.methods)
-    total = 2 * len(problems) * len(methods) + 1  # each pair is prepared, then measured
+    total = len(problems) * len(methods) + 1
 
     comparison = harness.compare(
         problems=problems, methods=methods, reference=config.reference, dtype=config.dtype,
-        seed=config.seed, repeats=config.repeats, processes=config.processes or None,
+        seed=config.seed, repeats=config.repeats,
         progress=lambda done, _, text: progress(done, total, text), log=folder.log,
     )
     results = comparison.as_dict()

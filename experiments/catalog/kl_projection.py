@@ -46,6 +46,7 @@ from ..correspondences import (
     scalar_mlp,
 )
 from ..config import check_quick, numbers
+from ..harness.metrics import relative_max_error
 from ..runner import Experiment, Progress, RunFolder
 from ..tables import Table
 
@@ -113,11 +114,6 @@ TILT_WIDTH = 0.1
 """Residual width at which the finite-tilt convergence is measured."""
 
 
-def relative(a: np.ndarray, b: np.ndarray) -> float:
-    """`max |a - b| / max |b|`."""
-    return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
-
-
 def finite_or_none(value: float) -> float | None:
     """`None` for a fit with fewer than two points above the rounding floor (written as null)."""
     return value if np.isfinite(value) else None
@@ -133,25 +129,25 @@ def measure_graph(graph: ScalarGraph, config: KLProjectionConfig, linear: bool) 
         lifted = LiftedGraph(graph, s, config.points)
         a = lifted.adjoints()
         adjoints_by_s.append(a)
-        raw.append(relative(a, reference))
+        raw.append(relative_max_error(a, reference))
         cov = lifted.covariance_with_loss()
-        jvp_vs_cov = max(jvp_vs_cov, relative(lifted.differential().means, -cov))
+        jvp_vs_cov = max(jvp_vs_cov, relative_max_error(lifted.differential().means, -cov))
     for k in range(len(s_values) - 1):
         ratio = (s_values[k] / s_values[k + 1]) ** 2
-        rich2.append(relative((ratio * adjoints_by_s[k + 1] - adjoints_by_s[k]) / (ratio - 1), reference))
+        rich2.append(relative_max_error((ratio * adjoints_by_s[k + 1] - adjoints_by_s[k]) / (ratio - 1), reference))
     limit = extrapolated_adjoints(graph, EXTRAPOLATION_WIDTH, levels=3, points=config.points)
 
     lifted = LiftedGraph(graph, TILT_WIDTH, config.points)
     differential = lifted.adjoints()
     betas = config.betas()
-    tilt_gaps = [relative(lifted.projection(b).means / (-b * TILT_WIDTH ** 2), differential) for b in betas]
+    tilt_gaps = [relative_max_error(lifted.projection(b).means / (-b * TILT_WIDTH ** 2), differential) for b in betas]
     out = {
         "computed_nodes": len(graph.free),
         "quadrature_nodes": config.points ** len(graph.free),
         "names": [graph.names[v] for v in graph.free],
         "adjoints_jax_grad": reference,
         "adjoints_projection_extrapolated": limit,
-        "limit_relative_error": relative(limit, reference),
+        "limit_relative_error": relative_max_error(limit, reference),
         "extrapolation": {"levels": 3, "widths": [EXTRAPOLATION_WIDTH / 2 ** k for k in range(3)]},
         "s": s_values,
         "raw_relative_error": raw,
@@ -170,7 +166,7 @@ def measure_graph(graph: ScalarGraph, config: KLProjectionConfig, linear: bool) 
             closed = linear_gaussian_projection(graph, s, beta)
             quad = LiftedGraph(graph, s, config.points).projection(beta)
             checks.append({
-                "beta": beta, "s": s, "means_relative_difference": relative(quad.means, closed.means),
+                "beta": beta, "s": s, "means_relative_difference": relative_max_error(quad.means, closed.means),
                 "variances_abs_difference_over_s2": float(np.max(np.abs(quad.variances - closed.variances))) / s ** 2,
             })
         out["gaussian_algebra_check"] = checks

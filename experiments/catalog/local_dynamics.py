@@ -27,7 +27,6 @@ unfolding together, measured against `jax.grad`.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 
 import jax
@@ -38,7 +37,8 @@ import integrators
 import lagrangian
 
 from .. import plots
-from ..harness.metrics import gradient_errors
+from ..data import digits
+from ..harness.metrics import relative_error, run_timed
 from ..runner import Experiment, Progress, RunFolder
 from ..tables import Table
 
@@ -98,13 +98,8 @@ def _reference(system, theta, x0, loss):
     return jax.grad(lambda th: loss(integrators.forward(system, th, x0)[-1]))(theta)
 
 
-def relative_l2(candidate, reference) -> float:
-    """Relative L2 error of a gradient pytree against the reference."""
-    return gradient_errors(candidate, reference)["relative_l2_error"]
-
-
 def _history_errors(history, reference, count):
-    return [relative_l2(jax.tree.map(lambda g: g[i], history), reference) for i in range(count)]
+    return [relative_error(jax.tree.map(lambda g: g[i], history), reference) for i in range(count)]
 
 
 def relaxation_curves(config, key, size: Sizes, log) -> dict:
@@ -151,7 +146,7 @@ def saddle_curves(config, key, size: Sizes, log) -> dict:
         system = lagrangian.ResNet(dim=4, depth=depth, h=0.1)
         th = system.init(jax.random.fold_in(key, depth))
         result = integrators.saddle_flow(system, th, x0, loss, iterations=size.saddle_nonlinear_iterations)
-        nonlinear[str(depth)] = relative_l2(result.grad, _reference(system, th, x0, loss))
+        nonlinear[str(depth)] = relative_error(result.grad, _reference(system, th, x0, loss))
         log(f"saddle flow on a tanh ResNet of depth {depth}: error {nonlinear[str(depth)]:.2e} "
             f"after {size.saddle_nonlinear_iterations} steps")
     out["nonlinear_error_by_depth"] = nonlinear
@@ -160,11 +155,9 @@ def saddle_curves(config, key, size: Sizes, log) -> dict:
 
 
 def _timed(fn, *args):
-    """`(output, seconds)` of a warm call (the first call compiles and is not timed)."""
-    jax.block_until_ready(fn(*args))
-    start = time.perf_counter()
-    out = jax.block_until_ready(fn(*args))
-    return out, time.perf_counter() - start
+    """`(output, seconds)` of one warm call (`run_timed`: the first call compiles and is not timed)."""
+    out, timing = run_timed(fn, args, compile=False, repeats=1, budget=math.inf)
+    return out, timing.median_seconds
 
 
 def newton_rows(key, size: Sizes, log) -> list[dict]:
@@ -181,8 +174,8 @@ def newton_rows(key, size: Sizes, log) -> list[dict]:
         row = {
             "steps": steps,
             "newton_iterations": int(newton.iterations),
-            "gradient_error_vs_sweep": relative_l2(newton.grad, sweep.grad),
-            "states_error_vs_sweep": relative_l2(newton.xs[-1], sweep.x_final),
+            "gradient_error_vs_sweep": relative_error(newton.grad, sweep.grad),
+            "states_error_vs_sweep": relative_error(newton.xs[-1], sweep.x_final),
             "scan_depth_levels": math.ceil(math.log2(steps)),
             "newton_seconds": newton_seconds,
             "sweep_seconds": sweep_seconds,
@@ -194,19 +187,11 @@ def newton_rows(key, size: Sizes, log) -> list[dict]:
     return rows
 
 
-def digits(train: int, seed: int):
-    """The first `train` digits (8x8, scaled to [0, 1]) for training and the rest for testing."""
-    from sklearn.datasets import load_digits
-
-    data = load_digits()
-    order = np.random.default_rng(seed).permutation(data.target.shape[0])
-    x, y = data.data[order] / 16.0, data.target[order]
-    return (jnp.asarray(x[:train]), jnp.asarray(y[:train])), (jnp.asarray(x[train:]), jnp.asarray(y[train:]))
-
-
 def learning_curves(config, key, size: Sizes, log) -> dict:
     """SGD on the digits MLP with gradients read from relaxing fields, `r` steps per update."""
-    (x_train, y_train), (x_test, y_test) = digits(size.digits_train, config.seed)
+    x, y = (jnp.asarray(part) for part in digits(config.seed))
+    (x_train, y_train), (x_test, y_test) = (x[:size.digits_train], y[:size.digits_train]), (x[size.digits_train:],
+                                                                                          y[size.digits_train:])
     system = lagrangian.MLP((64, 32, 32, 10), readout=True)
     theta = system.init(key)
     loss = lagrangian.CrossEntropy(labels=y_train)

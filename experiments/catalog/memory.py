@@ -1,37 +1,43 @@
 """Memory: store-all against checkpointing against reversible, peak memory and time vs N.
 
-The neural ODE `dx/dt = tanh(W x + b)` of the gradient benchmark (`d`,
-batch, `T`, seed; `benchmark_gradients.make_problem`) is stepped `N` times;
-for each `N` in `steps` and each method the jitted gradient is compiled,
-warmed up and timed (`benchmark_gradients.timed`: median of `repeats`
-calls), and XLA's compiled memory statistics are read
-(`memory_analysis().temp_size_in_bytes`: the peak of the temporary buffers the
-compiled program allocates, deterministic, not a process RSS):
+The neural ODE `dx/dt = tanh(W x + b)` (`harness.shipped.neural_ode_problem`: `d`,
+batch, `T`, seed) is stepped `N` times by Heun; for each `N` in `steps` each method of
+the harness registry below differentiates it (on its own discretisation,
+`Method.target`), and its gradient is compiled, warmed up and timed
+(`harness.run_timed`: median of `repeats` calls), and XLA's compiled memory
+statistics are read (`memory_analysis().temp_size_in_bytes`: the peak of the
+temporary buffers the compiled program allocates, deterministic, not a process RSS):
 
-    autodiff-heun                  jax.grad through Heun's scan (stores every state)
-    least-action-store-all         the sweep, O(N) states
-    least-action-checkpoint-sqrt   Checkpoint(levels=2), O(sqrt N) states, recomputation
+    jax-grad                       jax.grad through Heun's scan (stores every stage)
+    least-action                   the sweep, store-all: O(N) states
+    least-action-store-stages      the sweep keeping every step's linearisation
+    least-action-checkpoint        Checkpoint(levels=2), O(sqrt N) states, recomputation
     least-action-checkpoint-log    Checkpoint.logarithmic(), O(log N) states
     least-action-reversible-heun   Reversible() on reversible Heun, O(1) states
 
 Reported per method: bytes and seconds against `N` with their log-log slopes
-(1 for linear growth, 0.5 for sqrt, about 0 for constant), the gradient's
-relative error against jax.grad of the same discrete map (exact: <= 1e-12)
-and, for the reversible scheme, the reconstruction error of `x_0`.
+(1 for linear growth, 0.5 for sqrt, about 0 for constant), the states the strategy
+keeps (`Memory.cost(N).stored`, from the evaluation counts), the gradient's relative
+error against jax.grad of the same discrete map (`harness.relative_error`; exact:
+<= 1e-12) and, for the reversible scheme, the reconstruction error of `x_0`.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-from .. import plots
+import jax
+
+from .. import harness, plots
 from ..config import check_quick
+from ..harness.shipped import neural_ode_problem
 from ..runner import Experiment, Progress, RunFolder
 from ..tables import Table
-from .benchmark_gradients import BY_NAME, BenchmarkConfig, gradient_function, make_problem, relative_error, timed
 
-METHODS = ("autodiff-heun", "least-action-store-all", "least-action-checkpoint-sqrt", "least-action-checkpoint-log",
-           "least-action-reversible-heun")
+METHODS = ("jax-grad", "least-action", "least-action-store-stages", "least-action-checkpoint",
+           "least-action-checkpoint-log", "least-action-reversible-heun")
+"""The harness methods measured."""
 
 
 @dataclass(frozen=True)
@@ -73,34 +79,34 @@ class MemoryConfig:
 
 def run(config: MemoryConfig, folder: RunFolder, progress: Progress) -> dict:
     steps, repeats = config.sizes()
-    problem_config = BenchmarkConfig(dims=str(config.dim), t_final=config.t_final, batch=config.batch,
-                                     scale=config.scale, seed=config.seed)
     total, done = len(steps) * len(METHODS) + 1, 0
-    entries = {name: {"label": BY_NAME[name].label, "steps": list(steps), "temp_bytes": [], "argument_bytes": [],
-                      "gradient_seconds": [], "error_vs_discrete_map": [], "reconstruction_error": []}
+    entries = {name: {"label": harness.method_named(name).description, "steps": list(steps), "temp_bytes": [],
+                      "argument_bytes": [], "gradient_seconds": [], "stored": [], "error_vs_discrete_map": [],
+                      "reconstruction_error": []}
                for name in METHODS}
+    reference = harness.method_named("jax-grad")
     for n in steps:
-        problem = make_problem(problem_config, config.dim, n)
-        grads = {}
+        problem = neural_ode_problem(config.dim, n, batch=config.batch, t_final=config.t_final,
+                                     scale=config.scale, seed=config.seed)
+        references = {}
         for name in METHODS:
             done += 1
             progress(done, total, f"N={n}: {name} (compile, warm up, {repeats} timed calls)")
-            fn, args = gradient_function(problem, BY_NAME[name])
-            out, record = timed(fn, args, repeats)
-            if BY_NAME[name].family == "least-action":
-                out, rec = out
-                entries[name]["reconstruction_error"].append(None if rec is None else float(rec))
-            grads[name] = out
-            entries[name]["temp_bytes"].append(record["memory"]["temp_bytes"])
-            entries[name]["argument_bytes"].append(record["memory"]["argument_bytes"])
-            entries[name]["gradient_seconds"].append(record["median_seconds"])
-        reference_of = {"least-action-reversible-heun": "autodiff-reversible-heun"}
-        for name in METHODS:
-            ref = reference_of.get(name, "autodiff-heun")
-            if ref not in grads:
-                fn, args = gradient_function(problem, BY_NAME[ref])
-                grads[ref] = timed(fn, args, 1)[0]
-            entries[name]["error_vs_discrete_map"].append(relative_error(grads[name], grads[ref]))
+            method = harness.method_named(name)
+            target = method.target(problem)
+            prepared = method.prepare(target)
+            (grad, aux), timing = harness.run_timed(prepared.fn, prepared.args, repeats=repeats, budget=math.inf)
+            if target.name not in references:  # jax.grad of the same discrete map
+                exact = reference.prepare(target)
+                references[target.name] = jax.jit(exact.fn)(*exact.args)[0]
+            entry = entries[name]
+            entry["reconstruction_error"].append(None if "reconstruction_error" not in aux
+                                                 else float(aux["reconstruction_error"]))
+            entry["temp_bytes"].append(timing.memory["temp_bytes"])
+            entry["argument_bytes"].append(timing.memory["argument_bytes"])
+            entry["gradient_seconds"].append(timing.median_seconds)
+            entry["stored"].append(prepared.evaluations.get("stored"))
+            entry["error_vs_discrete_map"].append(harness.relative_error(grad, references[target.name]))
         folder.log(f"N={n}: " + ", ".join(f"{k} {entries[k]['temp_bytes'][-1]} B "
                                            f"{1e3 * entries[k]['gradient_seconds'][-1]:.2f} ms" for k in METHODS))
     for name, e in entries.items():
@@ -109,6 +115,8 @@ def run(config: MemoryConfig, folder: RunFolder, progress: Progress) -> dict:
         e["max_error_vs_discrete_map"] = max(e["error_vs_discrete_map"])
         if not any(r is not None for r in e["reconstruction_error"]):
             del e["reconstruction_error"]
+        if not any(r is not None for r in e["stored"]):
+            del e["stored"]
 
     progress(total, total, "figure and table")
     fig, axes = plots.figure(ncols=2, panel_size=(5.2, 4.2))
@@ -138,8 +146,8 @@ EXPERIMENT = Experiment(
     description="store-all vs checkpointing vs reversible: XLA peak temp memory and time of the gradient vs N",
     config=MemoryConfig(),
     run=run,
-    headline=("methods.least-action-store-all.loglog_slope_temp_bytes",
-              "methods.least-action-checkpoint-sqrt.loglog_slope_temp_bytes",
+    headline=("methods.least-action.loglog_slope_temp_bytes",
+              "methods.least-action-checkpoint.loglog_slope_temp_bytes",
               "methods.least-action-reversible-heun.loglog_slope_temp_bytes",
               "methods.least-action-reversible-heun.max_error_vs_discrete_map"),
     figures={"memory_time_vs_steps": "memory_time_vs_steps"},

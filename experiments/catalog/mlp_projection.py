@@ -33,6 +33,7 @@ import integrators
 import lagrangian
 
 from .. import plots
+from ..data import digits
 from ..harness.metrics import compare_gradients
 from ..config import check_quick
 from ..runner import Experiment, Progress, RunFolder
@@ -76,16 +77,13 @@ class MLPProjectionConfig:
         return (64, *(int(w) for w in hidden.split(",") if w.strip()), 10), steps
 
 
-def digits(seed: int, test_fraction: float):
-    """`(x_train, y_train, x_test, y_test)`: sklearn's digits, pixels / 16, split by `seed`."""
-    from sklearn.datasets import load_digits
-
-    data = load_digits()
-    x, y = data.data / 16.0, data.target.astype(np.int32)
-    order = np.random.default_rng(seed).permutation(len(y))
+def digits_split(seed: int, test_fraction: float):
+    """`(x_train, y_train, x_test, y_test)`: the digits (`experiments.data.digits`) in the order
+    of `seed`, the first `test_fraction` of them for testing."""
+    x, y = digits(seed)
     n_test = int(round(test_fraction * len(y)))
-    test, train = order[:n_test], order[n_test:]
-    return jnp.asarray(x[train]), jnp.asarray(y[train]), jnp.asarray(x[test]), jnp.asarray(y[test])
+    y = y.astype(np.int32)
+    return jnp.asarray(x[n_test:]), jnp.asarray(y[n_test:]), jnp.asarray(x[:n_test]), jnp.asarray(y[:n_test])
 
 
 def train(system, theta0, x, y, steps: int, learning_rate: float, gradient: str):
@@ -120,7 +118,7 @@ def accuracy(system, theta, x, y) -> float:
 def run(config: MLPProjectionConfig, folder: RunFolder, progress: Progress) -> dict:
     widths, steps = config.sizes()
     total = 4
-    x_train, y_train, x_test, y_test = digits(config.seed, config.test_fraction)
+    x_train, y_train, x_test, y_test = digits_split(config.seed, config.test_fraction)
     system = lagrangian.MLP(widths, activation="tanh", readout=True)
     theta0 = system.init(jax.random.key(config.seed))
     folder.log(f"digits: {len(y_train)} train, {len(y_test)} test; MLP {widths}; {steps} adam steps")

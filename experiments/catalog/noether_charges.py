@@ -57,6 +57,8 @@ import lagrangian
 from lagrangian import noether
 
 from .. import plots
+from ..data import digits
+from ..harness.metrics import relative_error
 from ..runner import Experiment, Progress, RunFolder
 from ..tables import Table
 
@@ -129,14 +131,6 @@ class NoetherConfig:
 
 
 QUICK = NoetherConfig(quick=True)
-
-
-def digits(samples: int) -> tuple[np.ndarray, np.ndarray]:
-    """The first `samples` scikit-learn digits: images `(samples, 64)` in [0, 1], labels `(samples,)`."""
-    from sklearn.datasets import load_digits
-
-    data = load_digits()
-    return data.data[:samples] / 16.0, data.target[:samples]
 
 
 # --- charges of one network -----------------------------------------------------------------
@@ -290,7 +284,7 @@ def run(config: NoetherConfig, folder: RunFolder, progress: Progress) -> dict:
     """Measurements 1-4 of the module docstring, two figures and one table."""
     sizes = config.sizes()
     hidden, steps, t_final = sizes["hidden"], sizes["steps"], config.t_final
-    images, labels = digits(sizes["samples"])
+    images, labels = (part[:sizes["samples"]] for part in digits())
     loss = lagrangian.CrossEntropy(labels=jnp.asarray(labels))
     key_init, key_velocity = jax.random.split(jax.random.key(config.seed))
     ts = np.linspace(0.0, t_final, steps + 1)
@@ -316,7 +310,7 @@ def run(config: NoetherConfig, folder: RunFolder, progress: Progress) -> dict:
         results.setdefault("gradient_flow", {})[name] = {
             "method": "rk4", "steps": steps, "parameters": field.parameters,
             "loss_initial": float(risk[0]), "loss_final": float(risk[-1]),
-            "parameter_change": float(np.linalg.norm(xs[-1] - xs[0]) / np.linalg.norm(xs[0])),
+            "parameter_change": relative_error(xs[-1], xs[0]),
             "charges": _summary(evaluated),
         }
         folder.log(f"{name}: loss {risk[0]:.4f} -> {risk[-1]:.4f}; drifts " + ", ".join(

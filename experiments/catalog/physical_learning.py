@@ -34,14 +34,14 @@ import lagrangian
 
 from .. import plots
 from ..config import check_quick, numbers
-from ..harness.metrics import compare_gradients
+from ..harness.metrics import compare_gradients, relative_error
 from ..learning_rules import dual_propagation as dp
 from ..learning_rules import equilibrium_propagation as ep
 from ..learning_rules import inference
 from ..learning_rules import predictive_coding as pc
 from ..runner import Experiment, Progress, RunFolder
 from ..tables import Table
-from .mlp_projection import digits
+from .mlp_projection import digits_split
 
 FLOOR = 1e-18
 """Errors are drawn at least at this value on log axes (exact zeros)."""
@@ -150,13 +150,9 @@ def gradient_problem(widths, scale, batch, seed):
     return system, theta, x0, loss, reference
 
 
-def _flat(tree):
-    return np.concatenate([np.ravel(np.asarray(a)) for a in jax.tree.leaves(tree)])
-
-
 def _error(grad, reference) -> float:
     """Relative L2 error (in numpy: no compilation per call); `None` for a non-finite estimate (no equilibrium)."""
-    value = float(np.linalg.norm(_flat(grad) - _flat(reference)) / np.linalg.norm(_flat(reference)))
+    value = relative_error(grad, reference)
     return value if np.isfinite(value) else None
 
 
@@ -226,11 +222,9 @@ def iteration_curves(system, theta, x0, loss, reference, nudge, iterations, eta)
     """`{method: (iterations, errors)}` at a fixed nudge: the physical relaxations of EP and PC
     (`dx/dtau = -dF/dx`, step `eta`), fixed-prediction PC's Jacobi steps, DP's passes and the
     least-action relaxation (Jacobi and step `eta`)."""
-    ref = _flat(reference)
-
     def errors(history):
-        flat = np.concatenate([np.reshape(np.asarray(a), (a.shape[0], -1)) for a in jax.tree.leaves(history)], axis=1)
-        return np.linalg.norm(flat - ref, axis=1) / np.linalg.norm(ref)
+        rows = np.concatenate([np.reshape(np.asarray(a), (a.shape[0], -1)) for a in jax.tree.leaves(history)], axis=1)
+        return np.array([relative_error(row, reference) for row in rows])
 
     ts = np.arange(1, iterations + 1)
     n = system.depth
@@ -540,7 +534,7 @@ def run(config: PhysicalLearningConfig, folder: RunFolder, progress: Progress) -
     # 6. digits
     stage("training")
     progress(6, total, f"digits training ({sizes['train_steps']} steps per rule)")
-    data = digits(config.seed, 0.25)
+    data = digits_split(config.seed, 0.25)
     net = lagrangian.MLP((64, config.train_hidden, 10), activation="tanh", readout=True)
     theta0 = net.init(jax.random.key(config.seed))
     training = {}

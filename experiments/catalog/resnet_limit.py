@@ -5,19 +5,20 @@ is forward Euler on the neural ODE `dx/dt = tanh(W x + b)`; a Runge-Kutta
 tableau gives a "higher-order ResNet" with the same parameters. For each
 method in `methods` and each depth `N` in `depths`:
 
-- forward error `max |x_N - x(T)|` against an adaptive Dopri5 solve at
-  `rtol = atol = 1e-12` (diffrax);
+- forward error `max |x_N - x(T)|` against `x(T)` solved by scipy's DOP853 at
+  `rtol = atol = 1e-13`;
 - gradient error `|dl/dtheta_N - dl/dtheta| / |dl/dtheta|` of the least-action
-  sweep against the continuous gradient (the same Dopri5 solve
-  differentiated by `RecursiveCheckpointAdjoint`,
-  `benchmark_gradients.continuous_reference`);
+  sweep (the harness method ``least-action`` on the problem
+  `harness.shipped.neural_ode_problem` stepped by the tableau) against the
+  continuous gradient, the harness's adjoint-ODE reference at the same tolerance
+  (`harness.problems.AdjointODEReference`);
 
 and the orders fitted to both on log-log axes over the errors above
-`FIT_ABOVE` (1000 times the reference's tolerance, so that its own error does
+`FIT_ABOVE` (10^4 times the reference's tolerance, so that its own error does
 not bend the fit): about the tableau's order `p`. The sweep is the exact gradient of each discrete map (its conjugate
 step is the partner method `A_hat_ij = b_j - b_j a_ji / b_i` when every
-`b_i != 0`, stage-wise otherwise); that is checked against `jax.grad` of the
-discrete map at the largest depth, and the partner's defining identity
+`b_i != 0`, stage-wise otherwise); that is checked against the harness's
+``jax-grad`` on the discrete map at the largest depth, and the partner's defining identity
 `b_i A_hat_ij + b_j a_ji - b_i b_j = 0` (the symplectic-pair condition) is
 measured for each tableau. For Euler, `lagrangian.ResNet` of depth `N` with
 every layer's `(W_k, b_k)` set to `(W, b)` is compared with the discretised
@@ -35,16 +36,17 @@ import numpy as np
 import integrators
 import lagrangian
 
-from .. import plots
-from ..harness.metrics import relative
+from .. import harness, plots
 from ..config import check_quick
+from ..harness.metrics import relative, relative_error
+from ..harness.problems import AdjointODEReference
+from ..harness.shipped import neural_ode_problem
 from ..runner import Experiment, Progress, RunFolder
 from ..tables import Table
-from .benchmark_gradients import Problem, continuous_reference, relative_error
 
 
 FIT_ABOVE = 1e-9
-"""Orders are fitted over errors above this: 1000 x the continuous reference's tolerance (1e-12)."""
+"""Orders are fitted over errors above this: 10^4 x the continuous reference's tolerance (1e-13)."""
 
 
 @dataclass(frozen=True)
@@ -108,42 +110,39 @@ def partner_check(name: str) -> dict:
             "order": t.order}
 
 
-def _x_final_reference(field, theta, x0, t_final):
-    import diffrax
-
-    term = diffrax.ODETerm(lambda t, y, th: jax.vmap(lambda x: field(t, x, th))(y))
-    sol = diffrax.diffeqsolve(term, diffrax.Dopri5(), 0.0, t_final, None, x0, args=theta,
-                              stepsize_controller=diffrax.PIDController(rtol=1e-12, atol=1e-12), max_steps=100_000)
-    return np.asarray(sol.ys[-1])
+def _gradient(method: str, problem: harness.Problem):
+    """`dl/dtheta` of `problem` by the harness method `method` (compiled, called once)."""
+    prepared = harness.method_named(method).prepare(problem)
+    return jax.jit(prepared.fn)(*prepared.args)[0]
 
 
 def run(config: ResNetLimitConfig, folder: RunFolder, progress: Progress) -> dict:
     methods, depths = config.lists()
     total, done = 2 + len(methods) * len(depths) + 1, 0
-    k_theta, k_x0, k_target = jax.random.split(jax.random.key(config.seed), 3)
-    field = lagrangian.NeuralODE(state_dim=config.dim, scale=config.scale)
-    theta = field.init(k_theta)
-    x0 = jax.random.normal(k_x0, (config.batch, config.dim), jnp.float64)
-    loss = lagrangian.SquaredError(target=jax.random.normal(k_target, (config.batch, config.dim), jnp.float64))
 
-    progress(1, total, "continuous reference: Dopri5, rtol = atol = 1e-12")
-    reference = continuous_reference(Problem(field, theta, x0, loss, config.t_final, depths[0]))
-    x_ref = _x_final_reference(field, theta, x0, config.t_final)
-    folder.log(f"continuous reference: {reference['accepted_steps']} accepted Dopri5 steps")
+    def problem_at(scheme, n):
+        return neural_ode_problem(config.dim, n, batch=config.batch, t_final=config.t_final, scale=config.scale,
+                                  seed=config.seed, scheme=scheme)
 
-    results = {"continuous_reference": {k: v for k, v in reference.items() if k != "grad"}, "methods": {}}
+    first = problem_at(methods[0], depths[0])
+    theta, x0, loss = first.theta, first.x0, first.loss
+    progress(1, total, "continuous reference: adjoint ODE, scipy DOP853, rtol = atol = 1e-13")
+    reference = AdjointODEReference(1e-13)
+    exact_grad, x_ref = reference(first), reference.final_state(first)
+    results = {"continuous_reference": {"source": "adjoint ODE and x(T) by scipy DOP853, rtol = atol = 1e-13"},
+               "methods": {}}
     for method in methods:
         entry = {"order": integrators.tableau(method).order, **partner_check(method), "depths": depths,
                  "forward_error": [], "gradient_error": []}
         for n in depths:
             done += 1
             progress(1 + done, total, f"{method}: depth {n}")
-            system = integrators.discretise(field, integrators.uniform_grid(config.t_final, n), method)
-            sol = integrators.sweep(system, theta, x0, loss, check=False)
-            entry["forward_error"].append(float(np.max(np.abs(np.asarray(sol.x_final) - x_ref))))
-            entry["gradient_error"].append(relative_error(sol.grad, reference["grad"]))
-        exact = jax.grad(lambda th: loss(integrators.output(system, th, x0)))(theta)
-        entry["gradient_error_vs_discrete_map_at_max_depth"] = relative_error(sol.grad, exact)
+            problem = problem_at(method, n)
+            x_final = integrators.output(problem.system, theta, x0)
+            grad = _gradient("least-action", problem)
+            entry["forward_error"].append(float(np.max(np.abs(np.asarray(x_final) - x_ref))))
+            entry["gradient_error"].append(relative_error(grad, exact_grad))
+        entry["gradient_error_vs_discrete_map_at_max_depth"] = relative_error(grad, _gradient("jax-grad", problem))
         h = config.t_final / np.asarray(depths, dtype=float)
         for kind in ("forward", "gradient"):
             errors = np.asarray(entry[f"{kind}_error"])
@@ -160,8 +159,7 @@ def run(config: ResNetLimitConfig, folder: RunFolder, progress: Progress) -> dic
     resnet = lagrangian.ResNet(dim=config.dim, depth=n, h=config.t_final / n)
     tied = jax.tree.map(lambda a: jnp.broadcast_to(a, (n,) + a.shape), theta)
     res_sol = integrators.sweep(resnet, tied, x0, loss)
-    euler = integrators.sweep(integrators.discretise(field, integrators.uniform_grid(config.t_final, n), "euler"),
-                              theta, x0, loss)
+    euler = integrators.sweep(problem_at("euler", n).system, theta, x0, loss)
     summed = jax.tree.map(lambda g: jnp.sum(g, axis=0), res_sol.grad)
     results["resnet_vs_euler"] = {
         "depth": n,
@@ -187,7 +185,7 @@ def run(config: ResNetLimitConfig, folder: RunFolder, progress: Progress) -> dic
                e["gradient_error"][-1], e["gradient_error_vs_discrete_map_at_max_depth"]]
               for m, e in results["methods"].items()],
         caption=(f"ResNet limit: neural ODE tanh(W x + b), d = {config.dim}, batch {config.batch}, T = "
-                 f"{config.t_final:g}, depths {depths[0]}..{depths[-1]}; reference Dopri5 at tol 1e-12"),
+                 f"{config.t_final:g}, depths {depths[0]}..{depths[-1]}; reference: adjoint ODE by DOP853 at tol 1e-13"),
         label="tab:resnet-limit"), "orders")
     progress(total, total, "done")
     return results

@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..harness.metrics import relative_error
 from .fixed_point import fitted_rate
 
 
@@ -126,7 +127,7 @@ def errors_against_steps(energy: Energy, theta, steps) -> ArgminErrors:
     x_star = newton_argmin(energy, theta)
     exact = np.asarray(envelope_gradient(energy, theta, x_star))
     exact_jac = implicit_argmin_jacobian(energy, theta, x_star)
-    rel = lambda a, b: float(np.linalg.norm(np.asarray(a) - b) / np.linalg.norm(b))  # noqa: E731
+    rel = relative_error
     top = int(max(steps))
     descend_fn = jax.jit(lambda th, k: descend(energy, th, k, top))
     unrolled_fn = jax.jit(jax.grad(lambda th, k: energy(descend(energy, th, k, top), th)))
@@ -138,7 +139,7 @@ def errors_against_steps(energy: Energy, theta, steps) -> ArgminErrors:
         rows.append((rel(envelope_fn(x_k), exact), rel(unrolled_fn(theta, int(k)), exact),
                      rel(implicit_gradient(energy, theta, x_k), exact), rel(jac_fn(theta, int(k)), exact_jac),
                      rel(implicit_argmin_jacobian(energy, theta, x_k), exact_jac),
-                     float(jnp.linalg.norm(x_k - x_star) / jnp.linalg.norm(x_star))))
+                     relative_error(x_k, x_star)))
     cols = np.asarray(rows).T
     return ArgminErrors(np.asarray(steps), *cols)
 

@@ -69,19 +69,14 @@ def scheme_for(strategy: str) -> str:
 
 
 def stored_states(strategy: str, steps: int) -> int:
-    """States the strategy keeps alive at once: `N + 1`, `levels * m`, or 1 (`reversible`).
+    """States the strategy keeps alive at once, by its own cost model (`Memory.cost(N).stored`):
+    `N + 1`, `levels * m`, or 1 (`reversible`).
 
     Example:
         >>> stored_states("store-all", 1000), stored_states("reversible", 1000)
         (1001, 1)
     """
-    memory = STRATEGIES[_check(strategy)]
-    if isinstance(memory, integrators.StoreAll):
-        return steps + 1
-    if isinstance(memory, integrators.Checkpoint):
-        levels, m = memory.segment(steps)
-        return levels * m
-    return 1
+    return STRATEGIES[_check(strategy)].cost(steps).stored
 
 
 def _check(strategy: str) -> str:

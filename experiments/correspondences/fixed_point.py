@@ -26,6 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..harness.metrics import relative_error
+
 ACTIVATIONS = {"tanh": jnp.tanh, "identity": lambda z: z}
 
 
@@ -106,11 +108,6 @@ def linear_closed_form(layer: FixedPointLayer, theta):
     return x, {"W": np.outer(lam, x), "U": np.outer(lam, np.asarray(layer.u)), "c": lam}
 
 
-def flat(tree) -> np.ndarray:
-    """Leaves of a gradient pytree concatenated, in the order of `jax.tree.leaves`."""
-    return np.concatenate([np.ravel(np.asarray(v)) for v in jax.tree.leaves(tree)])
-
-
 class IterationErrors(NamedTuple):
     """Relative gradient errors against the exact gradient, per iteration count."""
 
@@ -124,8 +121,8 @@ class IterationErrors(NamedTuple):
 def errors_against_iterations(layer: FixedPointLayer, theta, iterations) -> IterationErrors:
     """Errors of the unrolled and implicit gradients for each `K`, and `rho = max |eig(dh/dx(x*))|`."""
     x_star = newton_fixed_point(layer, theta)
-    exact = flat(implicit_gradient(layer, theta, x_star))
-    rel = lambda g: float(np.linalg.norm(flat(g) - exact) / np.linalg.norm(exact))  # noqa: E731
+    exact = implicit_gradient(layer, theta, x_star)
+    rel = lambda g: relative_error(g, exact)  # noqa: E731
     unrolled, implicit, residual = [], [], []
     top = int(max(iterations))
     grad_fn = jax.jit(lambda th, k: unrolled_gradient(layer, th, k, top))

@@ -21,13 +21,15 @@ XLA's own cost model (`compiled.cost_analysis()["flops"]`), divided by the flops
 of one evaluation of `L`: deterministic for a given XLA, and the same slopes.
 """
 
-import time
+import math
 from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from ..harness.metrics import relative_error, time_calls
 
 METHODS = ("finite-differences", "forward-mode", "reverse-mode")
 
@@ -151,19 +153,15 @@ def measure(p: int, batch: int, key, repeats: int = 3) -> CostPoint:
     counted = CountedFunction(fn_plain)
 
     def timed(call) -> float:
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            jax.block_until_ready(call())
-            times.append(time.perf_counter() - start)
-        return float(np.median(times))
+        """Median of `repeats` warm calls (`time_calls`, after one more warm-up call)."""
+        return time_calls(call, (), repeats=repeats, budget=math.inf)[1].median_seconds
 
     for method in METHODS:
         counted.evaluations = counted.jvps = counted.vjps = 0
         g = jax.block_until_ready(gradient(method, counted, theta))  # the first call also compiles
         calls[method] = counted.calls
         seconds[method] = timed(lambda: gradient(method, counted, theta))  # noqa: B023
-        errors[method] = float(np.linalg.norm(g - exact) / np.linalg.norm(exact))
+        errors[method] = relative_error(g, exact)
     seconds["evaluation"] = timed(lambda: counted(theta))
     ratio = {m: flops[m] / flops["evaluation"] for m in METHODS}
     return CostPoint(p=p, calls=calls, flops_ratio=ratio, seconds=seconds, relative_error=errors)

@@ -30,6 +30,8 @@ import numpy as np
 import integrators
 import lagrangian
 
+from ..harness.metrics import relative_error
+
 
 class Path(NamedTuple):
     """The parameter path `W(t) = W0 + sin(2t) W1`, `b(t) = b0 + cos(2t) b1`, and the data."""
@@ -148,7 +150,7 @@ def measure(path: Path, t_final: float, steps: tuple[int, ...], curve_times=None
         numbers = Normalisation(
             steps=n, tau=tau, max_raw_gradient=float(np.max(np.abs(flat(grad)))),
             normalised_relative_error=float(np.max(np.abs(discrete - exact)) / np.max(np.abs(exact))),
-            sweep_vs_jax_grad=float(np.linalg.norm(flat(grad) - ref) / np.linalg.norm(ref)),
+            sweep_vs_jax_grad=relative_error(flat(grad), ref),
         )
         out.append((numbers, np.arange(n) * tau, discrete))
     return out, curve

@@ -33,6 +33,8 @@ import numpy as np
 import integrators
 import lagrangian
 
+from ..harness.metrics import relative_error
+
 
 class SeparableTanh(lagrangian.VectorField):
     """`x = (s, r)`: `ds/dt = tanh(A r + a)`, `dr/dt = tanh(B s + b)`; `theta = {"A", "a", "B", "b"}`."""
@@ -127,8 +129,7 @@ def measure(steps: int, dim: int = 4, t_final: float = 1.0, seed: int = 0, metho
     per_step = np.asarray(jnp.max(jnp.abs(rebuilt - xs), axis=1)) / scale
     sol = integrators.sweep(system, theta, x0, loss, memory=integrators.Reversible())
     reference = jax.grad(lambda th: loss(integrators.forward(system, th, x0)[-1]))(theta)
-    flat = lambda g: jnp.concatenate([jnp.ravel(v) for v in jax.tree.leaves(g)])  # noqa: E731
-    grad_error = float(jnp.linalg.norm(flat(sol.grad) - flat(reference)) / jnp.linalg.norm(flat(reference)))
+    grad_error = relative_error(sol.grad, reference)
     euler = integrators.discretise(field, system.ts, "euler")
     xe = integrators.forward(euler, theta, x0)
     tau = t_final / steps

@@ -9,11 +9,12 @@ structure, all leaves concatenated, compared in float64):
     norm ratio          |g|_2 / |r|_2
 
 Wall time is that of a compiled, warm call: the method's function is compiled
-once (`jax.jit(...).lower(...).compile()`, whose compile time and XLA
-temporary-buffer size are recorded), called once to warm up, then called up to
-`repeats` times; the median is reported. Expensive methods stop early once
-`budget` seconds have been spent timing them (at least one timed call; a
-warm-up call slower than `budget` counts as that call).
+once (`jax.jit(...).lower(...).compile()`, whose compile time and XLA memory
+statistics are recorded), called once to warm up, then called up to `repeats`
+times; the median is reported. Expensive methods stop early once `budget`
+seconds have been spent timing them (at least one timed call; a warm-up call
+slower than `budget` counts as that call). Every experiment that times a
+gradient uses `run_timed` (or `time_calls` for a function it compiled itself).
 """
 
 from __future__ import annotations
@@ -41,6 +42,32 @@ def relative(error: float, reference: float) -> float:
     return float(error / reference) if reference > 0 else float(error)
 
 
+def relative_error(candidate: PyTree, reference: PyTree) -> float:
+    """`|g - r|_2 / |r|_2` over all leaves (in float64; `|g - r|_2` when `r = 0`).
+
+    Example:
+        >>> from experiments.harness.metrics import relative_error
+        >>> f"{relative_error({'w': jnp.array([3.0, 4.0])}, {'w': jnp.array([3.0, 4.0 + 5e-9])}):.1e}"
+        '1.0e-09'
+    """
+    g, r = flat(candidate), flat(reference)
+    if g.shape != r.shape:
+        raise ValueError(f"gradient has {g.size} entries, the reference {r.size}")
+    return relative(np.linalg.norm(g - r), np.linalg.norm(r))
+
+
+def relative_max_error(candidate, reference) -> float:
+    """`max_i |g_i - r_i| / max_i |r_i|` over all leaves (the max-norm relative error).
+
+    Example:
+        >>> from experiments.harness.metrics import relative_max_error
+        >>> relative_max_error(jnp.array([1.0, 2.1]), jnp.array([1.0, 2.0]))
+        0.05...
+    """
+    g, r = flat(candidate), flat(reference)
+    return relative(float(np.max(np.abs(g - r))), float(np.max(np.abs(r))))
+
+
 def gradient_errors(candidate: PyTree, reference: PyTree) -> dict:
     """Relative L2 and max-abs error, cosine similarity and norm ratio of `candidate` vs `reference`.
 
@@ -54,11 +81,9 @@ def gradient_errors(candidate: PyTree, reference: PyTree) -> dict:
     if structure_c != structure_r:
         raise ValueError(f"gradient structure {structure_c} does not match the reference's {structure_r}")
     g, r = flat(candidate), flat(reference)
-    if g.shape != r.shape:
-        raise ValueError(f"gradient has {g.size} entries, the reference {r.size}")
     norm_g, norm_r = float(np.linalg.norm(g)), float(np.linalg.norm(r))
     return {
-        "relative_l2_error": relative(np.linalg.norm(g - r), norm_r),
+        "relative_l2_error": relative_error(g, r),
         "max_abs_error": float(np.max(np.abs(g - r))) if g.size else 0.0,
         "cosine_similarity": float(g @ r / (norm_g * norm_r)) if norm_g * norm_r > 0 else float("nan"),
         "norm_ratio": norm_g / norm_r if norm_r > 0 else float("nan"),
@@ -93,12 +118,17 @@ def compare_gradients(candidate: PyTree, reference: PyTree) -> dict:
 
 @dataclass(frozen=True)
 class Timing:
-    """Seconds: compile (None when not compiled by XLA), median and all timed calls."""
+    """Seconds: compile (None when not compiled by XLA), median and all timed calls; XLA's
+    memory statistics of the compiled program (`xla_memory`; None when not compiled)."""
 
     compile_seconds: float | None
     median_seconds: float
     calls: tuple[float, ...]
-    temp_bytes: int | None
+    memory: dict | None = None
+
+    @property
+    def temp_bytes(self) -> int | None:
+        return None if self.memory is None else self.memory["temp_bytes"]
 
     def as_dict(self) -> dict:
         return {
@@ -107,6 +137,7 @@ class Timing:
             "timed_calls": len(self.calls),
             "all_seconds": list(self.calls),
             "xla_temp_bytes": self.temp_bytes,
+            "xla_memory": self.memory,
         }
 
 
@@ -114,38 +145,45 @@ def _block(out):
     return jax.tree.map(lambda a: a.block_until_ready() if hasattr(a, "block_until_ready") else a, out)
 
 
-def compile_program(fn: Callable, args: tuple, options: dict | None = None):
-    """`(executable, seconds, temp_bytes)`: `fn` traced, lowered and compiled by XLA for `args`.
+def xla_memory(executable) -> dict | None:
+    """XLA's memory statistics of a compiled program, in bytes (`memory_analysis()`): the
+    temporary buffers it allocates (deterministic; not a process RSS), its arguments and
+    outputs. `None` where the backend does not report them."""
+    try:
+        stats = executable.memory_analysis()
+        temp, argument, output = (int(stats.temp_size_in_bytes), int(stats.argument_size_in_bytes),
+                                  int(stats.output_size_in_bytes))
+    except Exception:  # memory analysis is backend-dependent; absent means "not measured"
+        return None
+    return {"temp_bytes": temp, "argument_bytes": argument, "output_bytes": output,
+            "total_bytes": temp + argument + output}
 
-    `options` are XLA compiler options (the harness compiles untimed reference
-    programs with fewer optimisation passes). `temp_bytes` is XLA's temporary
-    buffer size, `None` where the backend does not report it.
-    """
+
+def compile_program(fn: Callable, args: tuple):
+    """`(executable, seconds, memory)`: `fn` traced, lowered and compiled by XLA for `args`;
+    `memory` is `xla_memory` of the executable."""
     start = time.perf_counter()
-    lowered = jax.jit(fn).lower(*args)
-    executable, seconds, temp = compile_lowered(lowered, options)
-    return executable, time.perf_counter() - start, temp
+    executable = jax.jit(fn).lower(*args).compile()
+    return executable, time.perf_counter() - start, xla_memory(executable)
 
 
-def compile_lowered(lowered, options: dict | None = None):
+def compile_lowered(lowered):
     """`(executable, seconds, temp_bytes)` for an already lowered program."""
     start = time.perf_counter()
-    executable = lowered.compile(options) if options else lowered.compile()
+    executable = lowered.compile()
     seconds = time.perf_counter() - start
-    try:
-        temp = int(executable.memory_analysis().temp_size_in_bytes)
-    except Exception:  # memory analysis is backend-dependent; absent means "not measured"
-        temp = None
-    return executable, seconds, temp
+    memory = xla_memory(executable)
+    return executable, seconds, None if memory is None else memory["temp_bytes"]
 
 
 def time_calls(call: Callable, args: tuple, *, repeats: int = 5, budget: float = 1.0,
-               compile_seconds: float | None = None, temp_bytes: int | None = None) -> tuple[object, Timing]:
+               compile_seconds: float | None = None, memory: dict | None = None) -> tuple[object, Timing]:
     """`call(*args)` once to warm up, then up to `repeats` timed calls (stopping after `budget`
     seconds, at least one); returns the first output and the `Timing`.
 
     A warm-up call slower than `budget` is itself the one timed call: `call` is
-    already compiled, so it measures the method, not the compiler.
+    already compiled, so it measures the method, not the compiler. With
+    `budget=math.inf`, exactly `repeats` calls are timed.
     """
     start = time.perf_counter()
     out = _block(call(*args))
@@ -157,15 +195,21 @@ def time_calls(call: Callable, args: tuple, *, repeats: int = 5, budget: float =
         _block(call(*args))
         calls.append(time.perf_counter() - start)
         spent += calls[-1]
-    return out, Timing(compile_seconds, statistics.median(calls), tuple(calls), temp_bytes)
+    return out, Timing(compile_seconds, statistics.median(calls), tuple(calls), memory)
 
 
 def run_timed(
     fn: Callable, args: tuple, *, compile: bool = True, repeats: int = 5, budget: float = 1.0
 ) -> tuple[object, Timing]:
-    """`fn(*args)` (compiled with XLA when `compile`), warm, timed; returns `(output, Timing)`."""
+    """`fn(*args)` (compiled with XLA when `compile`), warm, timed; returns `(output, Timing)`.
+
+    Example:
+        >>> from experiments import harness
+        >>> out, timing = harness.run_timed(lambda x: jnp.sin(x) ** 2, (jnp.ones(3),), repeats=3, budget=10.0)
+        >>> len(timing.calls), timing.median_seconds > 0, timing.memory["temp_bytes"] >= 0
+        (3, True, True)
+    """
     if compile:
-        executable, seconds, temp = compile_program(fn, args)
-        return time_calls(executable, args, repeats=repeats, budget=budget, compile_seconds=seconds,
-                          temp_bytes=temp)
+        executable, seconds, memory = compile_program(fn, args)
+        return time_calls(executable, args, repeats=repeats, budget=budget, compile_seconds=seconds, memory=memory)
     return time_calls(fn, args, repeats=repeats, budget=budget)

@@ -39,7 +39,7 @@ import numpy as np
 import integrators
 import lagrangian
 
-from .methods import EXACT, Method, Prepared
+from .methods import EXACT, Method, Prepared, unit
 from .problems import Problem
 
 # --- diffrax --------------------------------------------------------------------------------
@@ -292,8 +292,7 @@ class TorchAutograd(Method):
             return jax.tree.unflatten(treedef, [g.detach().numpy() for g in grads]), {}
 
         n = problem.steps * problem.stages
-        unit = "f" if problem.tableau is not None else "layer"
-        return Prepared(fn, (), {"unit": unit, "f": n, "vjp": n, "jvp": 0}, compiled=False)
+        return Prepared(fn, (), {"unit": unit(problem), "f": n, "vjp": n, "jvp": 0}, compiled=False)
 
 
 def default_methods() -> list[Method]:

@@ -255,9 +255,9 @@ class AdjointODEReference:
     `rtol = atol = 1e-13` (float64): an optimise-then-discretise reference that
     shares no code with the project's integrators or with diffrax.
 
-    Forward: `dx/dt = f(t, x, theta)` from `x_0` to `T`. Backward from `T` to
-    `t_0`, with `x` re-integrated alongside (the problems are short and well
-    conditioned),
+    Forward: `dx/dt = f(t, x, theta)` from `x_0` to `T` (`final_state`). Backward
+    from `T` to `t_0`, with `x` re-integrated alongside (the problems are short and
+    well conditioned),
 
         dx/dt = f,   dp/dt = -(df/dx)^T p,   dg/dt = -(df/dtheta)^T p,
         p(T) = grad l(x(T)),   g(T) = 0,   dl/dtheta = g(t_0).
@@ -268,26 +268,16 @@ class AdjointODEReference:
     def __init__(self, rtol: float = 1e-13):
         self.rtol = rtol
 
-    def __call__(self, problem: Problem) -> PyTree:
+    def _parts(self, problem: Problem):
         p = problem.astype(jnp.float64)
         ts = np.asarray(p.ts, dtype=np.float64)
         x0 = np.asarray(p.x0, dtype=np.float64)
-        shape, size = x0.shape, x0.size
         flat_theta, unravel = ravel_pytree(p.theta)
-        field = p.field
+        field, shape = p.field, x0.shape
 
         def f(t, x, theta_flat):
             theta = unravel(theta_flat)
             return jax.vmap(lambda x_: field(t, x_, theta))(x.reshape(shape)).reshape(-1)
-
-        forward = jax.jit(f)
-
-        @jax.jit
-        def backward(t, state, theta_flat):
-            x, costate = state[:size], state[size : 2 * size]
-            dx, pullback = jax.vjp(lambda x_, th: f(t, x_, th), x, theta_flat)
-            dp, dg = pullback(costate)
-            return jnp.concatenate([dx, -dp, -dg])
 
         def solve(rhs, t_span, y0):
             solution = scipy.integrate.solve_ivp(
@@ -298,7 +288,26 @@ class AdjointODEReference:
                 raise RuntimeError(f"adjoint ODE reference failed: {solution.message}")
             return solution.y[:, -1]
 
-        x_final = solve(forward, (ts[0], ts[-1]), x0.reshape(-1))
+        x_final = solve(jax.jit(f), (ts[0], ts[-1]), x0.reshape(-1))
+        return p, ts, f, solve, x_final, flat_theta, unravel
+
+    def final_state(self, problem: Problem) -> np.ndarray:
+        """`x(T)` of every sample, `(B, n)`, solved at the same tolerance."""
+        _, _, _, _, x_final, _, _ = self._parts(problem)
+        return x_final.reshape(np.shape(problem.x0))
+
+    def __call__(self, problem: Problem) -> PyTree:
+        p, ts, f, solve, x_final, flat_theta, unravel = self._parts(problem)
+        shape = np.shape(p.x0)
+        size = x_final.size
+
+        @jax.jit
+        def backward(t, state, theta_flat):
+            x, costate = state[:size], state[size : 2 * size]
+            dx, pullback = jax.vjp(lambda x_, th: f(t, x_, th), x, theta_flat)
+            dp, dg = pullback(costate)
+            return jnp.concatenate([dx, -dp, -dg])
+
         _, p_final = p.loss.grad(jnp.asarray(x_final.reshape(shape)))
         start = np.concatenate([x_final, np.asarray(p_final).reshape(-1), np.zeros(flat_theta.shape[0])])
         state = solve(backward, (ts[-1], ts[0]), start)
@@ -342,7 +351,8 @@ class ProblemSpec:
 
 
 PROBLEMS: dict[str, ProblemSpec] = {}
-"""Every problem `compare` knows, by name (in registration order)."""
+"""Every problem `compare` knows, by name (in registration order; the shipped ones are
+registered by `experiments.harness.shipped` when the package is imported)."""
 
 
 def register_problem(name: str, description: str, build: Builder, family: str = "",
@@ -445,150 +455,6 @@ def custom_problem(
         theta=theta, x0=x0, loss=loss, field=field, ts=ts, scheme=scheme if field is not None else None,
         family=family, continuous=continuous, continuous_source=continuous_source,
     )
-
-
-# --- the shipped problems ------------------------------------------------------------------
-
-BATCH = 4
-"""Batch size of the ODE problems (the networks use 16)."""
-
-
-def _draw(key, system: lagrangian.System, dtype, shapes: tuple[tuple[int, ...], ...]):
-    """`(theta, normals)`: `theta = system.init(key)` and one standard-normal array per shape.
-
-    The data arrays (inputs, targets, input sequences) come from numpy's PCG64
-    seeded by the key's bits: one jax compilation per random draw would cost
-    more than the draws themselves.
-    """
-    k_theta, k_data = jax.random.split(key)
-    rng = np.random.default_rng(np.asarray(jax.random.key_data(k_data)))
-    normals = tuple(jnp.asarray(rng.standard_normal(shape), dtype) for shape in shapes)
-    return system.init(k_theta, dtype), normals
-
-
-def _mlp(key, dtype) -> Problem:
-    system = lagrangian.MLP((8, 32, 32, 4), activation="tanh", readout=True)
-    theta, (x0,) = _draw(key, system, dtype, ((16, 8),))
-    labels = np.random.default_rng(np.asarray(jax.random.key_data(key))).integers(0, 4, 16)
-    return Problem(
-        name="mlp", description="MLP 8-32-32-4 (tanh, affine readout), cross-entropy, batch 16",
-        system=system, theta=theta, x0=x0, loss=lagrangian.CrossEntropy(labels=jnp.asarray(labels)),
-    )
-
-
-def _mlp_deep(key, dtype) -> Problem:
-    system = lagrangian.MLP((5, 8, 8, 8, 3), activation="tanh", scale=1.5)
-    theta, (x0, target) = _draw(key, system, dtype, ((16, 5), (16, 3)))
-    return Problem(
-        name="mlp-deep", description="MLP 5-8-8-8-3 (tanh on every layer, weight scale 1.5), squared error, batch 16",
-        system=system, theta=theta, x0=x0, loss=lagrangian.SquaredError(target=target),
-    )
-
-
-def _resnet(key, dtype) -> Problem:
-    system = lagrangian.ResNet(dim=16, depth=20, h=0.1)
-    theta, (x0, target) = _draw(key, system, dtype, ((16, 16), (16, 16)))
-    return Problem(
-        name="resnet", description="ResNet x + 0.1 tanh(W_k x + b_k), d = 16, 20 blocks, batch 16",
-        system=system, theta=theta, x0=x0, loss=lagrangian.SquaredError(target=target),
-    )
-
-
-def _recurrent(key, dtype) -> Problem:
-    shape_only = lagrangian.Recurrent(inputs=jnp.zeros((20, 4), dtype), dim=16)
-    theta, (inputs, x0, target) = _draw(key, shape_only, dtype, ((20, 4), (16, 16), (16, 16)))
-    return Problem(
-        name="recurrent", description="recurrent tanh(W x + U u_k + b), d = 16, 20 steps, batch 16",
-        system=lagrangian.Recurrent(inputs=inputs, dim=16), theta=theta, x0=x0,
-        loss=lagrangian.SquaredError(target=target),
-    )
-
-
-def _ode(name, description, field, t_final, steps, scheme, key, dtype, batch, with_target=True,
-         continuous=adjoint_ode_reference, source=ADJOINT_ODE_SOURCE) -> Problem:
-    n = field.state_dim
-    theta, normals = _draw(key, field, dtype, ((batch, n), (batch, n)) if with_target else ((batch, n),))
-    ts = integrators.uniform_grid(t_final, steps)
-    return Problem(
-        name=name, description=description, system=integrators.discretise(field, ts, scheme),
-        theta=theta, x0=normals[0], loss=lagrangian.SquaredError(target=normals[1] if with_target else None),
-        field=field, ts=ts, scheme=scheme, family=name.removesuffix(f"-{scheme}"),
-        continuous=continuous, continuous_source=source,
-    )
-
-
-def _neural_ode(dim: int, scheme: str) -> Builder:
-    def build(key, dtype):
-        return _ode(f"node-d{dim}-{scheme}", f"neural ODE tanh(W x + b), d = {dim}, T = 1, 10 steps; {scheme}",
-                    lagrangian.NeuralODE(state_dim=dim), 1.0, 10, scheme, key, dtype, BATCH)
-
-    return build
-
-
-def _linear(scheme: str) -> Builder:
-    def build(key, dtype):
-        return _ode(f"linear-{scheme}", f"linear ODE dx/dt = A x, d = 4, T = 1, 10 steps, l = 0.5|x(T)|^2; {scheme}",
-                    lagrangian.Linear(state_dim=4), 1.0, 10, scheme, key, dtype, BATCH, with_target=False,
-                    continuous=linear_closed_form, source="closed form: Van Loan block expm (scipy)")
-
-    return build
-
-
-def _harmonic(key, dtype) -> Problem:
-    return _ode("harmonic-rk4", "harmonic oscillator, omega = 1.3, T = 2, 20 steps; rk4",
-                lagrangian.HarmonicOscillator(omega=1.3), 2.0, 20, "rk4", key, dtype, BATCH,
-                continuous=harmonic_closed_form, source="closed form: Van Loan block expm of A(omega) (scipy)")
-
-
-def _pendulum(key, dtype) -> Problem:
-    return _ode("pendulum-rk4", "pendulum, omega = 1.2, T = 3, 30 steps; rk4",
-                lagrangian.Pendulum(omega=1.2), 3.0, 30, "rk4", key, dtype, BATCH)
-
-
-CHAIN_OSCILLATORS, CHAIN_STEP, CHAIN_STEPS = 6, 0.05, 200
-"""The oscillator-chain problem: 6 oscillators, leapfrog with h = 0.05 for 200 steps (T = 10)."""
-
-
-def _oscillator_chain(key, dtype) -> Problem:
-    """Chain of anharmonic oscillators (`lagrangian.OscillatorChain`), leapfrog; initial states of
-    amplitude 0.5 (standard normal * 0.5), standard-normal targets for the full state (phi, pi)."""
-    field = lagrangian.OscillatorChain(oscillators=CHAIN_OSCILLATORS)
-    n = field.state_dim
-    theta, (x0, target) = _draw(key, field, dtype, ((BATCH, n), (BATCH, n)))
-    ts = integrators.uniform_grid(CHAIN_STEP * CHAIN_STEPS, CHAIN_STEPS)
-    return Problem(
-        name="oscillator-chain",
-        description=f"chain of {CHAIN_OSCILLATORS} anharmonic oscillators H = |pi|^2/2 + V(phi; k, c), "
-                    f"h = {CHAIN_STEP:g}, {CHAIN_STEPS} steps; leapfrog",
-        system=integrators.discretise(field, ts, "leapfrog"), theta=theta, x0=0.5 * x0,
-        loss=lagrangian.SquaredError(target=target), field=field, ts=ts, scheme="leapfrog",
-        family="oscillator-chain", continuous=adjoint_ode_reference, continuous_source=ADJOINT_ODE_SOURCE,
-    )
-
-
-def _register_defaults() -> None:
-    register_problem("mlp", "MLP 8-32-32-4, tanh, cross-entropy", _mlp)
-    register_problem("mlp-deep", "MLP 5-8-8-8-3, tanh, weight scale 1.5, squared error (energy-based rules)",
-                     _mlp_deep)
-    register_problem("resnet", "ResNet, d = 16, 20 blocks", _resnet)
-    register_problem("recurrent", "recurrent network with shared weights, d = 16, 20 steps", _recurrent)
-    # Each ODE is registered once, stepped by RK4; the `least-action-{scheme}` methods
-    # re-discretise it by every other scheme (Euler = the ResNet projection included).
-    for dim in (2, 16, 64):
-        register_problem(f"node-d{dim}-rk4", f"neural ODE, d = {dim}, rk4", _neural_ode(dim, "rk4"),
-                         family=f"node-d{dim}", is_ode=True)
-    register_problem("linear-rk4", "linear ODE dx/dt = A x (closed form), rk4", _linear("rk4"), family="linear",
-                     is_ode=True)
-    register_problem("harmonic-rk4", "harmonic oscillator (closed form), rk4", _harmonic, family="harmonic",
-                     is_ode=True)
-    register_problem("pendulum-rk4", "pendulum, rk4", _pendulum, family="pendulum", is_ode=True)
-    register_problem("oscillator-chain", "chain of 6 anharmonic oscillators (time-reversible), leapfrog",
-                     _oscillator_chain, family="oscillator-chain", is_ode=True)
-
-
-_register_defaults()
-SHIPPED = frozenset(PROBLEMS)
-"""The problems registered when this module is imported (what a fresh process knows)."""
 
 
 def default_problems() -> list[str]:

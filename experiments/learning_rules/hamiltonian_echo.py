@@ -45,6 +45,8 @@ import integrators
 import lagrangian
 from lagrangian import exchange, momentum_flip
 
+from ..harness.metrics import relative_error
+
 
 class Echo(NamedTuple):
     """One Hamiltonian echo: the gradient estimate and the three passes behind it.
@@ -242,12 +244,6 @@ def conjugate_field(system: integrators.Discretisation, theta: PyTree, x0: Array
     beta = 1.0
     _, x_minus, _ = integrators.tension(system, theta, jnp.asarray(x0), loss, beta)
     return x_minus / beta
-
-
-def relative_error(estimate: PyTree, reference: PyTree) -> float:
-    """`|estimate - reference|_2 / |reference|_2` over all parameters."""
-    a, b = ravel_pytree(estimate)[0], ravel_pytree(reference)[0]
-    return float(jnp.linalg.norm(a - b) / jnp.linalg.norm(b))
 
 
 def echo_error_curve(

@@ -87,7 +87,9 @@ def check_memory(r):
     for name, e in methods.items():
         assert e["max_error_vs_discrete_map"] <= 1e-12, name
     assert methods["least-action-reversible-heun"]["loglog_slope_temp_bytes"] < 0.05  # O(1) in N
-    assert methods["least-action-store-all"]["loglog_slope_temp_bytes"] > 0.8  # O(N)
+    assert methods["least-action"]["loglog_slope_temp_bytes"] > 0.8  # O(N)
+    assert methods["least-action"]["stored"] == [n + 1 for n in r["setup"]["steps"]]  # the strategy's cost model
+    assert methods["least-action-reversible-heun"]["stored"] == [1] * len(r["setup"]["steps"])
     assert methods["least-action-reversible-heun"]["reconstruction_error"][-1] < 1e-10
 
 

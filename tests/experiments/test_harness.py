@@ -19,13 +19,14 @@ import lagrangian
 from experiments import harness
 from experiments.cli import app
 from experiments.harness import peers, problems as problem_registry
-from experiments.harness.methods import LeastAction, Method, Prepared
+from experiments.harness.least_action import LeastAction
+from experiments.harness.methods import Method, Prepared
 from tests.helpers import rel_l2
 
 REDUCED_PROBLEMS = ["resnet", "node-d2-rk4"]
 REDUCED_METHODS = [
     "jax-grad", "jax-jvp", "finite-diff", "diffrax-checkpoint", "diffrax-backsolve", "torch",
-    "least-action", "least-action-checkpoint", "tension", "least-action-heun",
+    "least-action", "least-action-store-stages", "least-action-checkpoint", "tension", "least-action-heun",
 ]
 if "least-action-reversible-heun" in harness.METHODS:
     REDUCED_METHODS.append("least-action-reversible-heun")
@@ -45,7 +46,7 @@ def reduced(tmp_path_factory, cli):
     """`leastaction compare` on two problems and the methods above: (folder, results, output)."""
     out = tmp_path_factory.mktemp("compare") / "reduced"
     result = cli.invoke(app, ["compare", *_args(REDUCED_PROBLEMS, REDUCED_METHODS), "--out", str(out),
-                              "--repeats", "2", "--no-cache", "--processes", "1"])
+                              "--repeats", "2", "--no-cache"])
     assert result.exit_code == 0, result.output
     return out, json.loads((out / "results.json").read_text()), result.output
 
@@ -65,9 +66,9 @@ def test_default_registries_hold_every_problem_and_method():
     for name in ["jax-grad", "jax-jvp", "finite-diff", "diffrax-checkpoint", "diffrax-backsolve", "torch",
                  "least-action", "least-action-checkpoint", "least-action-checkpoint-log", "tension"]:
         assert name in harness.METHODS
-    for scheme in harness.methods.scheme_names():
+    for scheme in harness.least_action.scheme_names():
         assert f"least-action-{scheme}" in harness.METHODS
-    assert set(integrators.TABLEAUX) <= set(harness.methods.scheme_names())
+    assert set(integrators.TABLEAUX) <= set(harness.least_action.scheme_names())
     kinds = {m.kind for m in harness.METHODS.values()}
     assert kinds == {"reference", "peer", "project"}
 
@@ -84,6 +85,27 @@ def test_every_default_pair_is_applicable_or_has_a_reason():
         assert any(r is None for r in reasons), f"{method.name} applies to no default problem"
     torch = harness.METHODS["torch"]
     assert torch.applies(harness.problem_named("pendulum-rk4")) is not None
+
+
+def test_the_harness_asks_the_memory_strategy_for_its_rules_and_costs():
+    """Applicability is the strategy's own `check` and the counts its own `cost` (times the
+    stages of a Runge-Kutta step, in units of f)."""
+    mlp, ode = harness.problem_named("mlp"), harness.problem_named("node-d2-rk4")
+    checkpoint = harness.METHODS["least-action-checkpoint"]
+    with pytest.raises(ValueError) as refused:
+        integrators.Checkpoint(2).check(mlp.system)
+    assert checkpoint.applies(mlp) == str(refused.value)
+    assert checkpoint.applies(ode) is None
+    for name, memory in [("least-action", integrators.StoreAll()), ("least-action-store-stages",
+                                                                     integrators.StoreStages()),
+                         ("least-action-checkpoint", integrators.Checkpoint(2))]:
+        cost, counted = memory.cost(ode.steps), harness.METHODS[name].prepare(ode).evaluations
+        assert counted["unit"] == "f" and ode.stages == 4
+        assert counted["f"] == 4 * (cost.evaluations + cost.relinearisations)
+        assert counted["vjp"] == 4 * cost.pullbacks and counted["stored"] == cost.stored
+    reversible = harness.METHODS["least-action-reversible-heun"]
+    assert reversible.memory_for(reversible.target(ode).system) == integrators.Reversible()
+    assert harness.METHODS["least-action-heun"].memory_for(ode.system) == integrators.StoreAll()
 
 
 def test_problems_are_deterministic_and_rediscretisations_share_weights():
@@ -178,8 +200,7 @@ def test_backsolve_is_reported_next_to_the_continuous_reference(reduced):
 
 @pytest.mark.skipif(peers.torch_missing() is not None, reason=str(peers.torch_missing()))
 def test_torch_agrees_with_least_action_on_mlp_and_resnet():
-    comparison = harness.compare(problems=["mlp", "resnet"], methods=["torch", "least-action"], repeats=1,
-                                 processes=1)
+    comparison = harness.compare(problems=["mlp", "resnet"], methods=["torch", "least-action"], repeats=1)
     for problem in ("mlp", "resnet"):
         torch_cell = comparison.cell("torch", problem)
         ours = comparison.cell("least-action", problem)
@@ -235,29 +256,9 @@ def test_a_method_that_raises_is_an_error_not_a_crash():
     assert comparison.failures() == [cell]
 
 
-@pytest.mark.parametrize("processes", [1, 2])
-def test_compiler_options_reach_the_timed_programs(processes):
-    # an option XLA does not know fails every timed program: they were compiled with the options given
-    comparison = harness.compare(problems=["linear-rk4", "mlp"], methods=["least-action", "tension"], repeats=1,
-                                 compiler_options={"xla_no_such_option": True}, processes=processes)
-    assert {c.status for c in comparison.cells} == {"error"}
-    assert all("xla_no_such_option" in c.reason for c in comparison.cells)
-    assert comparison.as_dict()["compiler_options"]["timed"] == {"xla_no_such_option": True}
-    default = harness.compare(problems=["linear-rk4"], methods=["least-action"], repeats=1, processes=1)
-    assert default.compiler_options == harness.comparison.TIMED_COMPILER_OPTIONS
-    assert default.summary()["passed"]
-
-
-@pytest.mark.parametrize("options", ["O2", ["xla_backend_optimization_level"], {2: "level"}])
-def test_compiler_options_that_are_not_a_mapping_of_names_are_refused(options):
-    with pytest.raises(ValueError, match="compiler_options must map XLA option names"):
-        harness.compare(problems=["linear-rk4"], methods=["least-action"], compiler_options=options)
-
-
 def test_a_reference_that_fails_to_trace_fails_only_its_own_cells(monkeypatch):
-    """The untimed references of a problem are lowered as one program; when one of them
-    cannot be lowered, each is lowered alone, so only the cells of that target lose their
-    reference."""
+    """A reference that cannot be computed on one target costs only the cells of that
+    target their reference."""
     from experiments.harness.methods import JaxGrad
 
     class FailsOnHeun(JaxGrad):
@@ -314,7 +315,6 @@ def test_timing_calls_and_budget(seconds, budget, repeats, calls):
         (["--reference", "least-action"], "is a project method", "jax-grad"),
         (["--reference", "nope"], "unknown method 'nope'", "finite-diff"),
         (["--dtype", "float16"], "unknown dtype 'float16'", "float32"),
-        (["--processes", "-1"], "config key 'processes' must be >= 0", "one per CPU"),
     ],
 )
 def test_unknown_names_are_one_line_errors_listing_valid_names(cli, tmp_path, args, message, valid):
@@ -338,7 +338,7 @@ def test_list_shows_methods_and_problems(cli):
 def test_float32_comparison_passes_at_float32_tolerance():
     methods = ["jax-grad", "least-action", "tension", "least-action-euler"]
     comparison = harness.compare(problems=["resnet", "linear-rk4"], methods=methods, dtype="float32",
-                                 repeats=1, processes=1)
+                                 repeats=1)
     assert not comparison.failures()
     for c in comparison.cells:
         if c.status == "n/a":  # least-action-euler re-discretises ODEs only
@@ -370,8 +370,11 @@ def test_user_defined_systems_are_problems(key):
                                  methods=["jax-grad", "least-action", "least-action-rk4", "least-action-midpoint"],
                                  repeats=1)
     assert not comparison.failures()
-    # least-action-rk4 on a problem stepped by RK4 is the same program as least-action: run once.
-    assert comparison.cell("least-action-rk4", "spiral-rk4").shared_with == "least-action on spiral-rk4"
+    # least-action-rk4 on a problem stepped by RK4 sweeps the problem itself: the same gradient as least-action.
+    same = comparison.cell("least-action-rk4", "spiral-rk4")
+    assert same.target == "spiral-rk4"
+    assert harness.gradient_errors(same.gradient, comparison.cell("least-action", "spiral-rk4").gradient)[
+        "relative_l2_error"] == 0.0
     assert comparison.cell("least-action", "tiny-mlp").status == "pass"
     assert comparison.cell("least-action-midpoint", "spiral-rk4").target == "spiral-midpoint"
     assert comparison.cell("least-action-midpoint", "tiny-mlp").status == "n/a"

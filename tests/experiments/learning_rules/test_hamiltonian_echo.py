@@ -14,7 +14,7 @@ import pytest
 import integrators
 import lagrangian
 from experiments import harness
-from experiments.harness.methods import HamiltonianEcho
+from experiments.harness.rules import HamiltonianEcho
 from experiments.learning_rules import echo_error_curve, hamiltonian_echo, kick_weights
 from experiments.learning_rules.hamiltonian_echo import echo_and_conjugate_field
 from tests.helpers import reference_grad, rel_l2
