@@ -25,7 +25,10 @@ Constructions in `experiments.correspondences.forward_mode`. What is verified:
   matrix (`chains`). Random chains have `t` in 3..8 factors, interior widths in 2..64 (XLA compiles
   a product contracting a dimension of 1 as an elementwise outer product, whose flops it counts
   otherwise) and end widths in 1..64; half of them end in width 1 (a scalar loss, where reverse
-  mode is optimal), half do not.
+  mode is optimal), half do not. With the default seed, the quick preset's 20 chains match XLA
+  exactly; among the full preset's 200, XLA's count differs from the formula by at most 2
+  multiplications (`max_formula_vs_xla`; the cause has not been traced), while the counted
+  multiplications match the formulas exactly.
 
 Preset `quick`: 20 chains; the full preset 200.
 """
