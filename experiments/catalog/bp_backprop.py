@@ -22,9 +22,14 @@ What is verified (the checkable version of the spec, section 1):
   (Kalman conditioning by linear algebra) at every grid point (`dense_posterior_max_relative_error`);
 - the belief mean shift `(mean_v - v*) / beta` tends to `-Cov(v, y) L'(y*)` (prior covariance of the
   linearised factor graph) with error order 1 in `beta` (`mean_shift`);
-- convergence of loopy BP: the largest relative message change per synchronous sweep.
+- convergence of loopy BP: the largest relative message change per synchronous sweep;
+- larger graphs (`scaling`): tanh MLPs of 19 to 41 computed nodes with 60 to 270 independent
+  cycles; at `beta = eps = 1e-8` the backward messages against `jax.grad`, at `beta = eps = 0.1`
+  the fixed-point means against the dense posterior, and the synchronous sweeps to convergence of
+  both against graph size.
 
-Preset `quick` runs a 5 x 5 grid over `[1e-4, 1e-1]`; the full preset 13 x 13 over `[1e-6, 1]`.
+Preset `quick` runs a 5 x 5 grid over `[1e-4, 1e-1]` and one larger graph (21 computed nodes); the
+full preset 13 x 13 over `[1e-6, 1]` and four larger graphs.
 """
 
 from __future__ import annotations
@@ -72,6 +77,8 @@ class BPBackpropConfig:
     grid_min: smallest `beta` and `eps` of the grid (the quick preset uses 1e-4); the largest is 1
         (0.1 in the quick preset).
     mean_shift_eps: factor variance at which the belief mean shift is measured.
+    scaling_widths: `;`-separated widths of the larger MLPs of the size sweep (the quick preset
+        uses `3,7,7,6,1`).
     quick: the small preset (< 1 minute).
     """
 
@@ -81,6 +88,7 @@ class BPBackpropConfig:
     grid_points: int = 13
     grid_min: float = 1e-6
     mean_shift_eps: float = 0.1
+    scaling_widths: str = "3,6,6,6,1;3,8,8,8,1;3,10,10,10,1;4,10,10,10,10,1"
     quick: bool = False
 
     def __post_init__(self):
@@ -92,7 +100,12 @@ class BPBackpropConfig:
             raise ValueError(f"config key 'grid_points' must be >= 3; got {self.grid_points}")
         if not 0 < self.grid_min < 0.1:
             raise ValueError(f"config key 'grid_min' must be in (0, 0.1); got {self.grid_min}")
-        check_quick(self, ("grid_points", "grid_min"))
+        check_quick(self, ("grid_points", "grid_min", "scaling_widths"))
+        for text in self.scaling_widths.split(";"):
+            widths = numbers("scaling_widths", text)
+            if len(widths) < 4 or widths[-1] != 1 or max(widths) > 10:
+                raise ValueError("config key 'scaling_widths': each MLP needs two hidden layers, a width-1 output and "
+                                 f"widths <= 10; got {text!r}")
         if not self.mean_shift_eps > 0:
             raise ValueError(f"config key 'mean_shift_eps' must be > 0; got {self.mean_shift_eps}")
 
@@ -102,12 +115,18 @@ class BPBackpropConfig:
             return np.logspace(-4, -1, 5)
         return np.logspace(np.log10(self.grid_min), 0, self.grid_points)
 
+    def scaling_graphs(self) -> dict[str, ScalarGraph]:
+        texts = ["3,7,7,6,1"] if self.quick else self.scaling_widths.split(";")
+        return {t: scalar_mlp(numbers("scaling_widths", t), seed=self.seed, target=self.target) for t in texts}
+
     def graphs(self) -> dict[str, ScalarGraph]:
         widths = numbers("widths", self.widths)
         return {"mlp": scalar_mlp(widths, seed=self.seed, target=self.target), "fan_out": fan_out_graph()}
 
 
-TOTAL_STEPS = 5
+TOTAL_STEPS = 6
+SCALING_FINITE = 0.1
+"""`beta = eps` of the finite-tilt fixed point of the size sweep."""
 
 
 def measure_graph(graph: ScalarGraph, config: BPBackpropConfig) -> dict:
@@ -185,6 +204,32 @@ def measure_graph(graph: ScalarGraph, config: BPBackpropConfig) -> dict:
     }
 
 
+def measure_scaling(config: BPBackpropConfig) -> dict:
+    """Larger graphs: the limit against `jax.grad`, the finite fixed point against the dense posterior,
+    and the sweeps to convergence of both, against the number of computed nodes."""
+    rows = []
+    for name, graph in config.scaling_graphs().items():
+        lin = linearise(graph)
+        reference = graph.adjoints_reference()
+        limit = gaussian_belief_propagation(graph, LIMIT_BETA, LIMIT_EPS, lin=lin)
+        finite = gaussian_belief_propagation(graph, SCALING_FINITE, SCALING_FINITE, lin=lin)
+        if not (limit.converged and finite.converged):
+            raise RuntimeError(f"Gaussian BP did not converge on the {name} graph")
+        dense = dense_posterior(graph, SCALING_FINITE, SCALING_FINITE, lin)
+        rows.append({
+            "widths": name, "computed_nodes": len(graph.free), "factor_graph_cycles": graph.factor_graph_cycles(),
+            "limit_relative_error": relative(limit.adjoints(LIMIT_BETA), reference),
+            "limit_sweeps": limit.iterations,
+            "finite_dense_posterior_relative_error": relative(finite.belief_mean, dense.mean),
+            "finite_sweeps": finite.iterations,
+            "limit_changes": limit.changes.tolist(),
+        })
+    return {"finite_beta_eps": SCALING_FINITE, "graphs": rows,
+            "max_limit_relative_error": max(r["limit_relative_error"] for r in rows),
+            "max_dense_posterior_relative_error": max(r["finite_dense_posterior_relative_error"] for r in rows),
+            "max_sweeps": max(max(r["limit_sweeps"], r["finite_sweeps"]) for r in rows)}
+
+
 def run(config: BPBackpropConfig, folder: RunFolder, progress: Progress) -> dict:
     """Measure both graphs, then the figure and the per-node table."""
     results: dict = {"graphs": {}}
@@ -199,11 +244,19 @@ def run(config: BPBackpropConfig, folder: RunFolder, progress: Progress) -> dict
     results["max_limit_relative_error"] = max(g["limit"]["max_relative_error"] for g in results["graphs"].values())
     results["max_dense_posterior_relative_error"] = max(
         g["dense_posterior_max_relative_error"] for g in results["graphs"].values())
-    progress(3, TOTAL_STEPS, "figure: error against beta and eps, mean shift, convergence")
+    progress(3, TOTAL_STEPS, "larger graphs: sweeps to convergence against size")
+    results["scaling"] = measure_scaling(config)
+    for r in results["scaling"]["graphs"]:
+        folder.log(f"{r['widths']}: {r['computed_nodes']} computed nodes, {r['factor_graph_cycles']} cycles; "
+                   f"{r['limit_sweeps']} sweeps, error {r['limit_relative_error']:.2e}; finite: {r['finite_sweeps']} "
+                   f"sweeps, dense posterior {r['finite_dense_posterior_relative_error']:.2e}")
+    progress(4, TOTAL_STEPS, "figure: error against beta and eps, mean shift, convergence")
     folder.save_figure(bp_figure(results["graphs"]["mlp"]), "bp_backprop")
-    progress(4, TOTAL_STEPS, "table: BP adjoints against jax.grad per node")
+    folder.save_figure(scaling_figure(results["scaling"]), "bp_backprop_scaling")
+    progress(5, TOTAL_STEPS, "table: BP adjoints against jax.grad per node")
     folder.save_table(adjoint_table(results["graphs"]), "adjoints")
-    progress(5, TOTAL_STEPS, "done")
+    folder.save_table(scaling_table(results["scaling"]), "scaling")
+    progress(6, TOTAL_STEPS, "done")
     return results
 
 
@@ -240,6 +293,41 @@ def bp_figure(r: dict):
     return fig
 
 
+def scaling_figure(sc: dict):
+    """Two panels: sweeps to convergence against computed nodes (limit and finite tilt); the largest
+    relative message change per sweep of each graph in the limit."""
+    fig, axes = plots.figure(ncols=2, panel_size=(4.4, 3.6))
+    nodes = [r["computed_nodes"] for r in sc["graphs"]]
+    axes[0].plot(nodes, [r["limit_sweeps"] for r in sc["graphs"]], "o-", label=r"$\beta = \epsilon$ = 1e-8")
+    axes[0].plot(nodes, [r["finite_sweeps"] for r in sc["graphs"]], "s--",
+                 label=rf"$\beta = \epsilon$ = {sc['finite_beta_eps']:g}")
+    for r in sc["graphs"]:
+        axes[0].annotate(f"{r['factor_graph_cycles']} cycles", (r["computed_nodes"], r["limit_sweeps"]), fontsize=7,
+                         textcoords="offset points", xytext=(3, 4))
+    axes[0].set_xlabel("computed nodes")
+    axes[0].set_ylabel("synchronous sweeps to convergence")
+    axes[0].set_title(f"error vs jax.grad <= {sc['max_limit_relative_error']:.1e}")
+    axes[0].legend(loc="best")
+    for r in sc["graphs"]:
+        changes = r["limit_changes"]
+        axes[1].semilogy(np.arange(1, len(changes) + 1), np.maximum(changes, 1e-17), "o-", ms=3,
+                         label=f"{r['computed_nodes']} nodes")
+    axes[1].set_xlabel("synchronous sweep")
+    axes[1].set_ylabel("largest relative message change")
+    axes[1].set_title("loopy BP on larger graphs")
+    axes[1].legend(loc="best")
+    return fig
+
+
+def scaling_table(sc: dict) -> Table:
+    rows = [[r["widths"], r["computed_nodes"], r["factor_graph_cycles"], r["limit_sweeps"], r["limit_relative_error"],
+             r["finite_sweeps"], r["finite_dense_posterior_relative_error"]] for r in sc["graphs"]]
+    return Table(columns=["MLP widths", "computed nodes", "cycles", "sweeps (1e-8)", "rel. error vs jax.grad",
+                          f"sweeps ({sc['finite_beta_eps']:g})", "rel. error vs dense posterior"], rows=rows,
+                 caption="Loopy Gaussian BP on larger computation graphs (float64)", label="tab:bp-backprop-scaling",
+                 digits=3)
+
+
 def adjoint_table(graphs: dict) -> Table:
     """Per node: `eta / (-beta)` at `beta = eps = 1e-8` against `jax.grad`."""
     rows = []
@@ -269,6 +357,8 @@ EXPERIMENT = Experiment(
         "graphs.mlp.error_grid.order_beta",
         "graphs.mlp.error_grid.order_eps",
         "graphs.mlp.mean_shift.order_beta",
+        "scaling.max_limit_relative_error",
+        "scaling.max_sweeps",
     ),
     figures={"bp_backprop": "bp_backprop"},
 )

@@ -26,6 +26,19 @@ What is verified:
   constraint `q(C=1) = m` with Jeffrey's rule in closed form; as `m -> 1` the backprop moments tend
   to the hard-evidence posteriors (`soft_evidence`).
 
+- the backward values as Lagrange multipliers directly (`backward_multipliers`): `log S(lambda) -
+  log S(1) = max_q theta . E_q[phi] - KL(q || p)` with `theta = log lambda` imposed as equality
+  constraints; SLSQP on the joint table returns their KKT multipliers, which must equal minus the
+  backward values `d log S / d log lambda` of one backward pass, for indicator settings from
+  `lambda = 1` (the marginals) to soft evidence `lambda_{C=0} = 1e-3` (close to the posteriors
+  given `C = 1`);
+- what fails without the structural conditions (`invalid_spns`, networks built with
+  `validate=False`): the backward values at `lambda = 1`, `lambda dS/dlambda / S(1)`, against the
+  marginals of the distribution the network assigns to complete assignments
+  (`S(one-hot(x))`, normalised), and `S(1)` against the total mass; for the two hand-built networks
+  of `validation` and for random SPNs made non-complete (a sum over the root and a one-variable
+  leaf) or non-decomposable (a product of the root and a one-variable leaf).
+
 Preset `quick`: 10 random SPNs and a 9-point soft-evidence sweep; the full preset 200 and 25.
 """
 
@@ -43,6 +56,7 @@ from ..correspondences import (
     Product,
     Sum,
     TreeBayesNet,
+    backward_as_multipliers,
     enumerate_derivatives,
     example_bayes_net,
     fitted_order,
@@ -214,6 +228,69 @@ def validation_messages() -> dict:
     return out
 
 
+MULTIPLIER_SETTINGS = {
+    "lambda = 1": np.ones(6),
+    "lambda_C0 = 0.25": np.array([1.0, 1.0, 1.0, 1.0, 0.25, 1.0]),
+    "mixed": np.array([0.5, 2.0, 1.0, 0.3, 0.1, 1.0]),
+    "lambda_C0 = 1e-3": np.array([1.0, 1.0, 1.0, 1.0, 1e-3, 1.0]),
+}
+"""Indicator settings of the backward-values-as-multipliers check (order A0, A1, B0, B1, C0, C1)."""
+
+
+def multiplier_checks(spn: SPN) -> dict:
+    """Backward values `d log S / d log lambda` against SLSQP's multipliers of `theta = log lambda`."""
+    out = {}
+    for label, lam in MULTIPLIER_SETTINGS.items():
+        r = backward_as_multipliers(spn, lam)
+        out[label] = {"lambda": lam, "backward": r.backward, "minus_multipliers": -r.multipliers,
+                      "max_abs_difference": float(np.max(np.abs(r.backward + r.multipliers))),
+                      "slsqp_success": r.success}
+    hard = spn.posteriors({"C": 1})
+    return {"settings": out, "max_abs_difference": max(v["max_abs_difference"] for v in out.values()),
+            "softest_vs_hard_evidence_posteriors": float(np.max(np.abs(out["lambda_C0 = 1e-3"]["backward"] - hard)))}
+
+
+def marginal_error(spn: SPN) -> dict:
+    """Backward values at `lambda = 1` against the marginals of the normalised `S(one-hot(x))`."""
+    table = spn.joint_table()
+    S, d = spn.derivatives()
+    names = list(spn.variables)
+    marginals = enumerate_derivatives(table / table.sum(), names)[1]
+    return {"backward_vs_marginals": float(np.max(np.abs(d / S - marginals))),
+            "S_of_ones_minus_total_mass": float(S - table.sum())}
+
+
+def invalid_spn_checks(config: SPNInferenceConfig, count: int) -> dict:
+    """The backward values stop being marginals when completeness or decomposability fails."""
+    bn_spn = example_bayes_net().to_spn()
+    a_leaf = (Indicator("A", 0), Indicator("A", 1), Indicator("B", 0), Indicator("B", 1))
+    cases = {
+        "valid (A -> B, A -> C)": bn_spn,
+        "not complete: 0.5 [A, B] + 0.5 [B]": SPN({"A": 2, "B": 2}, a_leaf + (
+            Sum((0, 1), (0.3, 0.7)), Sum((2, 3), (0.6, 0.4)), Product((4, 5)), Sum((2, 3), (0.2, 0.8)),
+            Sum((6, 7), (0.5, 0.5))), validate=False),
+        "not decomposable: [A] [A] [B]": SPN({"A": 2, "B": 2}, a_leaf + (
+            Sum((0, 1), (0.3, 0.7)), Sum((0, 1), (0.6, 0.4)), Sum((2, 3), (0.2, 0.8)), Product((4, 5, 6))),
+            validate=False),
+    }
+    hand = {label: marginal_error(spn) for label, spn in cases.items()}
+    rng = np.random.default_rng(config.seed + 7)
+    random = {"not_complete": [], "not_decomposable": [], "valid": []}
+    for _ in range(count):
+        base = random_spn(rng, int(rng.integers(config.min_variables, config.max_variables + 1)))
+        root = len(base.nodes) - 1
+        leaf = tuple(i for i, node in enumerate(base.nodes) if isinstance(node, Indicator) and node.variable == "X0")
+        nodes = base.nodes + (Sum(leaf, (0.5, 0.5)),)
+        random["valid"].append(marginal_error(base)["backward_vs_marginals"])
+        broken = SPN(base.variables, nodes + (Sum((root, root + 1), (0.5, 0.5)),), validate=False)
+        random["not_complete"].append(marginal_error(broken)["backward_vs_marginals"])
+        broken = SPN(base.variables, nodes + (Product((root, root + 1)),), validate=False)
+        random["not_decomposable"].append(marginal_error(broken)["backward_vs_marginals"])
+    return {"hand_built": hand, "random": random,
+            "random_min_error": {k: float(min(v)) for k, v in random.items()},
+            "random_max_error": {k: float(max(v)) for k, v in random.items()}}
+
+
 def projection_checks(spn: SPN, bn: TreeBayesNet) -> dict:
     """Newton multipliers (backprop through log S) against SLSQP on the joint table."""
     names, table = list(bn.variables), bn.joint_table()
@@ -286,6 +363,8 @@ def run(config: SPNInferenceConfig, folder: RunFolder, progress: Progress) -> di
     results["i_projection"] = projection_checks(spn, bn)
     progress(5, TOTAL_STEPS, "soft evidence q(C=1) = m: Jeffrey's rule and the hard-evidence limit")
     results["soft_evidence"] = soft_evidence_sweep(spn, bn, points)
+    results["backward_multipliers"] = multiplier_checks(spn)
+    results["invalid_spns"] = invalid_spn_checks(config, count)
     projections = results["i_projection"].values()
     results["summary"] = {
         "max_abs_error_vs_enumeration": max(results["bayes_net"]["max_abs_error"]["derivatives_vs_enumeration"],
@@ -297,6 +376,9 @@ def run(config: SPNInferenceConfig, folder: RunFolder, progress: Progress) -> di
             results["bayes_net"]["max_abs_error"]["posteriors_vs_pgmpy"]),
         "max_multiplier_difference_vs_slsqp": max(v["multiplier_max_abs_difference"] for v in projections),
         "max_table_difference_vs_slsqp": max(v["table_max_abs_difference"] for v in projections),
+        "backward_vs_multipliers_max_abs_difference": results["backward_multipliers"]["max_abs_difference"],
+        "invalid_spns_min_marginal_error": min(results["invalid_spns"]["random_min_error"]["not_complete"],
+                                               results["invalid_spns"]["random_min_error"]["not_decomposable"]),
     }
     for key, value in results["summary"].items():
         folder.log(f"{key}: {value}")
@@ -381,6 +463,8 @@ EXPERIMENT = Experiment(
         "summary.max_abs_error_vs_pgmpy",
         "summary.max_multiplier_difference_vs_slsqp",
         "summary.max_table_difference_vs_slsqp",
+        "summary.backward_vs_multipliers_max_abs_difference",
+        "summary.invalid_spns_min_marginal_error",
     ),
     figures={"spn_inference": "spn_inference"},
 )

@@ -149,12 +149,13 @@ class ScalarGraph:
         return float(d1(jnp.asarray(y, jnp.float64))), float(jax.grad(d1)(jnp.asarray(y, jnp.float64)))
 
     def adjoints_reference(self) -> np.ndarray:
-        """The reference adjoints `dL/dv` for every node, shape `(n,)`, by `jax.grad` of the whole graph:
+        """The reference adjoints `dL/dv` for every node, shape `(n,)`, by `jax.grad` of the whole graph
+        (compiled once with `jax.jit`):
         with respect to the residual `e_v` at `e = 0` for computed nodes (the parents held fixed), with
         respect to the clamped value for clamped nodes."""
         e0 = jnp.zeros(len(self.free))
         x0 = jnp.asarray([self.clamped[v] for v in self.inputs], jnp.float64)
-        g_e, g_x = jax.grad(self.loss_of, argnums=(0, 1))(e0, x0)
+        g_e, g_x = jax.jit(jax.grad(self.loss_of, argnums=(0, 1)))(e0, x0)
         out = np.zeros(self.size)
         out[list(self.free)] = np.asarray(g_e)
         out[list(self.inputs)] = np.asarray(g_x)

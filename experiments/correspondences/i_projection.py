@@ -191,5 +191,74 @@ def i_projection_slsqp(table: np.ndarray, variables: Sequence[str], constraints:
     return DirectProjection(q.reshape(table.shape), multipliers, kl(q), bool(result.success), str(result.message))
 
 
-__all__ = ["Constraint", "DirectProjection", "IProjection", "feature_matrix", "i_projection_newton",
+@dataclass(frozen=True)
+class BackwardMultipliers:
+    """The Gibbs variational problem with the log-indicators as constraint levels, solved directly.
+
+    backward: `d log S / d log lambda` at `lambda`, by backprop through the log-space SPN, shape
+        `(size,)`; multipliers: SLSQP's KKT multipliers of the constraints `theta = log lambda`,
+        shape `(size,)`; table: the optimal `q`; success, message: scipy's.
+    """
+
+    backward: np.ndarray
+    multipliers: np.ndarray
+    table: np.ndarray
+    success: bool
+    message: str
+
+
+def backward_as_multipliers(spn: SPN, lam: np.ndarray, *, ftol: float = 1e-16,
+                            max_iterations: int = 2000) -> BackwardMultipliers:
+    """Backprop's backward values against the Lagrange multipliers of an I-projection problem.
+
+    With `p` the SPN's normalised distribution and `phi_i(x) = [x agrees with indicator i]`,
+
+        log S(lambda) - log S(1) = max_q  sum_i theta_i E_q[phi_i] - KL(q || p),   theta = log lambda
+
+    (Gibbs' variational principle; the maximiser is the I-projection `q ~ p lambda^phi`). Written as
+    a constrained problem over `(q, theta)`, `min KL(q || p) - theta . Phi q` subject to
+    `theta_i = log lambda_i` and `sum q = 1`, the constraint levels are the log-indicators, so by the
+    envelope theorem their multipliers are the derivatives of the optimal value, and the stationarity
+    in `theta_i` reads `mu_i = -E_q[phi_i] = -d log S / d log lambda_i` (scipy's convention
+    `grad f = sum_j mu_j grad c_j`). The backward values come from `jax.grad` of `log S` in log-space
+    (one backward pass); the multipliers from SLSQP on the flattened joint table (enumeration, no
+    SPN); they are compared with the sign flipped. Needs every `lambda_i > 0`.
+    """
+    lam = np.asarray(lam, dtype=np.float64)
+    if lam.shape != (spn.size,) or np.any(lam <= 0):
+        raise ValueError(f"lambda must have shape ({spn.size},) and positive entries")
+    backward = np.asarray(_log_value_derivatives(spn)(jnp.log(jnp.asarray(lam)))[1])
+    variables = list(spn.variables)
+    features = [(v, x) for v in variables for x in range(spn.variables[v])]
+    table = spn.joint_table()
+    p = table.ravel() / table.sum()
+    phi = feature_matrix(variables, table.shape, features)
+    n, k = p.size, len(features)
+    log_lam = np.log(lam)
+
+    def objective(z):
+        q, theta = z[:n], z[n:]
+        return float(np.sum(q * np.log(q / p)) - theta @ (phi @ q))
+
+    def gradient(z):
+        q, theta = z[:n], z[n:]
+        return np.concatenate([np.log(q / p) + 1.0 - phi.T @ theta, -(phi @ q)])
+
+    jac_theta = np.hstack([np.zeros((k, n)), np.eye(k)])
+    jac_norm = np.concatenate([np.ones(n), np.zeros(k)])[None]
+    cons = [{"type": "eq", "fun": lambda z: z[n:] - log_lam, "jac": lambda z: jac_theta},
+            {"type": "eq", "fun": lambda z: np.array([z[:n].sum() - 1.0]), "jac": lambda z: jac_norm}]
+    start = np.concatenate([p, np.zeros(k)])
+    result = scipy.optimize.minimize(objective, start, jac=gradient, method="SLSQP", constraints=cons,
+                                     bounds=[(1e-300, 1.0)] * n + [(None, None)] * k,
+                                     options={"ftol": ftol, "maxiter": max_iterations})
+    multipliers = np.asarray(result.multipliers["eq"] if isinstance(result.multipliers, dict)
+                             else result.multipliers)[:k]
+    order = [spn.slot(v, x) for v, x in features]
+    mu = np.zeros(spn.size)
+    mu[order] = multipliers
+    return BackwardMultipliers(backward, mu, result.x[:n].reshape(table.shape), bool(result.success), str(result.message))
+
+
+__all__ = ["BackwardMultipliers", "Constraint", "backward_as_multipliers", "DirectProjection", "IProjection", "feature_matrix", "i_projection_newton",
            "i_projection_slsqp", "log_partition", "moments", "tilted_table"]

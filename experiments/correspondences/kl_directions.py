@@ -253,3 +253,88 @@ def _derivative_errors(mu, s, sigma_p, x, w, lo, hi):
     ce_exact, rev_exact = -p / q, jnp.log(q) - jnp.log(p) + 1.0
     return (jnp.max(jnp.abs(ce - ce_exact) / jnp.abs(ce_exact)),
             jnp.max(jnp.abs(rev - rev_exact)) / jnp.max(jnp.abs(rev_exact)))
+
+
+# --- the identities of the KL / cross-entropy text, each against an independent computation ---
+
+
+def identity_table(seed: int = 0, n: int = 6) -> list[dict]:
+    """The identities of "KL-Divergence and Cross Entropy" on random distributions `P, Q` over `n`
+    outcomes, each with its error against a computation that does not use it:
+
+    - `D_KL(P||Q) = H(P, Q) - H(P)`: `scipy.special.rel_entr` summed against `scipy.stats.entropy`'s
+      cross-entropy and entropy;
+    - asymmetry `D_KL(P||Q) != D_KL(Q||P)`: both values (the "error" is their difference, which is
+      not zero);
+    - `D_KL(P||P) = 0` and `H(P, P) = H(P)`;
+    - `min_Q H(P, Q)` on the simplex: SLSQP gives `Q = P` and the KKT multiplier `lambda = -1` of
+      `sum Q = 1` (scipy's convention `grad f = lambda grad g`, the text's `h = f - lambda (g - c)`);
+    - `dH(P, Q)/dQ_i = -P_i/Q_i` and `dD_KL(Q||P)/dQ_i = log Q_i - log P_i + 1`: central finite
+      differences of the sums;
+    - the Hessian of `H(P, Q)` in `Q` is `diag(P / Q^2)`, positive semi-definite: finite differences
+      of the closed-form gradient, and its smallest eigenvalue;
+    - derivatives of the Gaussian density, `df/dmu = (x - mu) f / sigma^2` and
+      `df/dsigma = f (-1/sigma + (x - mu)^2 / sigma^3)`: central finite differences of
+      `scipy.stats.norm.pdf` on a grid.
+
+    Each row: `identity`, `measured` (the value the identity predicts, or a summary), `error`,
+    `reference` (how the independent side is computed).
+    """
+    from scipy import stats
+
+    rng = np.random.default_rng(seed)
+    P, Q = rng.dirichlet(np.full(n, 4.0)), rng.dirichlet(np.full(n, 4.0))  # no outcome nearly impossible
+    rows = []
+    kl_pq = float(np.sum(special.rel_entr(P, Q)))
+    kl_qp = float(np.sum(special.rel_entr(Q, P)))
+    cross, entropy = float(stats.entropy(P) + stats.entropy(P, Q)), float(stats.entropy(P))
+    rows.append({"identity": "D_KL(P||Q) = H(P,Q) - H(P)", "measured": kl_pq, "error": abs(kl_pq - (cross - entropy)),
+                 "reference": "scipy.special.rel_entr vs scipy.stats.entropy"})
+    rows.append({"identity": "D_KL(P||Q) - D_KL(Q||P) (asymmetry, not zero)", "measured": kl_pq - kl_qp,
+                 "error": None, "reference": "scipy.special.rel_entr both ways"})
+    rows.append({"identity": "D_KL(P||P) = 0, H(P,P) = H(P)", "measured": float(np.sum(special.rel_entr(P, P))),
+                 "error": abs(float(-np.sum(P * np.log(P))) - entropy), "reference": "scipy.stats.entropy"})
+    res = optimize.minimize(lambda q: -float(P @ np.log(q)), np.full(n, 1.0 / n), jac=lambda q: -P / q,
+                            method="SLSQP", bounds=[(1e-12, 1.0)] * n,
+                            constraints=[{"type": "eq", "fun": lambda q: np.array([q.sum() - 1.0]),
+                                          "jac": lambda q: np.ones((1, n))}],
+                            options={"ftol": 1e-16, "maxiter": 500})
+    lam = float(np.asarray(res.multipliers["eq"] if isinstance(res.multipliers, dict) else res.multipliers)[0])
+    rows.append({"identity": "argmin_Q H(P,Q) on the simplex = P", "measured": float(np.max(np.abs(res.x - P))),
+                 "error": float(np.max(np.abs(res.x - P))), "reference": "scipy.optimize SLSQP"})
+    rows.append({"identity": "Lagrange multiplier lambda = -1", "measured": lam, "error": abs(lam + 1.0),
+                 "reference": "SLSQP's KKT multiplier"})
+    h = 1e-5
+    eye = np.eye(n) * Q  # steps relative to each Q_i
+    cross_of = lambda q: -float(P @ np.log(q))  # noqa: E731
+    rkl_of = lambda q: float(np.sum(q * np.log(q / P)))  # noqa: E731
+    fd_cross = np.array([(cross_of(Q + h * e) - cross_of(Q - h * e)) / (2 * h * q) for e, q in zip(eye, Q)])
+    fd_rkl = np.array([(rkl_of(Q + h * e) - rkl_of(Q - h * e)) / (2 * h * q) for e, q in zip(eye, Q)])
+    rows.append({"identity": "dH(P,Q)/dQ_i = -P_i/Q_i", "measured": float(np.max(np.abs(P / Q))),
+                 "error": float(np.max(np.abs(fd_cross + P / Q)) / np.max(np.abs(P / Q))),
+                 "reference": "central differences (relative)"})
+    rows.append({"identity": "dD_KL(Q||P)/dQ_i = log Q_i - log P_i + 1",
+                 "measured": float(np.max(np.abs(np.log(Q / P) + 1))),
+                 "error": float(np.max(np.abs(fd_rkl - (np.log(Q / P) + 1))) / np.max(np.abs(np.log(Q / P) + 1))),
+                 "reference": "central differences (relative)"})
+    hess = np.array([(-P / (Q + h * e) + P / (Q - h * e)) / (2 * h * q) for e, q in zip(eye, Q)])
+    closed = np.diag(P / Q ** 2)
+    rows.append({"identity": "Hessian of H(P,Q) in Q = diag(P/Q^2)",
+                 "measured": float(np.linalg.eigvalsh(0.5 * (hess + hess.T)).min()),
+                 "error": float(np.max(np.abs(hess - closed)) / np.max(np.abs(closed))),
+                 "reference": "central differences of -P/Q (relative); measured = smallest eigenvalue (>= 0)"})
+    h = 1e-5
+    x = np.linspace(-3.0, 4.0, 57)
+    mu, sigma = 0.4, 1.3
+    f = stats.norm.pdf(x, mu, sigma)
+    fd_mu = (stats.norm.pdf(x, mu + h, sigma) - stats.norm.pdf(x, mu - h, sigma)) / (2 * h)
+    fd_sigma = (stats.norm.pdf(x, mu, sigma + h) - stats.norm.pdf(x, mu, sigma - h)) / (2 * h)
+    d_mu = (x - mu) / sigma ** 2 * f
+    d_sigma = f * (-1.0 / sigma + (x - mu) ** 2 / sigma ** 3)
+    rows.append({"identity": "df/dmu = (x - mu) f / sigma^2 (Gaussian density)", "measured": float(np.max(np.abs(d_mu))),
+                 "error": float(np.max(np.abs(fd_mu - d_mu)) / np.max(np.abs(d_mu))),
+                 "reference": "central differences of scipy.stats.norm.pdf (relative)"})
+    rows.append({"identity": "df/dsigma = f (-1/sigma + (x - mu)^2/sigma^3)", "measured": float(np.max(np.abs(d_sigma))),
+                 "error": float(np.max(np.abs(fd_sigma - d_sigma)) / np.max(np.abs(d_sigma))),
+                 "reference": "central differences of scipy.stats.norm.pdf (relative)"})
+    return rows

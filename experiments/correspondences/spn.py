@@ -65,6 +65,8 @@ class SPN:
             this order, one entry per value `0..cardinality-1`.
         nodes: the nodes; `Sum`/`Product` children are indices of earlier nodes.
         names: optional node names used in error messages (`node 3` otherwise).
+        validate: check completeness and decomposability (default). `False` builds networks that
+            violate them, to measure what goes wrong (structural errors are still raised).
 
     Raises:
         ValueError: an indicator of an unknown variable or value, a child index that is not earlier,
@@ -75,6 +77,7 @@ class SPN:
     variables: Mapping[str, int]
     nodes: tuple[Node, ...]
     names: tuple[str, ...] | None = None
+    validate: bool = True
 
     def __post_init__(self):
         if not self.nodes:
@@ -97,13 +100,13 @@ class SPN:
             if isinstance(node, Sum):
                 if len(node.weights) != len(node.children) or not all(w > 0 for w in node.weights):
                     raise ValueError(f"{label}: a sum needs one positive weight per child")
-                if len(set(child_scopes)) != 1:
+                if self.validate and len(set(child_scopes)) != 1:
                     raise ValueError(f"{label} is not complete: its children have different scopes "
                                      f"{_show(child_scopes)}")
             elif isinstance(node, Product):
                 seen: set[str] = set()
                 for scope in child_scopes:
-                    if seen & scope:
+                    if self.validate and seen & scope:
                         raise ValueError(f"{label} is not decomposable: its children's scopes "
                                          f"{_show(child_scopes)} overlap on {sorted(seen & scope)}")
                     seen |= scope

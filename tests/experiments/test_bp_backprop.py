@@ -25,8 +25,13 @@ def test_quick_run_writes_results_figure_and_table(tmp_path):
         assert 0.9 <= graph["mean_shift"]["order_beta"] <= 1.1, name
         # Richardson in beta at eps up to 1: the O(beta^2) remainder at beta = 1e-6 is ~1e-12
         assert graph["first_order_in_beta"]["max_extrapolated_relative_error"] <= 1e-10, name
+    scaling = results["scaling"]
+    assert all(r["computed_nodes"] >= 20 and r["factor_graph_cycles"] >= 60 for r in scaling["graphs"])
+    assert scaling["max_limit_relative_error"] <= 1e-10
+    assert scaling["max_dense_posterior_relative_error"] <= 1e-12
     for suffix in ("png", "pdf"):
         assert (record.folder / "figures" / f"bp_backprop.{suffix}").is_file()
+    assert (record.folder / "figures" / "bp_backprop_scaling.png").is_file()
     assert "jax.grad" in (record.folder / "tables" / "adjoints.md").read_text()
 
 

@@ -24,6 +24,8 @@ def test_quick_run_writes_results_figure_and_table(tmp_path):
     assert summary["max_jvp_vs_covariance_relative_difference"] <= 1e-12
     for graph in results["graphs"].values():
         assert 0.9 <= graph["tilt"]["order_beta"] <= 1.1
+    # the identity dm/dbeta(0) = -Cov_0(e, L), each side computed on its own rule
+    assert results["independent_differential"]["max_relative_difference"] <= 1e-9
     for check in results["graphs"]["linear_mlp"]["gaussian_algebra_check"]:
         assert check["means_relative_difference"] <= 1e-9
     for suffix in ("png", "pdf"):

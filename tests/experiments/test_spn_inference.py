@@ -25,6 +25,12 @@ def test_quick_run_writes_results_figure_and_tables(tmp_path):
     assert results["summary"]["max_table_difference_vs_slsqp"] <= 1e-8
     assert results["soft_evidence"]["moment_max_abs_difference"] <= 1e-12
     assert 0.9 <= results["soft_evidence"]["gap_order_in_one_minus_m"] <= 1.1
+    # backward values are (minus) the KKT multipliers of theta = log lambda, to SLSQP's accuracy
+    assert results["summary"]["backward_vs_multipliers_max_abs_difference"] <= 1e-8
+    assert results["backward_multipliers"]["softest_vs_hard_evidence_posteriors"] <= 2e-3
+    invalid = results["invalid_spns"]
+    assert invalid["random_max_error"]["valid"] <= 1e-14
+    assert invalid["random_min_error"]["not_complete"] >= 1e-2 and invalid["random_min_error"]["not_decomposable"] >= 1e-2
     assert "not complete" in results["validation"]["not_complete"]
     assert "not decomposable" in results["validation"]["not_decomposable"]
     for suffix in ("png", "pdf"):

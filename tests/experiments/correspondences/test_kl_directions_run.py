@@ -29,6 +29,8 @@ def test_quick_run_writes_results_figure_and_table(quick_run):
     assert summary["forward_max_mean_error"] <= 1e-10
     assert summary["forward_max_variance_relative_error"] <= 1e-10
     assert summary["cross_entropy_derivative_max_relative_error"] <= 1e-14
+    assert summary["identities_max_error"] <= 1e-8  # finite differences and SLSQP limit these
+    assert (folder / "tables" / "kl_identities.md").is_file()
     for case in results["cases"]:
         assert case["reverse"]["start_dependent"]
         assert len(case["reverse"]["stationary_points"]) == 3

@@ -89,3 +89,17 @@ def test_quadrature_projection_matches_gaussian_algebra_on_a_linear_graph(beta, 
 def test_bad_width_is_rejected():
     with pytest.raises(ValueError, match="width s"):
         LiftedGraph(TANH, 0.0)
+
+
+def test_differential_identity_against_differences_of_an_independent_projection():
+    """dm/dbeta(0) = -Cov_0(e, L): the left side by central differences of the projection map computed
+    on a Gauss-Legendre rule (output residual integrated in closed form), the right side on the
+    Gauss-Hermite rule; and the Legendre projection itself against the Hermite one at finite beta."""
+    from experiments.correspondences import differential_by_differences, fan_out_graph, tilted_means_legendre
+
+    graph = fan_out_graph()
+    for s in (0.2, 0.1):
+        covariance = LiftedGraph(graph, s, points=9).covariance_with_loss()
+        assert rel(differential_by_differences(graph, s), -covariance) <= 1e-9
+    hermite = LiftedGraph(graph, 0.1, points=15).projection(0.5).means
+    assert rel(tilted_means_legendre(graph, 0.1, 0.5), hermite) <= 1e-12
