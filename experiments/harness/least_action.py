@@ -220,9 +220,9 @@ class NewtonInTime(Method):
 
 
 def scheme_names() -> list[str]:
-    """Every scheme `integrators` can discretise a field with (`integrators.method_names()`):
+    """Every scheme `integrators` can discretise a field with (`integrators.scheme_names()`):
     the Butcher tableaux, then the splittings and the reversible schemes."""
-    return integrators.method_names()
+    return integrators.scheme_names()
 
 
 def least_action_methods() -> list[Method]:
