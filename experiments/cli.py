@@ -11,8 +11,8 @@
 
 Errors a user can fix (an unknown experiment, a bad `--set`, an output folder
 that exists or cannot be written) are one line on stderr and exit code 2, with
-no traceback and no folder left behind. `verify` exits 1 when a number differs
-(and prints the differences); `sweep` exits 1 when a point failed.
+no traceback and no folder left behind. `verify` exits 1 when a file differs from
+its manifest or a number from the re-run (and prints each); `sweep` exits 1 when a point failed.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from . import config as configs
 from . import runner
@@ -203,7 +204,7 @@ def reproduce(
 
 
 MISMATCH = 1
-"""Exit code of `verify` when a number differs beyond its tolerance."""
+"""Exit code of `verify` when a file differs from its manifest or the re-run, or a number beyond its tolerance."""
 
 
 def _difference_table(comparison, limit: int) -> Table:
@@ -232,8 +233,10 @@ def verify(
     limit: Annotated[int, typer.Option("--limit", help="at most this many differences printed")] = 50,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress; print only the verdict")] = False,
 ) -> None:
-    """Re-run FOLDER from its config.toml and compare every number of results.json within the
-    tolerances of its [verify] table; exit 1 with a table of differences on a mismatch."""
+    """Check FOLDER's files against the SHA-256 digests of its manifest.json, re-run it from its config.toml
+    and compare every number of results.json within the tolerances of its verify table (and its figures and
+    tables byte for byte where the re-run's numbers are bit-for-bit equal); exit 1 naming every changed,
+    missing or extra file and every differing number."""
     try:
         experiment, _, tolerances = runner.load_folder(folder)
         if rtol is not None or atol is not None:
@@ -246,22 +249,37 @@ def verify(
         raise _fail(str(error)) from None
     outcome = _with_progress(experiment.name, quiet, lambda show: runner.verify(
         folder, keep=keep, progress=show, tolerances=tolerances))
-    c = outcome.comparison
+    c, files = outcome.comparison, outcome.files
     console = _console()
     tol = f"rtol {c.tolerances.rtol:g}, atol {c.tolerances.atol:g}"
     if not quiet and c.excluded:
         console.print(f"excluded as volatile (timings, memory; not compared): {len(c.excluded)} values: "
                       + ", ".join(c.excluded[:8]) + (" ..." if len(c.excluded) > 8 else ""), markup=False)
-    if c.ok:
-        console.print(f"verified {folder}: {c.checked} values match within {tol} "
+    if not quiet and files.rerun_skipped:
+        console.print(f"figures and tables not compared with the re-run: {files.rerun_skipped}", markup=False)
+    if outcome.ok:
+        rerun = f", {files.rerun_compared} figures and tables equal to the re-run's" if files.rerun_compared else ""
+        console.print(f"verified {folder}: {files.checked} files match manifest.json{rerun}; "
+                      f"{c.checked} values match within {tol} "
                       f"(largest difference {c.max_abs_diff:.3g} abs, {c.max_rel_diff:.3g} rel; "
                       f"{len(c.excluded)} volatile excluded)", markup=False)
         return
     err = _console(stderr=True)
     err.width = max(err.width, 140)  # keys are long dotted paths: keep each on one line
-    err.print(_difference_table(c, limit))
-    err.print(f"MISMATCH: {len(c.differences)} of {c.checked} values of {folder}/results.json differ from a "
-              f"re-run beyond {tol}", markup=False)
+    if not files.ok:
+        findings = files.findings()
+        table = Table(title=f"file differences ({len(findings)})", title_justify="left")
+        table.add_column("file", no_wrap=True)
+        table.add_column("why", overflow="fold")
+        for name, why in findings:
+            table.add_row(Text(name), Text(why))
+        err.print(table)
+        err.print(f"MISMATCH: {len(findings)} file(s) of {folder} differ from manifest.json or the re-run",
+                  markup=False)
+    if not c.ok:
+        err.print(_difference_table(c, limit))
+        err.print(f"MISMATCH: {len(c.differences)} of {c.checked} values of {folder}/results.json differ from a "
+                  f"re-run beyond {tol}", markup=False)
     raise typer.Exit(MISMATCH)
 
 
