@@ -10,7 +10,7 @@ that holds everything needed to read, re-run and verify it (DESIGN.md 4).
 
 A run is all or nothing. The config is resolved and the output location
 checked before any work; the folder is built in a temporary sibling
-`DIR.tmp-XXXXXXXX` and renamed to `DIR` only once complete. On any exception,
+`DIR.tmp-XXXXXXXX` (with the permissions the umask gives any new folder) and renamed to `DIR` only once complete. On any exception,
 `KeyboardInterrupt` included, the temporary folder (and any parent folder the
 run created) is deleted, so a failed run leaves nothing behind. With `force`,
 an existing `DIR` is replaced only after the new folder is complete.
@@ -255,6 +255,20 @@ def check_output_dir(out: Path, force: bool) -> None:
         raise ValueError(f"cannot create output folder {out}: {ancestor} is not writable")
 
 
+def _umask() -> int:
+    """The process's umask (read from `/proc/self/status` where it is, else set and restored)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _make_parents(parent: Path) -> list[Path]:
     """Create `parent` and missing ancestors; return the folders created (deepest last)."""
     missing = []
@@ -434,6 +448,7 @@ def run(
         raise ValueError(f"cannot create output folder {out}: {error.strerror or error}") from None
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f"{out.name}.tmp-", dir=out.parent))
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it 0700; the folder is an ordinary one
     except OSError as error:
         _remove_empty(created)
         raise ValueError(f"cannot create output folder {out}: {error.strerror or error}") from None
@@ -482,6 +497,7 @@ def run(
             "versions": provenance.versions(),
             "platform": provenance.platform_info(),
             "git": provenance.git_state(Path(__file__).resolve().parent),
+            "source": provenance.source_state(),
             "files": provenance.file_hashes(tmp),
         }
         (tmp / provenance.MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
