@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich import box
 from rich.console import Console
+from rich.measure import Measurement
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -45,6 +47,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
+    rich_markup_mode=None,  # help texts are plain: "[verify]" and "[default: ...]" are shown, not parsed as markup
 )
 
 USAGE_ERROR = 2
@@ -60,18 +63,43 @@ def _fail(message: str, code: int = USAGE_ERROR) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _fold(renderable, console: Console):
+    """A rich table that fits `console`'s width without cutting a value to "...".
+
+    A table that is wider than the console is drawn without borders (a rule under
+    the header, one space between columns), and every column may wrap and fold
+    long values (method names) onto further lines, each keeping the width of its
+    widest value up to 10 characters, so short numbers stay on one line."""
+    if not isinstance(renderable, Table):
+        return renderable
+    natural = Measurement.get(console, console.options.update_width(10_000), renderable).maximum
+    if natural <= console.width:
+        return renderable
+    renderable.box = box.SIMPLE_HEAD
+    renderable.show_edge = False
+    renderable.pad_edge = False
+    renderable.collapse_padding = True
+    for column in renderable.columns:
+        widths = [Text.from_markup(c).cell_len if isinstance(c, str) else console.measure(c).maximum
+                  for c in column.cells]
+        column.no_wrap = False
+        column.overflow = "fold"
+        column.min_width = min(max(widths, default=0), 10)
+    return renderable
+
+
 @app.command("list")
 def list_experiments() -> None:
     """List the experiments in the catalogue with their default configs."""
     table = Table(title="leastaction experiments", title_justify="left")
     table.add_column("name", style="bold", no_wrap=True)
-    table.add_column("description")
-    table.add_column("config (defaults)")
+    table.add_column("description", overflow="fold", ratio=1)
+    table.add_column("config (defaults)", overflow="fold", ratio=1)
     for name in sorted(CATALOG):
         experiment = CATALOG[name]
         defaults = " ".join(f"{k}={v!r}" for k, v in configs.as_dict(experiment.config).items())
-        table.add_row(name, experiment.description, defaults)
-    Console(highlight=False).print(table)
+        table.add_row(name, Text(experiment.description), Text(defaults))
+    Console(highlight=False).print(table)  # its two long columns fold, sharing the width
 
 
 def _format(value) -> str:
@@ -234,7 +262,7 @@ def verify(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress; print only the verdict")] = False,
 ) -> None:
     """Check FOLDER's files against the SHA-256 digests of its manifest.json, re-run it from its config.toml
-    and compare every number of results.json within the tolerances of its verify table (and its figures and
+    and compare every number of results.json within the tolerances of its [verify] table (and its figures and
     tables byte for byte where the re-run's numbers are bit-for-bit equal); exit 1 naming every changed,
     missing or extra file and every differing number."""
     try:
@@ -381,13 +409,13 @@ def _list_registries() -> None:
         tol = " / ".join("reported" if method.tolerance_for(d) is None else f"{method.tolerance_for(d):g}"
                          for d in ("float64", "float32"))
         methods.add_row(name, method.kind, tol, method.description)
-    console.print(methods)
+    console.print(_fold(methods, console))
     problems = Table(title="problems", title_justify="left")
     problems.add_column("name", no_wrap=True)
     problems.add_column("description")
     for name, spec in PROBLEMS.items():
-        problems.add_row(name, spec.description)
-    console.print(problems)
+        problems.add_row(name, Text(spec.description))
+    console.print(_fold(problems, console))
 
 
 @app.command("compare")
@@ -451,7 +479,7 @@ def compare(
         from .harness import report
 
         for renderable in report.terminal(record.results, width=console.width):
-            console.print(renderable)
+            console.print(_fold(renderable, console))
         counts = ", ".join(f"{v} {k}" for k, v in summary["counts"].items() if v)
         console.print(f"{summary['pairs']} pairs ({counts}) in {summary['wall_seconds']:.1f} s")
         console.print(f"folder: {record.folder}", markup=False)

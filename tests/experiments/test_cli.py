@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from experiments import config as configs
 from experiments import read_config
 from experiments.catalog import CATALOG
 from experiments.cli import app
@@ -19,6 +20,42 @@ def test_list_shows_quickstart(cli):
     assert result.exit_code == 0, result.output
     assert "quickstart" in result.output
     assert "neural ODE" in result.output
+
+
+def test_tables_are_readable_at_80_columns(cli, tmp_path):
+    """`list`, `compare --list` and a compare run's tables fit 80 columns: no value is cut to "..."
+    (long ones fold onto further lines) and every line is at most 80 characters."""
+    outputs = [cli.invoke(app, ["list"], env={"COLUMNS": "80"}),
+               cli.invoke(app, ["compare", "--list"], env={"COLUMNS": "80"}),
+               cli.invoke(app, ["compare", "-p", "resnet", "-m", "jax-grad", "-m", "least-action-reversible-heun",
+                                "--repeats", "1", "--processes", "1", "--no-cache", "--out", str(tmp_path / "c")],
+                          env={"COLUMNS": "80"})]
+    for result in outputs:
+        assert result.exit_code == 0, result.output
+        assert "\u2026" not in result.output and "..." not in result.output
+        assert max(len(line) for line in result.stdout.splitlines()) <= 80
+    rows: dict = {}  # the list table's rows, each column's folded lines joined again
+    for line in outputs[0].stdout.splitlines():
+        cells = line.split("│")
+        if len(cells) == 5:
+            if cells[1].strip():
+                name = cells[1].strip()
+                rows[name] = ["", ""]
+            rows[name] = [rows[name][0] + cells[2].strip(), rows[name][1] + cells[3].strip()]
+    assert set(rows) == set(CATALOG)
+    for name, (description, defaults) in rows.items():
+        assert description.replace(" ", "") == CATALOG[name].description.replace(" ", ""), name
+        expected = "".join(f"{k}={v!r}" for k, v in configs.as_dict(CATALOG[name].config).items())
+        assert defaults.replace(" ", "") == expected.replace(" ", ""), name
+    assert "least-action-reversible-heun" in "".join(outputs[2].stdout.split()).replace("│", "")
+    assert "ms" in outputs[2].stdout.split() and "max" in outputs[2].stdout.split()
+
+
+def test_help_texts_keep_their_brackets(cli):
+    result = cli.invoke(app, ["verify", "--help"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0
+    assert "[verify] rtol" in result.output and "[verify] table" in " ".join(result.output.split())
+    assert "[default: a deleted temp" in result.output
 
 
 def test_run_summary_names_folder_and_gradient_error(quickstart_run):
