@@ -11,7 +11,9 @@
 
 Errors a user can fix (an unknown experiment, a bad `--set`, an output folder
 that exists or cannot be written) are one line on stderr and exit code 2, with
-no traceback and no folder left behind. `verify` exits 1 when a file differs from
+no traceback and no folder left behind. A run that fails for want of memory or
+on arrays of mismatched shapes is one line naming the cause and a hint, exit
+code 1; `leastaction --debug COMMAND ...` shows the traceback instead. `verify` exits 1 when a file differs from
 its manifest or a number from the re-run (and prints each); `sweep` exits 1 when a point failed.
 """
 
@@ -52,6 +54,54 @@ app = typer.Typer(
 
 USAGE_ERROR = 2
 INTERRUPTED = 130
+FAILED_RUN = 1
+"""Exit code of a run that failed for a reason named in one line (out of memory, a shape mismatch)."""
+
+_DEBUG = {"on": False}
+"""Set by `--debug`: failures show their traceback instead of one line."""
+
+
+@app.callback()
+def main(
+    debug: Annotated[bool, typer.Option("--debug", help="show the full traceback of a failed run "
+                                                         "(out of memory, shape mismatch) instead of one line")] = False,
+) -> None:
+    """Backpropagation simulated as physics: run experiments that write re-runnable folders."""
+    _DEBUG["on"] = debug
+
+
+def diagnose(error: BaseException) -> str | None:
+    """One line naming the cause of a failed run and a hint, for the failures a user can fix
+    by changing the config: out of memory and arrays of mismatched shapes; `None` for others.
+
+    Example:
+        >>> diagnose(MemoryError())
+        'out of memory (MemoryError); hint: smaller sizes (--set steps=..., batch=...) or --quick; --debug shows the traceback'
+        >>> diagnose(TypeError("sub got incompatible shapes for broadcasting: (2,), (3,)."))
+        'shape mismatch: sub got incompatible shapes for broadcasting: (2,), (3,).; hint: a size in the config (or a target, a width) does not fit the others; --debug shows the traceback'
+        >>> diagnose(KeyError("x")) is None
+        True
+    """
+    import jax
+
+    text = str(error).strip()
+    first = text.splitlines()[0] if text else type(error).__name__
+    memory = isinstance(error, MemoryError) or (
+        isinstance(error, jax.errors.JaxRuntimeError)
+        and any(word in text for word in ("RESOURCE_EXHAUSTED", "Out of memory", "out of memory")))
+    if memory:
+        detail = first if text else "MemoryError"
+        if len(detail) > 160:
+            detail = detail[:157] + "..."
+        return (f"out of memory ({detail}); hint: smaller sizes (--set steps=..., batch=...) or --quick; "
+                "--debug shows the traceback")
+    shapes = isinstance(error, (TypeError, ValueError)) and any(
+        word in text for word in ("incompatible shapes", "shape mismatch", "shapes must", "must have shape",
+                                  "dot_general requires", "Incompatible shapes", "cannot reshape"))
+    if shapes:
+        return (f"shape mismatch: {first}; hint: a size in the config (or a target, a width) does not fit the "
+                "others; --debug shows the traceback")
+    return None
 
 
 def _console(stderr: bool = False) -> Console:
@@ -110,7 +160,8 @@ def _format(value) -> str:
 
 def _with_progress(name: str, quiet: bool, work):
     """`work(progress)` under a rich progress bar on stderr (steps done/total, elapsed,
-    ETA; none when `quiet`); user errors (`ValueError`) exit 2, Ctrl-C exits 130."""
+    ETA; none when `quiet`); user errors (`ValueError`) exit 2, Ctrl-C exits 130, out of
+    memory and shape mismatches (`diagnose`) exit 1 with one line (the traceback with `--debug`)."""
     try:
         if quiet:
             return work(runner.no_progress)
@@ -123,10 +174,17 @@ def _with_progress(name: str, quiet: bool, work):
                 bar.update(task, completed=done, total=total, description=f"{name}: {description}")
 
             return work(show)
-    except ValueError as error:
-        raise _fail(str(error)) from None
     except KeyboardInterrupt:
         raise _fail("interrupted; no output folder was written", INTERRUPTED) from None
+    except Exception as error:
+        if _DEBUG["on"]:
+            raise
+        cause = diagnose(error)
+        if cause is not None:
+            raise _fail(f"{name} failed: {cause}; no output folder was written", FAILED_RUN) from None
+        if isinstance(error, ValueError):
+            raise _fail(str(error)) from None
+        raise
 
 
 def _run_with_progress(experiment, overrides, out, force, quiet) -> runner.RunRecord:

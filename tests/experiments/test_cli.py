@@ -185,3 +185,46 @@ def test_failure_inside_experiment_leaves_nothing(cli, tmp_path, monkeypatch):
     assert result.exit_code != 0
     assert isinstance(result.exception, RuntimeError)
     assert os.listdir(tmp_path) == []
+
+
+def _mismatched(config, folder, progress):
+    """A run whose loss target has the wrong shape: JAX raises a TypeError deep inside."""
+    import jax.numpy as jnp
+
+    import lagrangian
+
+    return {"loss": lagrangian.SquaredError(target=jnp.ones(3))(jnp.ones((4, 2)))}
+
+
+def test_shape_mismatch_is_one_line_and_debug_shows_the_traceback(cli, tmp_path, monkeypatch):
+    broken = CATALOG["quickstart"].__class__(
+        name="quickstart", description="mismatched", config=CATALOG["quickstart"].config, run=_mismatched)
+    monkeypatch.setitem(CATALOG, "quickstart", broken)
+    result = cli.invoke(app, ["run", "quickstart", "--out", str(tmp_path / "a"), *SMALL])
+    assert result.exit_code == 1
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith("error: quickstart failed: shape mismatch: sub got incompatible shapes")
+    assert "hint:" in line and "--debug" in line
+    assert not (tmp_path / "a").exists()
+    debug = cli.invoke(app, ["--debug", "run", "quickstart", "--out", str(tmp_path / "b"), *SMALL])
+    assert debug.exit_code != 0 and isinstance(debug.exception, TypeError)
+    assert not (tmp_path / "b").exists()
+
+
+def test_out_of_memory_is_one_line(tmp_path):
+    """A real out-of-memory failure: quickstart with 10^8 steps in a process limited to 6 GB of
+    address space (XLA asks for 25.6 GB and fails); one line, exit 1, no folder."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "oom"
+    args = ["leastaction", "run", "quickstart", "--set", "steps=100000000", "--out", str(out), "--quiet"]
+    code = ("import resource, runpy, sys; resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30)); "
+            f"sys.argv = {args!r}; runpy.run_module('experiments.cli', run_name='__main__')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "COLUMNS": "200"})
+    assert done.returncode == 1, done.stderr[-2000:]
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("error: quickstart failed: out of memory (RESOURCE_EXHAUSTED")
+    assert "hint: smaller sizes" in line
+    assert not out.exists() and os.listdir(tmp_path) == []
