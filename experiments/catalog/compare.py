@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from .. import harness
 from ..harness import report
 from ..harness.problems import dtype_named
+from ..config import check_quick
 from ..runner import Experiment, Progress, RunFolder
 
 
@@ -38,6 +39,8 @@ class CompareConfig:
     repeats: at most this many timed warm calls per pair (median reported).
     processes: worker processes the problems are split over by family (0: one per CPU;
         1: everything in this process). The cells do not depend on it.
+    quick: the quick preset, a check of the whole pipeline: every method on the problem of
+        `QUICK_PROBLEMS`, one timed call per pair (replaces problems, methods and repeats).
     """
 
     problems: str = "all"
@@ -47,6 +50,7 @@ class CompareConfig:
     seed: int = 0
     repeats: int = 5
     processes: int = 0
+    quick: bool = False
 
     def __post_init__(self):
         for key, check in (("problems", harness.problems.select), ("methods", harness.methods.select),
@@ -62,17 +66,30 @@ class CompareConfig:
             raise ValueError(f"config key 'repeats' must be >= 1; got {self.repeats}")
         if self.processes < 0:
             raise ValueError(f"config key 'processes' must be >= 0 (0: one per CPU); got {self.processes}")
+        check_quick(self, ("problems", "methods", "repeats"))
+
+    def selection(self) -> tuple[str, str, int]:
+        """`(problems, methods, repeats)` actually run (the quick preset replaces all three)."""
+        if self.quick:
+            return QUICK_PROBLEMS, "all", 1
+        return self.problems, self.methods, self.repeats
+
+
+QUICK_PROBLEMS = "resnet"
+"""The problem of the quick preset: every method that applies to a layered network (a neural ODE
+problem as well took 66 s more on a loaded 2-core machine; the ODE methods are then n/a)."""
 
 
 def run(config: CompareConfig, folder: RunFolder, progress: Progress) -> dict:
     """Run the comparison, then write its tables and heat map."""
-    problems = harness.problems.select(config.problems)
-    methods = harness.methods.select(config.methods)
+    names, method_names, repeats = config.selection()
+    problems = harness.problems.select(names)
+    methods = harness.methods.select(method_names)
     total = 2 * len(problems) * len(methods) + 1  # each pair is prepared, then measured
 
     comparison = harness.compare(
         problems=problems, methods=methods, reference=config.reference, dtype=config.dtype,
-        seed=config.seed, repeats=config.repeats, processes=config.processes or None,
+        seed=config.seed, repeats=repeats, processes=config.processes or None,
         progress=lambda done, _, text: progress(done, total, text), log=folder.log,
     )
     results = comparison.as_dict()
