@@ -5,7 +5,7 @@
     leastaction reproduce DIR [--out NEW]
     leastaction verify DIR [--keep NEW]
     leastaction figures [--only NAME]... [--dir figures] [--runs DIR] [--quick]
-    leastaction sweep NAME --grid key=v1,v2,... [--grid ...] [--set key=value]... [--scheduler ADDRESS]
+    leastaction sweep NAME --grid key=v1,v2,... [--grid ...] [--set key=value]... [--scheduler ADDRESS] [--no-dashboard]
     leastaction compare [--problem P]... [--method M]... [--reference R] [--dtype D] [--out DIR] [--quick]
     leastaction compare --list
 
@@ -426,9 +426,12 @@ def sweep(
     ] = None,
     workers: Annotated[int, typer.Option("--workers", help="LocalCluster worker processes")] = 2,
     threads: Annotated[int, typer.Option("--threads", help="threads per LocalCluster worker")] = 1,
+    dashboard: Annotated[bool, typer.Option("--dashboard/--no-dashboard",
+                                            help="serve the LocalCluster's Dask dashboard and print its link")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress; print only the folder")] = False,
 ) -> None:
-    """Run an experiment at every point of a grid on Dask: one folder per point and a summary table."""
+    """Run an experiment at every point of a grid on Dask: one folder per point and a summary table.
+    Prints the Dask dashboard's link; the progress bar shows each running point's steps."""
     from . import sweep as sweeps
 
     try:
@@ -440,9 +443,11 @@ def sweep(
             runner.check_output_dir(out.absolute(), force)
     except ValueError as error:
         raise _fail(str(error)) from None
+    announce = (lambda message: None) if quiet else (
+        lambda message: _console(stderr=True).print(message, markup=False))
     record = _with_progress(f"sweep {name}", quiet, lambda show: sweeps.sweep(
         experiment, parsed, base, out=out, force=force, scheduler=scheduler, workers=workers, threads=threads,
-        progress=show))
+        progress=show, dashboard=dashboard, announce=announce))
     console = _console()
     if quiet:
         console.print(str(record.folder), markup=False)
