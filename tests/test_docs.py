@@ -97,6 +97,7 @@ def test_the_walk_covers_the_subpackages_and_can_fail():
     assert _own_docstring(undocumented)
 
 
+@pytest.mark.smoke
 def test_every_public_name_has_a_docstring():
     missing = undocumented()
     assert not missing, f"{len(missing)} public names without a docstring: {', '.join(missing)}"
@@ -126,6 +127,7 @@ def test_every_public_function_and_class_has_an_example():
     assert not missing, f"{len(missing)} public names without an Example section: {', '.join(missing)}"
 
 
+@pytest.mark.smoke
 def test_catalogue_page_lists_every_experiment():
     from experiments import CATALOG
 

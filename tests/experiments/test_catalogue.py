@@ -103,7 +103,8 @@ CHECKS = {
 
 
 @pytest.mark.parametrize("name", [
-    pytest.param(name, marks=() if name in DEFAULT_SUITE else pytest.mark.slow) for name in sorted(CATALOG)
+    pytest.param(name, marks=pytest.mark.smoke if name in DEFAULT_SUITE else pytest.mark.slow)
+    for name in sorted(CATALOG)
 ])
 def test_entry_runs_quick_and_verifies(name, tmp_path, record_property):
     record = run(CATALOG[name], quick_overrides(name), out=tmp_path / name)

@@ -15,6 +15,7 @@ from experiments.cli import app
 from .conftest import SMALL, assert_results_close
 
 
+@pytest.mark.smoke
 def test_list_shows_quickstart(cli):
     result = cli.invoke(app, ["list"])
     assert result.exit_code == 0, result.output
@@ -51,6 +52,7 @@ def test_tables_are_readable_at_80_columns(cli, tmp_path):
     assert "ms" in outputs[2].stdout.split() and "max" in outputs[2].stdout.split()
 
 
+@pytest.mark.smoke
 def test_help_texts_keep_their_brackets(cli):
     result = cli.invoke(app, ["verify", "--help"], env={"COLUMNS": "80"})
     assert result.exit_code == 0
@@ -99,6 +101,7 @@ def test_unknown_experiment_lists_valid_names(cli, tmp_path):
         ("steps", "--set expects key=value"),
     ],
 )
+@pytest.mark.smoke
 def test_bad_setting_is_one_line_error(cli, tmp_path, setting, message):
     out = tmp_path / "bad"
     result = cli.invoke(app, ["run", "quickstart", "--out", str(out), "--set", setting])
@@ -196,6 +199,7 @@ def _mismatched(config, folder, progress):
     return {"loss": lagrangian.SquaredError(target=jnp.ones(3))(jnp.ones((4, 2)))}
 
 
+@pytest.mark.smoke
 def test_shape_mismatch_is_one_line_and_debug_shows_the_traceback(cli, tmp_path, monkeypatch):
     broken = CATALOG["quickstart"].__class__(
         name="quickstart", description="mismatched", config=CATALOG["quickstart"].config, run=_mismatched)

@@ -69,6 +69,7 @@ def _rehash(folder):
     (folder / "manifest.json").write_text(json.dumps(manifest))
 
 
+@pytest.mark.smoke
 def test_verify_checks_every_file_against_the_manifest(quickstart_folder, cli, tmp_path):
     """A tampered PNG, a deleted table and an extra file: each is named, verify exits 1,
     although every number of results.json still matches the re-run."""

@@ -35,6 +35,7 @@ def _files(folder: Path) -> set[str]:
     return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
 
 
+@pytest.mark.smoke
 def test_quickstart_writes_every_file(quickstart_folder):
     folder = quickstart_folder
     assert _files(folder) == EXPECTED_FILES
@@ -52,6 +53,7 @@ def test_config_is_the_resolved_config(quickstart_folder):
     assert read_config(folder) == ("quickstart", document["config"])
 
 
+@pytest.mark.smoke
 def test_manifest_records_provenance_and_hashes(quickstart_folder):
     folder = quickstart_folder
     manifest = json.loads((folder / "manifest.json").read_text())
@@ -109,6 +111,7 @@ def test_source_state_identifies_the_code_without_git(tmp_path):
     assert provenance.source_state(tmp_path)["sha256"] != here["sha256"]
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
 def test_run_folders_honour_the_umask(tmp_path, umask):
     from dataclasses import dataclass
@@ -177,6 +180,7 @@ def test_api_run_takes_typed_overrides_from_config_toml(quickstart_folder, tmp_p
     assert_results_close(first, record.results)
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("error", [KeyboardInterrupt, RuntimeError])
 def test_interrupted_run_leaves_nothing_and_keeps_the_old_folder(tmp_path, error):
     def interrupted(config, folder, progress):
