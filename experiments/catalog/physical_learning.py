@@ -466,7 +466,7 @@ def chain_errors(nudges, seed) -> dict:
               if not name.startswith("least action")}
     return {"nudges": [float(e) for e in nudges], "errors": errors, "fitted_slopes": slopes,
             "fit_range": list(CHAIN_FIT),
-            "title": "oscillator chain (6, leapfrog h = 0.05, 200 steps), nudge = echo eps / tension beta"}
+            "title": "oscillator chain (6, leapfrog, h = 0.05, 200 steps)"}
 
 
 def _series(values):
@@ -613,8 +613,9 @@ def _figures(folder, results, nudges, scan, slopes, chain, dyads, curves, depth_
     ax.set_xlabel(r"nudge strength $\beta$ (PC: output precision $\gamma$)")
     ax.set_ylabel("relative L2 error vs jax.grad")
     ax.set_title(f"MLP {'-'.join(map(str, results['setup']['widths']))}, tanh, squared error "
-                 f"(exact zeros at {FLOOR:g})", fontsize=9)
-    ax.legend(loc="upper left", fontsize=6.5, ncol=2)
+                 f"(exact zeros at {FLOOR:g})")
+    # below the panels at the house legend size (8 pt): ten methods do not fit inside the axes
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower left", ncol=2, title="MLP panel")
     if chain:
         for label, errs in chain["errors"].items():
             slope = chain["fitted_slopes"].get(label)
@@ -624,7 +625,7 @@ def _figures(folder, results, nudges, scan, slopes, chain, dyads, curves, depth_
         axes[1].set_xlabel(r"echo nudge $\epsilon$ (tension: $\beta$)")
         axes[1].set_ylabel("relative L2 error vs jax.grad")
         axes[1].set_title(chain.get("title", "oscillator chain"))
-        axes[1].legend(loc="best", fontsize=7)
+        fig.legend(*axes[1].get_legend_handles_labels(), loc="outside lower right", ncol=1, title="chain panel")
     folder.save_figure(fig, "error_vs_nudge")
 
     fig, axes = plots.figure(ncols=2, panel_size=(5.2, 4.0))
