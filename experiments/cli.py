@@ -116,25 +116,35 @@ def _fail(message: str, code: int = USAGE_ERROR) -> typer.Exit:
 def _fold(renderable, console: Console):
     """A rich table that fits `console`'s width without cutting a value to "...".
 
-    A table that is wider than the console is drawn without borders (a rule under
-    the header, one space between columns), and every column may wrap and fold
-    long values (method names) onto further lines, each keeping the width of its
-    widest value up to 10 characters, so short numbers stay on one line."""
+    A table wider than the console is drawn without borders (a rule under the header,
+    one space between columns) and given fixed column widths: starting from each
+    column's widest value, the widest column is narrowed one character at a time (to
+    no less than 10) until the table fits; values longer than their column fold onto
+    further lines, headers wrap at spaces. Descriptions therefore fold first, and
+    short values (numbers, names where there is room) stay whole."""
     if not isinstance(renderable, Table):
         return renderable
-    natural = Measurement.get(console, console.options.update_width(10_000), renderable).maximum
-    if natural <= console.width:
+    wide = console.options.update_width(10_000)
+    if Measurement.get(console, wide, renderable).maximum <= console.width:
         return renderable
     renderable.box = box.SIMPLE_HEAD
     renderable.show_edge = False
     renderable.pad_edge = False
     renderable.collapse_padding = True
-    for column in renderable.columns:
-        widths = [Text.from_markup(c).cell_len if isinstance(c, str) else console.measure(c).maximum
-                  for c in column.cells]
-        column.no_wrap = False
-        column.overflow = "fold"
-        column.min_width = min(max(widths, default=0), 10)
+    columns = renderable.columns
+    widths = []
+    for column in columns:
+        cells = [Text.from_markup(c).cell_len if isinstance(c, str) else console.measure(c).maximum
+                 for c in column.cells]
+        words = Text.from_markup(str(column.header)).plain.split() or [""]
+        widths.append(max([*cells, *map(len, words), 1]))  # a header wraps between its words
+        column.no_wrap, column.overflow, column.width = False, "fold", widths[-1]
+    # what the rules and padding between the columns take, measured with every width fixed
+    available = console.width - (Measurement.get(console, wide, renderable).maximum - sum(widths))
+    while sum(widths) > available and max(widths) > 10:
+        widths[widths.index(max(widths))] -= 1
+    for column, width in zip(columns, widths):
+        column.width = width
     return renderable
 
 
