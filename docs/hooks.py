@@ -8,6 +8,9 @@
 - `source/<path>.md`: a read-only page for every repository file the pages cite as
   `source/<path>.md` (tests, catalogue modules, tutorial scripts), so that every such link
   is checked by `mkdocs build --strict` (a cited file that does not exist stops the build).
+- `javascripts/mathjax/`: MathJax 3 (the `tex-mml-chtml` component, its TeX extensions,
+  CHTML output and fonts) copied from the `django-static-mathjax` package of the docs extra,
+  so the site typesets its equations with no network.
 """
 
 from __future__ import annotations
@@ -103,8 +106,35 @@ def cited_sources(markdown: list[str]) -> list[str]:
     return sorted(found)
 
 
+MATHJAX_DISTRIBUTION = "django-static-mathjax"
+MATHJAX_PARTS = ("tex-mml-chtml.js", "input", "output", "ui", "a11y")
+"""What the site serves of MathJax's `es5/` folder: the combined component and the folders it
+loads from (TeX extensions on demand, CHTML fonts, the menu); not the speech engine (`sre/`)."""
+
+
+def mathjax_files() -> list[tuple[str, Path]]:
+    """`(path under javascripts/mathjax/, file)` for the MathJax files the site serves; a
+    `FileNotFoundError` naming the package when it is not installed."""
+    import importlib.metadata
+
+    try:
+        root = Path(importlib.metadata.distribution(MATHJAX_DISTRIBUTION).locate_file("mathjax/static/mathjax/es5"))
+    except importlib.metadata.PackageNotFoundError:
+        root = None
+    if root is None or not (root / "tex-mml-chtml.js").is_file():
+        raise FileNotFoundError(f"MathJax for the docs comes from the {MATHJAX_DISTRIBUTION!r} package: "
+                                'pip install -e ".[docs]"')
+    found = []
+    for part in MATHJAX_PARTS:
+        paths = [root / part] if (root / part).is_file() else sorted(q for q in (root / part).rglob("*") if q.is_file())
+        found += [(q.relative_to(root).as_posix(), q) for q in paths]
+    return found
+
+
 def on_files(files: Files, config) -> Files:
-    """Add the generated catalogue, the repository's figures and the cited source files."""
+    """Add the generated catalogue, the repository's figures, the cited source files and MathJax."""
+    for relative, path in mathjax_files():
+        files.append(File.generated(config, f"javascripts/mathjax/{relative}", abs_src_path=str(path)))
     catalogue = catalogue_markdown()
     files.append(File.generated(config, "catalogue.md", content=catalogue))
     for png in sorted((ROOT / "figures").glob("*.png")):

@@ -6,7 +6,7 @@ experiment measures gradient errors at double precision.
     from experiments import CATALOG, run
     record = run(CATALOG["quickstart"], {"steps": 20}, out="runs/qs")
     record.results["gradient"]["relative_l2_error"]
-    experiments.runner.verify(record.folder).ok   # re-run from config.toml, compare within [verify] tolerances
+    experiments.runner.verify(record.folder).ok   # files against manifest.json; re-run, compare within [verify]
     experiments.sweep.sweep(CATALOG["quickstart"], {"steps": [10, 20]})   # on a Dask LocalCluster
 """
 
@@ -18,10 +18,12 @@ from . import plots  # noqa: E402
 from .catalog import CATALOG, get  # noqa: E402
 from .runner import (  # noqa: E402
     Experiment,
+    FileCheck,
     Progress,
     RunFolder,
     RunRecord,
     Verification,
+    check_files,
     default_output_dir,
     load_folder,
     read_config,
@@ -33,7 +35,7 @@ from .tables import Table  # noqa: E402
 from .verify import Comparison, Tolerances, compare  # noqa: E402
 
 __all__ = [
-    "CATALOG", "Comparison", "Experiment", "Progress", "RunFolder", "RunRecord", "Table",
-    "Tolerances", "Verification", "compare", "default_output_dir", "get", "load_folder", "plots", "read_config",
+    "CATALOG", "Comparison", "Experiment", "FileCheck", "Progress", "RunFolder", "RunRecord", "Table",
+    "Tolerances", "Verification", "check_files", "compare", "default_output_dir", "get", "load_folder", "plots", "read_config",
     "read_tolerances", "reproduce", "run",
 ]

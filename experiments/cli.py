@@ -5,14 +5,16 @@
     leastaction reproduce DIR [--out NEW]
     leastaction verify DIR [--keep NEW]
     leastaction figures [--only NAME]... [--dir figures] [--runs DIR] [--quick]
-    leastaction sweep NAME --grid key=v1,v2,... [--grid ...] [--set key=value]... [--scheduler ADDRESS]
-    leastaction compare [--problem P]... [--method M]... [--reference R] [--dtype D] [--out DIR]
+    leastaction sweep NAME --grid key=v1,v2,... [--grid ...] [--set key=value]... [--scheduler ADDRESS] [--no-dashboard]
+    leastaction compare [--problem P]... [--method M]... [--reference R] [--dtype D] [--out DIR] [--quick]
     leastaction compare --list
 
 Errors a user can fix (an unknown experiment, a bad `--set`, an output folder
 that exists or cannot be written) are one line on stderr and exit code 2, with
-no traceback and no folder left behind. `verify` exits 1 when a number differs
-(and prints the differences); `sweep` exits 1 when a point failed.
+no traceback and no folder left behind. A run that fails for want of memory or
+on arrays of mismatched shapes is one line naming the cause and a hint, exit
+code 1; `leastaction --debug COMMAND ...` shows the traceback instead. `verify` exits 1 when a file differs from
+its manifest or a number from the re-run (and prints each); `sweep` exits 1 when a point failed.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich import box
 from rich.console import Console
+from rich.measure import Measurement
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -33,6 +37,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from . import config as configs
 from . import runner
@@ -44,10 +49,59 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
+    rich_markup_mode=None,  # help texts are plain: "[verify]" and "[default: ...]" are shown, not parsed as markup
 )
 
 USAGE_ERROR = 2
 INTERRUPTED = 130
+FAILED_RUN = 1
+"""Exit code of a run that failed for a reason named in one line (out of memory, a shape mismatch)."""
+
+_DEBUG = {"on": False}
+"""Set by `--debug`: failures show their traceback instead of one line."""
+
+
+@app.callback()
+def main(
+    debug: Annotated[bool, typer.Option("--debug", help="show the full traceback of a failed run "
+                                                         "(out of memory, shape mismatch) instead of one line")] = False,
+) -> None:
+    """Backpropagation simulated as physics: run experiments that write re-runnable folders."""
+    _DEBUG["on"] = debug
+
+
+def diagnose(error: BaseException) -> str | None:
+    """One line naming the cause of a failed run and a hint, for the failures a user can fix
+    by changing the config: out of memory and arrays of mismatched shapes; `None` for others.
+
+    Example:
+        >>> diagnose(MemoryError())
+        'out of memory (MemoryError); hint: smaller sizes (--set steps=..., batch=...) or --quick; --debug shows the traceback'
+        >>> diagnose(TypeError("sub got incompatible shapes for broadcasting: (2,), (3,)."))
+        'shape mismatch: sub got incompatible shapes for broadcasting: (2,), (3,).; hint: a size in the config (or a target, a width) does not fit the others; --debug shows the traceback'
+        >>> diagnose(KeyError("x")) is None
+        True
+    """
+    import jax
+
+    text = str(error).strip()
+    first = text.splitlines()[0] if text else type(error).__name__
+    memory = isinstance(error, MemoryError) or (
+        isinstance(error, jax.errors.JaxRuntimeError)
+        and any(word in text for word in ("RESOURCE_EXHAUSTED", "Out of memory", "out of memory")))
+    if memory:
+        detail = first if text else "MemoryError"
+        if len(detail) > 160:
+            detail = detail[:157] + "..."
+        return (f"out of memory ({detail}); hint: smaller sizes (--set steps=..., batch=...) or --quick; "
+                "--debug shows the traceback")
+    shapes = isinstance(error, (TypeError, ValueError)) and any(
+        word in text for word in ("incompatible shapes", "shape mismatch", "shapes must", "must have shape",
+                                  "dot_general requires", "Incompatible shapes", "cannot reshape"))
+    if shapes:
+        return (f"shape mismatch: {first}; hint: a size in the config (or a target, a width) does not fit the "
+                "others; --debug shows the traceback")
+    return None
 
 
 def _console(stderr: bool = False) -> Console:
@@ -59,18 +113,53 @@ def _fail(message: str, code: int = USAGE_ERROR) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _fold(renderable, console: Console):
+    """A rich table that fits `console`'s width without cutting a value to "...".
+
+    A table wider than the console is drawn without borders (a rule under the header,
+    one space between columns) and given fixed column widths: starting from each
+    column's widest value, the widest column is narrowed one character at a time (to
+    no less than 10) until the table fits; values longer than their column fold onto
+    further lines, headers wrap at spaces. Descriptions therefore fold first, and
+    short values (numbers, names where there is room) stay whole."""
+    if not isinstance(renderable, Table):
+        return renderable
+    wide = console.options.update_width(10_000)
+    if Measurement.get(console, wide, renderable).maximum <= console.width:
+        return renderable
+    renderable.box = box.SIMPLE_HEAD
+    renderable.show_edge = False
+    renderable.pad_edge = False
+    renderable.collapse_padding = True
+    columns = renderable.columns
+    widths = []
+    for column in columns:
+        cells = [Text.from_markup(c).cell_len if isinstance(c, str) else console.measure(c).maximum
+                 for c in column.cells]
+        words = Text.from_markup(str(column.header)).plain.split() or [""]
+        widths.append(max([*cells, *map(len, words), 1]))  # a header wraps between its words
+        column.no_wrap, column.overflow, column.width = False, "fold", widths[-1]
+    # what the rules and padding between the columns take, measured with every width fixed
+    available = console.width - (Measurement.get(console, wide, renderable).maximum - sum(widths))
+    while sum(widths) > available and max(widths) > 10:
+        widths[widths.index(max(widths))] -= 1
+    for column, width in zip(columns, widths):
+        column.width = width
+    return renderable
+
+
 @app.command("list")
 def list_experiments() -> None:
     """List the experiments in the catalogue with their default configs."""
     table = Table(title="leastaction experiments", title_justify="left")
     table.add_column("name", style="bold", no_wrap=True)
-    table.add_column("description")
-    table.add_column("config (defaults)")
+    table.add_column("description", overflow="fold", ratio=1)
+    table.add_column("config (defaults)", overflow="fold", ratio=1)
     for name in sorted(CATALOG):
         experiment = CATALOG[name]
         defaults = " ".join(f"{k}={v!r}" for k, v in configs.as_dict(experiment.config).items())
-        table.add_row(name, experiment.description, defaults)
-    Console(highlight=False).print(table)
+        table.add_row(name, Text(experiment.description), Text(defaults))
+    Console(highlight=False).print(table)  # its two long columns fold, sharing the width
 
 
 def _format(value) -> str:
@@ -81,7 +170,8 @@ def _format(value) -> str:
 
 def _with_progress(name: str, quiet: bool, work):
     """`work(progress)` under a rich progress bar on stderr (steps done/total, elapsed,
-    ETA; none when `quiet`); user errors (`ValueError`) exit 2, Ctrl-C exits 130."""
+    ETA; none when `quiet`); user errors (`ValueError`) exit 2, Ctrl-C exits 130, out of
+    memory and shape mismatches (`diagnose`) exit 1 with one line (the traceback with `--debug`)."""
     try:
         if quiet:
             return work(runner.no_progress)
@@ -94,10 +184,17 @@ def _with_progress(name: str, quiet: bool, work):
                 bar.update(task, completed=done, total=total, description=f"{name}: {description}")
 
             return work(show)
-    except ValueError as error:
-        raise _fail(str(error)) from None
     except KeyboardInterrupt:
         raise _fail("interrupted; no output folder was written", INTERRUPTED) from None
+    except Exception as error:
+        if _DEBUG["on"]:
+            raise
+        cause = diagnose(error)
+        if cause is not None:
+            raise _fail(f"{name} failed: {cause}; no output folder was written", FAILED_RUN) from None
+        if isinstance(error, ValueError):
+            raise _fail(str(error)) from None
+        raise
 
 
 def _run_with_progress(experiment, overrides, out, force, quiet) -> runner.RunRecord:
@@ -116,9 +213,11 @@ def _overrides(experiment, config_file: Optional[Path], settings: Optional[list[
         overrides.update(values)
     overrides.update(configs.parse_assignments(settings or []))
     if quick:
-        if not experiment.has_quick:
-            raise ValueError(f"experiment {experiment.name!r} has no quick preset (its defaults are already small)")
-        overrides["quick"] = True
+        if experiment.has_quick:
+            overrides["quick"] = True
+        else:
+            _console(stderr=True).print(f"note: {experiment.name} has no separate quick preset: its defaults are "
+                                        "already small, and --quick runs them", markup=False)
     experiment.resolve(overrides)
     return overrides
 
@@ -151,7 +250,8 @@ def run_experiment(
         typer.Option("--config", "-c", help="TOML file of config values (a run's config.toml or key = value lines); "
                      "--set wins over it"),
     ] = None,
-    quick: Annotated[bool, typer.Option("--quick", help="the experiment's quick preset (sets quick=true)")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="the experiment's quick preset (sets quick=true; the "
+                                                        "defaults where they are already small)")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress; print only the folder")] = False,
 ) -> None:
     """Run an experiment into a new folder (config, manifest, results, figures, tables, log)."""
@@ -203,7 +303,7 @@ def reproduce(
 
 
 MISMATCH = 1
-"""Exit code of `verify` when a number differs beyond its tolerance."""
+"""Exit code of `verify` when a file differs from its manifest or the re-run, or a number beyond its tolerance."""
 
 
 def _difference_table(comparison, limit: int) -> Table:
@@ -232,8 +332,10 @@ def verify(
     limit: Annotated[int, typer.Option("--limit", help="at most this many differences printed")] = 50,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress; print only the verdict")] = False,
 ) -> None:
-    """Re-run FOLDER from its config.toml and compare every number of results.json within the
-    tolerances of its [verify] table; exit 1 with a table of differences on a mismatch."""
+    """Check FOLDER's files against the SHA-256 digests of its manifest.json, re-run it from its config.toml
+    and compare every number of results.json within the tolerances of its [verify] table (and its figures and
+    tables byte for byte where the re-run's numbers are bit-for-bit equal); exit 1 naming every changed,
+    missing or extra file and every differing number."""
     try:
         experiment, _, tolerances = runner.load_folder(folder)
         if rtol is not None or atol is not None:
@@ -246,22 +348,37 @@ def verify(
         raise _fail(str(error)) from None
     outcome = _with_progress(experiment.name, quiet, lambda show: runner.verify(
         folder, keep=keep, progress=show, tolerances=tolerances))
-    c = outcome.comparison
+    c, files = outcome.comparison, outcome.files
     console = _console()
     tol = f"rtol {c.tolerances.rtol:g}, atol {c.tolerances.atol:g}"
     if not quiet and c.excluded:
         console.print(f"excluded as volatile (timings, memory; not compared): {len(c.excluded)} values: "
                       + ", ".join(c.excluded[:8]) + (" ..." if len(c.excluded) > 8 else ""), markup=False)
-    if c.ok:
-        console.print(f"verified {folder}: {c.checked} values match within {tol} "
+    if not quiet and files.rerun_skipped:
+        console.print(f"figures and tables not compared with the re-run: {files.rerun_skipped}", markup=False)
+    if outcome.ok:
+        rerun = f", {files.rerun_compared} figures and tables equal to the re-run's" if files.rerun_compared else ""
+        console.print(f"verified {folder}: {files.checked} files match manifest.json{rerun}; "
+                      f"{c.checked} values match within {tol} "
                       f"(largest difference {c.max_abs_diff:.3g} abs, {c.max_rel_diff:.3g} rel; "
                       f"{len(c.excluded)} volatile excluded)", markup=False)
         return
     err = _console(stderr=True)
     err.width = max(err.width, 140)  # keys are long dotted paths: keep each on one line
-    err.print(_difference_table(c, limit))
-    err.print(f"MISMATCH: {len(c.differences)} of {c.checked} values of {folder}/results.json differ from a "
-              f"re-run beyond {tol}", markup=False)
+    if not files.ok:
+        findings = files.findings()
+        table = Table(title=f"file differences ({len(findings)})", title_justify="left")
+        table.add_column("file", no_wrap=True)
+        table.add_column("why", overflow="fold")
+        for name, why in findings:
+            table.add_row(Text(name), Text(why))
+        err.print(table)
+        err.print(f"MISMATCH: {len(findings)} file(s) of {folder} differ from manifest.json or the re-run",
+                  markup=False)
+    if not c.ok:
+        err.print(_difference_table(c, limit))
+        err.print(f"MISMATCH: {len(c.differences)} of {c.checked} values of {folder}/results.json differ from a "
+                  f"re-run beyond {tol}", markup=False)
     raise typer.Exit(MISMATCH)
 
 
@@ -319,9 +436,12 @@ def sweep(
     ] = None,
     workers: Annotated[int, typer.Option("--workers", help="LocalCluster worker processes")] = 2,
     threads: Annotated[int, typer.Option("--threads", help="threads per LocalCluster worker")] = 1,
+    dashboard: Annotated[bool, typer.Option("--dashboard/--no-dashboard",
+                                            help="serve the LocalCluster's Dask dashboard and print its link")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress; print only the folder")] = False,
 ) -> None:
-    """Run an experiment at every point of a grid on Dask: one folder per point and a summary table."""
+    """Run an experiment at every point of a grid on Dask: one folder per point and a summary table.
+    Prints the Dask dashboard's link; the progress bar shows each running point's steps."""
     from . import sweep as sweeps
 
     try:
@@ -333,9 +453,11 @@ def sweep(
             runner.check_output_dir(out.absolute(), force)
     except ValueError as error:
         raise _fail(str(error)) from None
+    announce = (lambda message: None) if quiet else (
+        lambda message: _console(stderr=True).print(message, markup=False))
     record = _with_progress(f"sweep {name}", quiet, lambda show: sweeps.sweep(
         experiment, parsed, base, out=out, force=force, scheduler=scheduler, workers=workers, threads=threads,
-        progress=show))
+        progress=show, dashboard=dashboard, announce=announce))
     console = _console()
     if quiet:
         console.print(str(record.folder), markup=False)
@@ -363,13 +485,13 @@ def _list_registries() -> None:
         tol = " / ".join("reported" if method.tolerance_for(d) is None else f"{method.tolerance_for(d):g}"
                          for d in ("float64", "float32"))
         methods.add_row(name, method.kind, tol, method.description)
-    console.print(methods)
+    console.print(_fold(methods, console))
     problems = Table(title="problems", title_justify="left")
     problems.add_column("name", no_wrap=True)
     problems.add_column("description")
     for name, spec in PROBLEMS.items():
-        problems.add_row(name, spec.description)
-    console.print(problems)
+        problems.add_row(name, Text(spec.description))
+    console.print(_fold(problems, console))
 
 
 @app.command("compare")
@@ -395,6 +517,8 @@ def compare(
                            help="keep compiled XLA programs in ~/.cache/leastaction/xla: a re-run skips compilation")
     ] = True,
     list_: Annotated[bool, typer.Option("--list", help="list the methods and problems, then exit")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="the quick preset: every method on the resnet "
+                                                        "problem, one timed call each (a check of the pipeline)")] = False,
 ) -> None:
     """Compare every gradient method with a reference on every problem; exit 1 if a project
     method misses its tolerance. Writes a folder (results.json, tables, heat map)."""
@@ -405,6 +529,7 @@ def compare(
         "problems": ",".join(problem) if problem else "all",
         "methods": ",".join(method) if method else "all",
         "reference": reference, "dtype": dtype, "seed": seed, "repeats": repeats,
+        "quick": quick,
     }
     try:
         experiment = get("compare")
@@ -430,7 +555,7 @@ def compare(
         from .harness import report
 
         for renderable in report.terminal(record.results, width=console.width):
-            console.print(renderable)
+            console.print(_fold(renderable, console))
         counts = ", ".join(f"{v} {k}" for k, v in summary["counts"].items() if v)
         console.print(f"{summary['pairs']} pairs ({counts}) in {summary['wall_seconds']:.1f} s")
         console.print(f"folder: {record.folder}", markup=False)

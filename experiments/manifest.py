@@ -1,8 +1,9 @@
 """Provenance of a run: package versions, platform, git state and file hashes.
 
 `manifest.json` is what lets a reader of an experiment folder check what ran,
-where, from which commit, and that the files in the folder are the ones the
-run wrote (`sha256` of each).
+where, from which commit (or, outside a git checkout, which version and which
+source files: `source_state`), and that the files in the folder are the ones
+the run wrote (`sha256` of each).
 """
 
 from __future__ import annotations
@@ -95,6 +96,42 @@ def git_state(directory: Path) -> dict[str, str | bool | None]:
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
     return {"commit": commit, "dirty": dirty}
+
+
+SOURCE_PACKAGES = ("lagrangian", "integrators", "experiments")
+"""The import packages whose source a manifest fingerprints (`source_state`)."""
+
+
+def source_state(root: Path | None = None, packages: tuple[str, ...] = SOURCE_PACKAGES) -> dict[str, str | int | None]:
+    """The version of the code that ran, in a git checkout or not.
+
+    `{"version": V, "files": n, "sha256": digest, "root": path}`: `version` is the
+    installed `leastaction` distribution's (`None` if it is not installed), and
+    `sha256` fingerprints the `n` Python files of `packages` under `root` (default:
+    the folder holding this package, a checkout or `site-packages`): the SHA-256 of
+    the lines `sha256(file)  relative/posix/path`, sorted by path. Byte-identical
+    sources give the same digest wherever they are installed, so a run from
+    `pip install .` (where `git_state` has no commit) can be matched to a commit
+    by computing `source_state(checkout)` there.
+
+    Example:
+        >>> state = experiments.manifest.source_state()
+        >>> state["files"] > 50, len(state["sha256"])
+        (True, 64)
+    """
+    root = Path(root) if root is not None else Path(__file__).resolve().parent.parent
+    lines = []
+    for package in packages:
+        for path in sorted((root / package).rglob("*.py")):
+            if "__pycache__" not in path.parts:
+                lines.append(f"{sha256(path)}  {path.relative_to(root).as_posix()}")
+    lines.sort(key=lambda line: line.split("  ", 1)[1])
+    try:
+        version = importlib.metadata.version("leastaction")
+    except importlib.metadata.PackageNotFoundError:
+        version = None
+    return {"version": version, "files": len(lines),
+            "sha256": hashlib.sha256("\n".join(lines).encode()).hexdigest(), "root": str(root)}
 
 
 def sha256(path: Path) -> str:

@@ -197,13 +197,30 @@ def relative_deviation(
     return ax
 
 
+MAX_PNG_PIXELS = 2400
+"""About the widest PNG `save_figure` writes (the figure's width before the tight crop): a wider
+figure is rasterised at a lower resolution; its PDF keeps the vectors."""
+
+
 def save_figure(fig, directory: Path, stem: str, close: bool = True) -> list[Path]:
     """Write `directory/stem.png` and `directory/stem.pdf` (creation dates left out
-    so the bytes depend only on the content); return both paths."""
+    so the bytes depend only on the content); return both paths. The PNG is about
+    `MAX_PNG_PIXELS` wide at most and stored with a 256-colour palette (median cut, no
+    dithering: line art and text keep their colours), so a twelve-panel figure is a
+    few hundred kilobytes."""
+    from io import BytesIO
+
+    from PIL import Image
+
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     png, pdf = directory / f"{stem}.png", directory / f"{stem}.pdf"
-    fig.savefig(png, metadata={"Software": None})
+    width = fig.get_size_inches()[0]  # the "tight" bounding box saved is at most this wide
+    dpi = min(float(matplotlib.rcParams["savefig.dpi"]), MAX_PNG_PIXELS / width)
+    raster = BytesIO()
+    fig.savefig(raster, format="png", metadata={"Software": None}, dpi=dpi)
+    image = Image.open(raster).convert("RGB")
+    image.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(png, optimize=True)
     fig.savefig(pdf, metadata={"CreationDate": None, "Creator": None, "Producer": None})
     if close:
         plt.close(fig)

@@ -13,7 +13,10 @@ Every point's config is resolved before anything runs, so a bad key or value in
 any point is a `ValueError` with no folder written. The points run on a Dask
 cluster: a `distributed.LocalCluster` of `workers` processes with one thread
 each by default, or the scheduler at `scheduler` (whose workers must be able
-to import `experiments` and write `DIR`). The sweep folder is built in a
+to import `experiments` and write `DIR`). The local cluster serves the Dask
+dashboard (its link is announced; `dashboard=False` turns it off), each point's
+steps reach the caller's progress as Dask events while it runs, and the
+workers' scratch folder is deleted with the cluster. The sweep folder is built in a
 temporary sibling and renamed when every point has finished; a point that
 raises is recorded in the summary with its error (its own folder is not
 written, as for any failed run) and the others are kept.
@@ -21,6 +24,7 @@ written, as for any failed run) and the others are kept.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -28,7 +32,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,17 +100,40 @@ def grid_points(experiment: Experiment, grid: Mapping[str, Sequence[Any]],
     return points
 
 
-def run_point(name: str, overrides: Mapping[str, Any], out: str) -> dict[str, Any]:
+PROGRESS_TOPIC = "leastaction-sweep-progress"
+"""The Dask event topic a point's steps are published on (`Worker.log_event`); the sweep's
+client subscribes to it to show progress within each point."""
+
+
+def _publisher(point: str, topic: str) -> Progress:
+    """A `Progress` that publishes each step of the run on the Dask event `topic` (a no-op
+    outside a worker)."""
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):
+        return no_progress
+
+    def publish(done: int, total: int, description: str) -> None:
+        worker.log_event(topic, {"point": point, "done": done, "total": total, "description": description})
+
+    return publish
+
+
+def run_point(name: str, overrides: Mapping[str, Any], out: str, topic: str | None = None) -> dict[str, Any]:
     """Run experiment `name` with `overrides` into `out` (on a Dask worker): its
-    headline results, or the error it raised."""
+    headline results, or the error it raised. With `topic`, each step of the run is
+    published as a Dask event on it (`{"point", "done", "total", "description"}`)."""
     import experiments  # noqa: F401  (float64 in the worker)
     from .catalog import get
     from .runner import run
 
     experiment = get(name)
     started = time.perf_counter()
+    progress = _publisher(Path(out).name, topic) if topic else no_progress
     try:
-        record = run(experiment, overrides, out=out)
+        record = run(experiment, overrides, out=out, progress=progress)
     except Exception as error:  # recorded in the summary; the point leaves no folder
         return {"status": "failed", "error": f"{type(error).__name__}: {error}",
                 "wall_time_seconds": time.perf_counter() - started}
@@ -146,13 +173,14 @@ def _cell(value: Any) -> Any:
     return value if isinstance(value, (int, float, str)) else json.dumps(value)
 
 
-def _client(scheduler: str | None, workers: int, threads: int):
+def _client(scheduler: str | None, workers: int, threads: int, dashboard: bool, scratch: str | None):
     from distributed import Client, LocalCluster
 
     if scheduler:
         return Client(scheduler), None
     cluster = LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True,
-                           dashboard_address=None, silence_logs=40)
+                           dashboard_address=":0" if dashboard else None, silence_logs=40,
+                           local_directory=scratch)
     return Client(cluster), cluster
 
 
@@ -166,6 +194,8 @@ def sweep(
     workers: int = 2,
     threads: int = 1,
     progress: Progress = no_progress,
+    dashboard: bool = True,
+    announce: Callable[[str], None] = lambda message: None,
 ) -> SweepRecord:
     """Run `experiment` at every point of `grid` on Dask (module docstring).
 
@@ -176,6 +206,22 @@ def sweep(
         scheduler: a Dask scheduler address; `None` starts a `LocalCluster`.
         workers: the number of worker processes of that local cluster.
         threads: the threads per worker of that local cluster.
+        progress: told when a point finishes and, between, each step of a running point
+            (`"POINT: step k/n description"`, published by the worker as a Dask event).
+        dashboard: serve the local cluster's Dask dashboard (on a free port).
+        announce: told the dashboard's link (`"dashboard: URL"`) once the cluster is up.
+
+    A local cluster's workers keep their scratch files (spilled data, locks) in a
+    temporary folder that is deleted with the cluster, so a sweep leaves no
+    `dask-scratch-space` behind.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> out = pathlib.Path(tempfile.mkdtemp()) / "sweep"
+        >>> record = experiments.sweep.sweep(experiments.CATALOG["quickstart"], {"seed": [0, 1]},
+        ...                                  {"steps": 4, "batch": 2}, out=out, workers=1, dashboard=False)
+        >>> [row["status"] for row in record.rows], sorted(p.name for p in out.iterdir())[:2]
+        (['ok', 'ok'], ['000-seed=0', '001-seed=1'])
     """
     from .runner import default_output_dir
 
@@ -191,23 +237,49 @@ def sweep(
             "experiment": experiment.name, "base": dict(base or {}),
             "grid": {k: list(v) for k, v in grid.items()},
         }), encoding="utf-8")
-        client, cluster = _client(scheduler, workers, threads)
-        try:
-            from distributed import as_completed
+        import dask
 
-            futures = {client.submit(run_point, experiment.name, p.overrides, str(tmp / p.name), pure=False,
-                                     key=f"{experiment.name}-{p.name}-{os.urandom(4).hex()}"): p for p in points}
-            done, answers = 0, {}
-            progress(0, len(points), f"{len(points)} points on {'scheduler ' + scheduler if scheduler else 'a local cluster'}")
-            for future in as_completed(futures):
-                point = futures[future]
-                answers[point.name] = future.result()
-                done += 1
-                progress(done, len(points), f"point {point.name}: {answers[point.name]['status']}")
+        scratch = None if scheduler else tempfile.mkdtemp(prefix="leastaction-dask-")
+        # every Dask server (the scheduler too) keeps a workspace under "temporary-directory"
+        settings = dask.config.set({"temporary-directory": scratch}) if scratch else contextlib.nullcontext()
+        try:
+            with settings:
+                client, cluster = _client(scheduler, workers, threads, dashboard, scratch)
+            try:
+                from distributed import as_completed
+
+                link = client.dashboard_link if (dashboard or scheduler) else None
+                if link:
+                    announce(f"dashboard: {link}")
+                topic = f"{PROGRESS_TOPIC}-{os.urandom(4).hex()}"
+                state = {"done": 0}
+
+                def step(event) -> None:
+                    message = event[1] if isinstance(event, tuple) else event
+                    if isinstance(message, dict) and message.get("total"):
+                        progress(state["done"], len(points), f"{message['point']}: step {message['done']}/"
+                                 f"{message['total']} {message['description']}")
+
+                client.subscribe_topic(topic, step)
+                futures = {client.submit(run_point, experiment.name, p.overrides, str(tmp / p.name), topic,
+                                         pure=False, key=f"{experiment.name}-{p.name}-{os.urandom(4).hex()}"): p
+                           for p in points}
+                answers = {}
+                where = "scheduler " + scheduler if scheduler else "a local cluster"
+                progress(0, len(points), f"{len(points)} points on {where}")
+                for future in as_completed(futures):
+                    point = futures[future]
+                    answers[point.name] = future.result()
+                    state["done"] += 1
+                    progress(state["done"], len(points), f"point {point.name}: {answers[point.name]['status']}")
+                client.unsubscribe_topic(topic)
+            finally:
+                client.close()
+                if cluster is not None:
+                    cluster.close()
         finally:
-            client.close()
-            if cluster is not None:
-                cluster.close()
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
         rows = []
         for p in points:
             answer = answers[p.name]
@@ -229,4 +301,4 @@ def sweep(
     return SweepRecord(folder=out, rows=rows)
 
 
-__all__ = ["Point", "SweepRecord", "grid_points", "parse_grid", "run_point", "summary_table", "sweep"]
+__all__ = ["PROGRESS_TOPIC", "Point", "SweepRecord", "grid_points", "parse_grid", "run_point", "summary_table", "sweep"]

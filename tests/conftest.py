@@ -18,6 +18,22 @@ from pathlib import Path
 import jax
 import pytest
 
+SMOKE_INTEGRATORS = (
+    "tests/integrators/test_tableau.py::test_registry_names_and_orders",
+    "tests/integrators/test_tableau.py::test_row_sum_condition_is_checked",
+    "tests/integrators/test_partner.py::test_partner_formula_and_pair_symplecticity",
+    "tests/integrators/test_partner.py::test_step_map_is_symplectic_and_preserves_p_dot_v[euler]",
+    "tests/integrators/test_sweep.py::test_gradient_equals_backprop[mlp-funnel-relu-None-float64]",
+    "tests/integrators/test_sweep.py::test_gradient_equals_backprop[resnet-10-None-float64]",
+    "tests/integrators/test_memory.py::test_segment_lengths_cover_the_steps[7]",
+    "tests/integrators/test_memory.py::test_strategy_errors",
+    "tests/integrators/test_relax.py::test_jacobi_sweep_is_exact_after_2n_plus_1_steps",
+)
+"""The tests of `tests/integrators` in the fast tier (`pytest -m smoke`), by node id: the
+tableaux, the partner and its symplecticity, the sweep against backprop, memory strategies and
+the local relaxation. Selected here rather than marked in files that change often; a listed id
+that its file no longer holds is an error, so the list cannot go stale silently."""
+
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_compilation_cache_dir", str(Path(__file__).resolve().parents[1] / ".pytest-xla-cache"))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
@@ -33,3 +49,20 @@ def pytest_addoption(parser):
         "--site-dir", default=None,
         help="a site already built by `mkdocs build` for the `docs` tests (default: they build one)",
     )
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects: every collected test is seen here
+def pytest_collection_modifyitems(config, items):
+    """Mark the `SMOKE_INTEGRATORS` tests `smoke`. When whole files were collected (no `::` in the
+    arguments), a listed id that a collected file does not hold is an error."""
+    found, files = set(), set()
+    for item in items:
+        files.add(item.nodeid.split("::", 1)[0])
+        if item.nodeid in SMOKE_INTEGRATORS:
+            item.add_marker(pytest.mark.smoke)
+            found.add(item.nodeid)
+    if any("::" in str(arg) for arg in config.args):
+        return
+    stale = [n for n in SMOKE_INTEGRATORS if n.split("::", 1)[0] in files and n not in found]
+    if stale:
+        raise pytest.UsageError(f"tests/conftest.py SMOKE_INTEGRATORS names tests that do not exist: {stale}")

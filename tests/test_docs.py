@@ -13,7 +13,12 @@ experiment, and the built site renders its equations.
 - `test_site_renders_math` (marked `docs`; needs the `docs` extra) builds the site with
   `mkdocs build --strict` into a temporary folder, or, with `--site-dir DIR`, reads a site
   already built there (`.ci/run` builds once and passes it), and searches the index and theory
-  pages for pymdownx.arithmatex's rendered math container.
+  pages for pymdownx.arithmatex's rendered math container and the site's own MathJax.
+- `test_site_loads_nothing_from_the_network`: no script, style sheet, font or image of the
+  built site comes from another host.
+- `test_theory_page_typesets_its_math_offline_in_a_browser`: headless chromium (skipped, with
+  the reason, when it is not installed) loads the theory page from disk with the network
+  refused and finds MathJax's typeset math in the DOM; it leaves `theory-offline.png` in the site.
 """
 
 import importlib
@@ -97,6 +102,7 @@ def test_the_walk_covers_the_subpackages_and_can_fail():
     assert _own_docstring(undocumented)
 
 
+@pytest.mark.smoke
 def test_every_public_name_has_a_docstring():
     missing = undocumented()
     assert not missing, f"{len(missing)} public names without a docstring: {', '.join(missing)}"
@@ -126,6 +132,7 @@ def test_every_public_function_and_class_has_an_example():
     assert not missing, f"{len(missing)} public names without an Example section: {', '.join(missing)}"
 
 
+@pytest.mark.smoke
 def test_catalogue_page_lists_every_experiment():
     from experiments import CATALOG
 
@@ -173,6 +180,71 @@ def test_site_renders_math(site, page):
     assert len(blocks) >= (5 if page == "index.html" else 40), len(blocks)
     assert any('<div class="arithmatex">' in b and r"\int_0^T" in b for b in blocks)
     assert "mathjax" in html.lower()  # the MathJax loader that typesets the containers
+    assert 'src="../javascripts/mathjax/tex-mml-chtml.js"' in html or 'src="javascripts/mathjax/tex-mml-chtml.js"' in html
+
+
+LOADS = re.compile(r'<(?:script|link|img|iframe|source|audio|video|embed|object)\b[^>]*?\b(?:src|href|data)='
+                   r'["\']((?:[a-z][a-z0-9+.-]*:)?//[^"\']*)', re.I)
+"""A resource the browser fetches (script, style sheet, font preload, image, frame) from another host;
+plain links (`<a href>`) are navigation, not loads, and may point anywhere."""
+CSS_LOADS = re.compile(r'(?:url\(\s*["\']?|@import\s+["\'])((?:[a-z][a-z0-9+.-]*:)?//[^"\')\s]*)', re.I)
+
+
+@pytest.mark.docs
+def test_site_loads_nothing_from_the_network(site):
+    """No page, style sheet or inline style of the built site fetches anything from another host
+    (MathJax is served by the site, fonts are the system's), and the check itself can fail."""
+    assert LOADS.findall('<script src="https://unpkg.com/mathjax@3/es5/tex-mml-chtml.js"></script>')
+    assert LOADS.findall("<link rel=preconnect href='//fonts.gstatic.com'>")
+    assert not LOADS.findall('<a href="https://arxiv.org/abs/2602.02281">paper</a>')
+    assert CSS_LOADS.findall('@import url("https://fonts.googleapis.com/css?family=Roboto")')
+    pages = sorted(site.rglob("*.html"))
+    assert len(pages) > 20
+    found = {str(p.relative_to(site)): LOADS.findall(p.read_text(encoding="utf-8")) for p in pages}
+    found.update({str(p.relative_to(site)): CSS_LOADS.findall(p.read_text(encoding="utf-8"))
+                  for p in site.rglob("*.css")})
+    external = {page: urls for page, urls in found.items() if urls}
+    assert not external, external
+    assert (site / "javascripts" / "mathjax" / "tex-mml-chtml.js").is_file()
+    assert list((site / "javascripts" / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2").glob("*.woff"))
+
+
+def _chromium() -> str | None:
+    import shutil
+
+    return next((path for path in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if path), None)
+
+
+@pytest.mark.docs
+def test_theory_page_typesets_its_math_offline_in_a_browser(site):
+    """A real headless browser (Debian's chromium, which `.ci/run` installs) opens the theory page
+    from disk with every network request refused, runs its scripts, and the DOM it dumps holds
+    MathJax's typeset math for the page's equations; a screenshot is kept in the site folder
+    (`theory-offline.png`, the CI artefact)."""
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("no chromium on PATH (apt-get install chromium); .ci/run installs it")
+    page = (site / "theory" / "index.html").resolve()
+    offline = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
+               "--allow-file-access-from-files", "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=<-loopback>",
+               "--host-resolver-rules=MAP * ~NOTFOUND", "--virtual-time-budget=20000", "--window-size=1280,1600"]
+    profile = site / ".chromium-profile"
+    try:
+        dom = subprocess.run([browser, *offline, f"--user-data-dir={profile}", "--dump-dom", page.as_uri()],
+                             capture_output=True, text=True, timeout=180)
+        assert dom.returncode == 0, dom.stderr[-3000:]
+        shot = site / "theory-offline.png"
+        subprocess.run([browser, *offline, f"--user-data-dir={profile}", f"--screenshot={shot}", page.as_uri()],
+                       capture_output=True, text=True, timeout=180, check=True)
+    finally:
+        import shutil
+
+        shutil.rmtree(profile, ignore_errors=True)
+    typeset = dom.stdout.count("<mjx-container")
+    source = len(MATH.findall(page.read_text(encoding="utf-8")))
+    assert typeset >= source >= 40, (typeset, source)
+    assert "<mjx-merror" not in dom.stdout  # no TeX error, no extension that failed to load
+    assert shot.stat().st_size > 10_000
 
 
 @pytest.mark.docs

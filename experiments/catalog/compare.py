@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from .. import harness
 from ..harness import report
 from ..harness.problems import dtype_named
+from ..config import check_quick
 from ..runner import Experiment, Progress, RunFolder
 
 
@@ -36,6 +37,8 @@ class CompareConfig:
     dtype: ``float64`` or ``float32``.
     seed: seed of the problems' weights and batches.
     repeats: at most this many timed warm calls per pair (median reported).
+    quick: the quick preset, a check of the whole pipeline: every method on the problem of
+        `QUICK_PROBLEMS`, one timed call per pair (replaces problems, methods and repeats).
     """
 
     problems: str = "all"
@@ -44,6 +47,7 @@ class CompareConfig:
     dtype: str = "float64"
     seed: int = 0
     repeats: int = 5
+    quick: bool = False
 
     def __post_init__(self):
         for key, check in (("problems", harness.problems.select), ("methods", harness.methods.select),
@@ -57,17 +61,30 @@ class CompareConfig:
             raise ValueError(f"config key 'reference': {self.reference!r} is a project method; choose one of {valid}")
         if self.repeats < 1:
             raise ValueError(f"config key 'repeats' must be >= 1; got {self.repeats}")
+        check_quick(self, ("problems", "methods", "repeats"))
+
+    def selection(self) -> tuple[str, str, int]:
+        """`(problems, methods, repeats)` actually run (the quick preset replaces all three)."""
+        if self.quick:
+            return QUICK_PROBLEMS, "all", 1
+        return self.problems, self.methods, self.repeats
+
+
+QUICK_PROBLEMS = "resnet"
+"""The problem of the quick preset: every method that applies to a layered network (a neural ODE
+problem as well took 66 s more on a loaded 2-core machine; the ODE methods are then n/a)."""
 
 
 def run(config: CompareConfig, folder: RunFolder, progress: Progress) -> dict:
     """Run the comparison, then write its tables and heat map."""
-    problems = harness.problems.select(config.problems)
-    methods = harness.methods.select(config.methods)
+    names, method_names, repeats = config.selection()
+    problems = harness.problems.select(names)
+    methods = harness.methods.select(method_names)
     total = len(problems) * len(methods) + 1
 
     comparison = harness.compare(
         problems=problems, methods=methods, reference=config.reference, dtype=config.dtype,
-        seed=config.seed, repeats=config.repeats,
+        seed=config.seed, repeats=repeats,
         progress=lambda done, _, text: progress(done, total, text), log=folder.log,
     )
     results = comparison.as_dict()

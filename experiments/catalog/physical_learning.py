@@ -166,14 +166,19 @@ def _fit(xs, ys, low, high):
 
 
 def estimators(system, theta, x0, loss):
-    """One jitted program `beta -> ({rule: estimate}, newton iterations, EP residual)` for every
+    """One jitted program `beta -> ({rule: estimate}, Newton iterations, inference state)` for every
     nudge-based rule on one network (EP by Newton, PC with output precision `gamma = beta`,
-    DP, DP-top, fixed-prediction PC with output error `-beta grad l`)."""
+    DP, DP-top, fixed-prediction PC with output error `-beta grad l`). The inference state is
+    `{"ep_residual", "ep_converged", "pc_residual", "pc_converged"}`: the largest stationarity
+    residual over EP's phases and PC's, and whether each reached its tolerance (an unconverged
+    solve is recorded and logged by the caller, not warned about: the scan reaches nudges where
+    symmetric EP's negative phase has no equilibrium)."""
 
     @jax.jit
     def program(beta):
-        grads, its, res = ep.phases(system, theta, x0, loss, jnp.stack([beta, -beta, 0.0 * beta]))
-        weak = pc.clamped(system, theta, x0, loss, beta)
+        grads, its, res, done = ep.phases(system, theta, x0, loss, jnp.stack([beta, -beta, 0.0 * beta]),
+                                          on_unconverged="ignore")
+        weak = pc.clamped(system, theta, x0, loss, beta, on_unconverged="ignore")
         out = {
             "EP one-sided": jax.tree.map(lambda g: (g[0] - g[2]) / beta, grads),
             "EP symmetric": jax.tree.map(lambda g: (g[0] - g[1]) / (2 * beta), grads),
@@ -183,7 +188,9 @@ def estimators(system, theta, x0, loss):
             "DP-top, alpha = 0": dp.dual_propagation(system, theta, x0, loss, beta, 0.0, 1, "dp-top"),
             "PC fixed prediction": pc.fixed_prediction(system, theta, x0, loss, nudge=beta),
         }
-        return out, {"ep": its, "pc": weak.iterations}, res
+        state = {"ep_residual": res, "ep_converged": done, "pc_residual": weak.residual,
+                 "pc_converged": weak.converged}
+        return out, {"ep": its, "pc": weak.iterations}, state
 
     def estimate(beta):
         return program(jnp.asarray(beta, jnp.float64))  # one dtype, so one compilation for every nudge
@@ -192,27 +199,31 @@ def estimators(system, theta, x0, loss):
 
 
 def nudge_scan(system, theta, x0, loss, reference, nudges, estimate, progress=lambda s: None):
-    """`({method: [error at each nudge]}, EP Newton iterations)` on one MLP (None where a rule has
-    no equilibrium: symmetric EP's negative phase at beta >= 1 for the squared error)."""
+    """`({method: [error at each nudge]}, EP Newton iterations, inference state at each nudge)` on one
+    MLP (None where a rule has no equilibrium: symmetric EP's negative phase at beta >= 1 for the
+    squared error); the inference state holds `ep_residual`, `ep_converged`, `pc_residual`,
+    `pc_converged` per nudge (`estimators`)."""
     sweep = _error(integrators.sweep(system, theta, x0, loss).grad, reference)
     relax = _error(integrators.relax(system, theta, x0, loss, iterations=2 * system.depth + 2, eta=1.0).grad,
                    reference)
-    out, iterations = {}, []
+    out, iterations, inference = {}, [], {}
     for i, beta in enumerate(nudges):
         progress(f"nudge {beta:.1e} ({i + 1}/{len(nudges)})")
-        grads, its, res = estimate(beta)
+        grads, its, state = estimate(beta)
         for name, grad in grads.items():
             error = _error(grad, reference)
-            if name == "EP symmetric" and not float(res) <= 1e-10:
+            if name == "EP symmetric" and not float(state["ep_residual"]) <= 1e-10:
                 error = None
             out.setdefault(name, []).append(error)
         iterations.append(int(its["ep"]))
+        for key, value in state.items():
+            inference.setdefault(key, []).append(bool(value) if key.endswith("converged") else float(value))
         _, _, tension = integrators.tension(system, theta, x0, loss, float(beta))
         out.setdefault("least action: tension x-/beta", []).append(
             _error(jax.tree.map(lambda g: g / beta, tension), reference))
         out.setdefault("least action: sweep", []).append(sweep)
         out.setdefault("least action: relaxation", []).append(relax)
-    return out, iterations
+    return out, iterations, inference
 
 
 # --- inference iterations ----------------------------------------------------------------------
@@ -270,7 +281,7 @@ def depth_errors(depths, width, scale, batch, seed, nudge, progress=lambda s: No
 
         @jax.jit
         def estimates():
-            grads, its, _ = ep.phases(system, theta, x0, loss, jnp.stack([nudge, -nudge, 0.0]), solver="sweeps",
+            grads, its, _, _ = ep.phases(system, theta, x0, loss, jnp.stack([nudge, -nudge, 0.0]), solver="sweeps",
                                       max_iterations=200)
             weak = pc.clamped(system, theta, x0, loss, nudge, solver="sweeps", max_iterations=200)
             _, _, tension = integrators.tension(system, theta, x0, loss, float(nudge))
@@ -305,13 +316,18 @@ def cost_rows(system, theta, x0, loss, reference, nudge, estimate) -> list[dict]
     and at least one energy evaluation of the line search (N evaluations)."""
     n = system.depth
     d = sum(system.widths[1:])
-    grads, its, _ = estimate(nudge)
-    strong, strong_its, _ = estimate(1.0)
+    grads, its, state = estimate(nudge)
+    strong, strong_its, strong_state = estimate(1.0)
     k, k_pc, k_strong = int(its["ep"]), int(its["pc"]), int(strong_its["pc"])
     rows = []
 
-    def add(method, phi, vjp, jvp, iterations, grad, note):
-        rows.append({"method": method, "phi": int(phi), "vjp": int(vjp), "jvp": int(jvp), "iterations": iterations,
+    def add(method, phi, vjp, jvp, iterations, grad, note, inference=None):
+        """`inference`: the state of an equilibrium solve (residual, converged), recorded beside the estimate."""
+        if inference is not None:
+            residual, converged = inference
+            inference = {"residual": float(residual), "converged": bool(converged)}
+        rows.append({"method": method, "inference": inference,
+                     "phi": int(phi), "vjp": int(vjp), "jvp": int(jvp), "iterations": iterations,
                      "relative_error": _error(grad, reference), "note": note})
 
     add("least action: sweep", n, n, 0, "-", integrators.sweep(system, theta, x0, loss).grad,
@@ -327,16 +343,17 @@ def cost_rows(system, theta, x0, loss, reference, nudge, estimate) -> list[dict]
     newton = lambda steps, free: (steps * 2 * n, steps * (n - 1), steps * free * (2 * n - 1))
     phi, vjp, jvp = newton(k, d)
     add("EP one-sided (Newton)", phi + n, vjp + n, jvp, f"<= {k} Newton", grads["EP one-sided"],
-        "one nudged phase (the free phase is the forward pass)")
+        "one nudged phase (the free phase is the forward pass)", (state["ep_residual"], state["ep_converged"]))
     add("EP symmetric (Newton)", 2 * phi + n, 2 * vjp + 2 * n, 2 * jvp, f"<= {k} Newton per phase",
-        grads["EP symmetric"], "two nudged phases")
+        grads["EP symmetric"], "two nudged phases", (state["ep_residual"], state["ep_converged"]))
     free = d - system.widths[-1]
     phi, vjp, jvp = newton(k_pc, free)
     add("PC weak precision (Newton)", phi + n, vjp + n, jvp, f"<= {k_pc} Newton", grads["PC, output precision gamma"],
-        "hidden states relaxed, output clamped")
+        "hidden states relaxed, output clamped", (state["pc_residual"], state["pc_converged"]))
     phi, vjp, jvp = newton(k_strong, free)
     add("PC clamped, gamma = 1 (Newton)", phi + n, vjp + n, jvp, f"<= {k_strong} Newton",
-        strong["PC, output precision gamma"], "a different objective")
+        strong["PC, output precision gamma"], "a different objective",
+        (strong_state["pc_residual"], strong_state["pc_converged"]))
     updates = len(dp.schedule(n, 1))
     add("DP, alpha = 1/2 (1 pass)", n + 2 * updates, updates - 1, 0, 1, grads["DP, alpha = 1/2"],
         "two compartments per layer")
@@ -443,7 +460,7 @@ def chain_errors(nudges, seed) -> dict:
               if not name.startswith("least action")}
     return {"nudges": [float(e) for e in nudges], "errors": errors, "fitted_slopes": slopes,
             "fit_range": list(CHAIN_FIT),
-            "title": "oscillator chain (6, leapfrog h = 0.05, 200 steps), nudge = echo eps / tension beta"}
+            "title": "oscillator chain (6, leapfrog, h = 0.05, 200 steps)"}
 
 
 def _series(values):
@@ -473,13 +490,20 @@ def run(config: PhysicalLearningConfig, folder: RunFolder, progress: Progress) -
     progress(1, total, "error against the nudge")
     nudges = np.logspace(-6, 0, sizes["nudges"])
     estimate = estimators(system, theta, x0, loss)
-    scan, newton_iterations = nudge_scan(system, theta, x0, loss, reference, nudges, estimate,
-                                         lambda s: progress(1, total, f"error against the nudge: {s}"))
+    scan, newton_iterations, inference_state = nudge_scan(
+        system, theta, x0, loss, reference, nudges, estimate,
+        lambda s: progress(1, total, f"error against the nudge: {s}"))
+    for beta, *state in zip(nudges, *(inference_state[k] for k in ("ep_converged", "ep_residual", "pc_converged",
+                                                                    "pc_residual"))):
+        for rule, converged, residual in (("EP", *state[:2]), ("PC", *state[2:])):
+            if not converged:
+                folder.log(f"{rule} inference at nudge {beta:.1e} stopped before its tolerance "
+                           f"(residual {residual:.3g}); recorded in nudge_scan.inference")
     slopes = {k: _fit(nudges, v, config.fit_low, config.fit_high) for k, v in scan.items()}
     at = lambda name, beta: scan[name][int(np.argmin(np.abs(np.log(nudges / beta))))]
     results["nudge_scan"] = {"nudges": nudges.tolist(), "errors": {k: _series(v) for k, v in scan.items()},
                              "fitted_slopes": slopes, "fit_range": [config.fit_low, config.fit_high],
-                             "ep_newton_iterations": newton_iterations}
+                             "ep_newton_iterations": newton_iterations, "inference": inference_state}
     results["acceptance"] = {
         "ep_one_sided_slope": slopes["EP one-sided"], "ep_symmetric_slope": slopes["EP symmetric"],
         "ep_symmetric_error_at_1e-4": at("EP symmetric", 1e-4), "ep_one_sided_error_at_1e-4": at("EP one-sided", 1e-4),
@@ -583,8 +607,9 @@ def _figures(folder, results, nudges, scan, slopes, chain, dyads, curves, depth_
     ax.set_xlabel(r"nudge strength $\beta$ (PC: output precision $\gamma$)")
     ax.set_ylabel("relative L2 error vs jax.grad")
     ax.set_title(f"MLP {'-'.join(map(str, results['setup']['widths']))}, tanh, squared error "
-                 f"(exact zeros at {FLOOR:g})", fontsize=9)
-    ax.legend(loc="upper left", fontsize=6.5, ncol=2)
+                 f"(exact zeros at {FLOOR:g})")
+    # below the panels at the house legend size (8 pt): ten methods do not fit inside the axes
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower left", ncol=2, title="MLP panel")
     if chain:
         for label, errs in chain["errors"].items():
             slope = chain["fitted_slopes"].get(label)
@@ -594,7 +619,7 @@ def _figures(folder, results, nudges, scan, slopes, chain, dyads, curves, depth_
         axes[1].set_xlabel(r"echo nudge $\epsilon$ (tension: $\beta$)")
         axes[1].set_ylabel("relative L2 error vs jax.grad")
         axes[1].set_title(chain.get("title", "oscillator chain"))
-        axes[1].legend(loc="best", fontsize=7)
+        fig.legend(*axes[1].get_legend_handles_labels(), loc="outside lower right", ncol=1, title="chain panel")
     folder.save_figure(fig, "error_vs_nudge")
 
     fig, axes = plots.figure(ncols=2, panel_size=(5.2, 4.0))
@@ -666,11 +691,15 @@ def _tables(folder, results, nudges, scan, slopes, cost, training, config):
                  "(beta; output precision gamma for PC) on the headline MLP, with the fitted log-log slope."),
         label="tab:physical-learning-nudge"), "error_vs_nudge")
     folder.save_table(Table(
-        columns=["method", "Phi_k evaluations", "VJPs", "JVPs", "iterations", "relative error", "counted"],
+        columns=["method", "Phi_k evaluations", "VJPs", "JVPs", "iterations", "inference residual",
+                 "relative error", "counted"],
         rows=[[r["method"], r["phi"], r["vjp"], r["jvp"], str(r["iterations"]),
+               "-" if r["inference"] is None else r["inference"]["residual"]
+               if r["inference"]["converged"] else f"{r['inference']['residual']:.2g} (unconverged)",
                "n/a" if r["relative_error"] is None else r["relative_error"], r["note"]] for r in cost],
         caption=(f"Cost of one gradient of the headline MLP in evaluations of the layer maps at nudge "
-                 f"{config.fixed_nudge:g} (counted from the algorithm with the measured iteration counts)."),
+                 f"{config.fixed_nudge:g} (counted from the algorithm with the measured iteration counts), "
+                 "with the stationarity residual of the equilibrium the energy-based rules read."),
         label="tab:physical-learning-cost"), "cost")
     folder.save_table(Table(
         columns=["rule", "final training loss", "train accuracy", "test accuracy"],

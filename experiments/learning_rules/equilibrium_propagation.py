@@ -43,12 +43,13 @@ from . import inference
 
 
 class EPEstimate(NamedTuple):
-    """An EP gradient estimate and the largest Newton iteration count / stationarity residual
-    over its phases."""
+    """An EP gradient estimate, the largest Newton iteration count / stationarity residual
+    over its phases, and whether every phase reached its tolerance (`inference.Equilibrium`)."""
 
     grad: PyTree
     iterations: Array
     residual: Array
+    converged: Array
 
 
 SOLVERS = ("newton", "sweeps")
@@ -60,29 +61,35 @@ def _solver(name):
     return getattr(inference, name)
 
 
-def phases(system, theta, x0, loss, betas, tol=1e-13, max_iterations=40, solver="newton"):
+def phases(system, theta, x0, loss, betas, tol=1e-13, max_iterations=40, solver="newton",
+           on_unconverged="warn"):
     """`dF/dtheta` at the equilibria `x^beta` for each `beta` in `betas` `(P,)` (traced values
     allowed), solved by `inference.newton` or `inference.sweeps`: `(grads with a leading axis P,
-    largest iteration count, largest residual)`. Newton's phases are one vmapped program (one copy
-    of its large step); the sweeps' phases run one after the other (a Python loop compiles faster
-    than a vmapped while loop for this small body)."""
+    largest iteration count, largest residual, every phase converged)`. Newton's phases are one
+    vmapped program (one copy of its large step); the sweeps' phases run one after the other (a
+    Python loop compiles faster than a vmapped while loop for this small body). A phase that stops
+    at `max_iterations` warns, raises or is only recorded, as `on_unconverged` says
+    (`inference.report_convergence`)."""
     solve = _solver(solver)
 
     def one(beta):
-        eq = solve(system, theta, x0, loss, beta, tol=tol, max_iterations=max_iterations)
-        return inference.energy_theta_gradient(system, theta, eq.xs), eq.iterations, eq.residual
+        eq = solve(system, theta, x0, loss, beta, tol=tol, max_iterations=max_iterations,
+                   on_unconverged=on_unconverged)
+        return inference.energy_theta_gradient(system, theta, eq.xs), eq.iterations, eq.residual, eq.converged
 
     if solver == "newton":
-        grads, its, res = jax.vmap(one)(jnp.asarray(betas))
-        return grads, jnp.max(its), jnp.max(res)
+        grads, its, res, done = jax.vmap(one)(jnp.asarray(betas))
+        return grads, jnp.max(its), jnp.max(res), jnp.all(done)
     outs = [one(betas[i]) for i in range(len(betas))]
     grads = jax.tree.map(lambda *g: jnp.stack(g), *[o[0] for o in outs])
-    return grads, jnp.max(jnp.stack([o[1] for o in outs])), jnp.max(jnp.stack([o[2] for o in outs]))
+    return (grads, jnp.max(jnp.stack([o[1] for o in outs])), jnp.max(jnp.stack([o[2] for o in outs])),
+            jnp.all(jnp.stack([o[3] for o in outs])))
 
 
 def equilibrium_propagation(
     system: lagrangian.LayerMaps, theta: PyTree, x0: Array, loss: lagrangian.Loss, beta: float,
     symmetric: bool = True, tol: float = 1e-13, max_iterations: int = 40, solver: str = "newton",
+    on_unconverged: str = "warn",
 ) -> EPEstimate:
     """EP estimate of `dl/dtheta` on the layered energy: the symmetric estimator
     `(dF/dtheta(x^beta) - dF/dtheta(x^-beta)) / (2 beta)` (Laborieux et al. 2021) or,
@@ -90,7 +97,9 @@ def equilibrium_propagation(
     (Scellier & Bengio 2017, Theorem 1). `x0` is a batch `(B, n_0)`; the nudged phases are
     solved by `inference.newton` (or, `solver="sweeps"`, the Hessian-free `inference.sweeps`,
     for small `beta`); the free phase of the one-sided estimate is the forward pass (its exact
-    equilibrium, where every prediction error and so `dF/dtheta` vanish).
+    equilibrium, where every prediction error and so `dF/dtheta` vanish). A phase that stops at
+    `max_iterations` before `tol` warns (`inference.UnconvergedWarning`), or raises with
+    `on_unconverged="raise"`; `residual` and `converged` say how far it got.
 
     Example:
         >>> import jax, jax.numpy as jnp, lagrangian
@@ -103,13 +112,15 @@ def equilibrium_propagation(
         raise ValueError("equilibrium propagation needs a non-zero nudge beta")
     beta = jnp.asarray(beta, jnp.asarray(x0).dtype)
     if symmetric:
-        grads, its, res = phases(system, theta, x0, loss, jnp.stack([beta, -beta]), tol, max_iterations, solver)
-        return EPEstimate(jax.tree.map(lambda g: (g[0] - g[1]) / (2.0 * beta), grads), its, res)
+        grads, its, res, done = phases(system, theta, x0, loss, jnp.stack([beta, -beta]), tol, max_iterations,
+                                       solver, on_unconverged)
+        return EPEstimate(jax.tree.map(lambda g: (g[0] - g[1]) / (2.0 * beta), grads), its, res, done)
     # the free equilibrium (beta = 0) is the forward pass, where every prediction error and so
     # dF/dtheta vanish exactly: only the nudged phase needs a solve
-    grads, its, res = phases(system, theta, x0, loss, beta[None], tol, max_iterations, solver)
+    grads, its, res, done = phases(system, theta, x0, loss, beta[None], tol, max_iterations, solver,
+                                   on_unconverged)
     free = inference.energy_theta_gradient(system, theta, integrators.forward(system, theta, x0))
-    return EPEstimate(jax.tree.map(lambda g, f: (g[0] - f) / beta, grads, free), its, res)
+    return EPEstimate(jax.tree.map(lambda g, f: (g[0] - f) / beta, grads, free), its, res, done)
 
 
 def relaxation_curve(system, theta, x0, loss, beta, iterations, eta, symmetric=True):

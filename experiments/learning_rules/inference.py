@@ -32,11 +32,15 @@ The parameter gradient of the energy at a state is local too:
 
 from __future__ import annotations
 
+import functools
+import warnings
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, PyTree
 
@@ -46,11 +50,60 @@ import lagrangian
 
 class Equilibrium(NamedTuple):
     """A solved state: `xs = (x_0, ..., x_N)` (each `(B, n_k)`), the Newton iterations taken
-    (largest over the batch) and the largest stationarity residual `|dF/dx|_inf`."""
+    (largest over the batch), the largest stationarity residual `|dF/dx|_inf` (Newton) or last
+    state change (sweeps), and whether every sample reached the tolerance before `max_iterations`."""
 
     xs: tuple[Array, ...]
     iterations: Array
     residual: Array
+    converged: Array
+
+
+class UnconvergedWarning(RuntimeWarning):
+    """An equilibrium solver stopped at its iteration limit before its tolerance: the state it
+    returned, and any gradient estimate read from it, is not the equilibrium."""
+
+
+ON_UNCONVERGED = ("warn", "raise", "ignore")
+"""What a solver does when it stops before its tolerance: warn (`UnconvergedWarning`, the
+default), raise (an error from the compiled program, for callers that ask for strictness), or
+ignore (the caller reads `converged` and `residual` itself)."""
+
+
+def _warn_unconverged(name, converged, residual, iterations, tol):
+    if not bool(np.all(np.asarray(converged))):
+        warnings.warn(
+            f"{name} stopped before its tolerance {float(tol):.0e}: residual {float(np.max(residual)):.3g} "
+            f"after {int(np.max(iterations))} iterations (raise max_iterations, or use a solver that converges "
+            f"here); the estimate read from this state is not the equilibrium's", UnconvergedWarning, stacklevel=2)
+
+
+def report_convergence(name: str, eq: Equilibrium, tol: float, on_unconverged: str) -> Equilibrium:
+    """`eq`, after acting on `eq.converged` as `on_unconverged` says (`ON_UNCONVERGED`): a
+    warning from the running program (`jax.debug.callback`, so under `jit`, `vmap` and `scan`
+    too), or an error raised by it (`equinox.error_if`), or nothing.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, lagrangian, warnings
+        >>> net = lagrangian.MLP((2, 3, 1)); theta = net.init(jax.random.key(0))
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     eq = newton(net, theta, jnp.ones((1, 2)), lagrangian.SquaredError(), 0.1, max_iterations=1)
+        ...     jax.effects_barrier()
+        >>> bool(eq.converged), caught[0].category.__name__
+        (False, 'UnconvergedWarning')
+    """
+    if on_unconverged not in ON_UNCONVERGED:
+        raise ValueError(f"on_unconverged must be one of {ON_UNCONVERGED}; got {on_unconverged!r}")
+    if on_unconverged == "warn":
+        jax.debug.callback(functools.partial(_warn_unconverged, name, tol=tol), eq.converged, eq.residual,
+                           eq.iterations)
+    elif on_unconverged == "raise":
+        xs = eqx.error_if(eq.xs, ~jnp.all(eq.converged),
+                          f"{name} stopped at its iteration limit before its tolerance {tol:.0e} "
+                          "(on_unconverged='raise')")
+        eq = eq._replace(xs=xs)
+    return eq
 
 
 def sample_losses(loss: lagrangian.Loss, batch: int) -> tuple[Callable[[Array, Array], Array], Array | None]:
@@ -144,8 +197,8 @@ def _newton_one(system, theta, x0, target, lfn, beta, weights, clamped, tol, max
         return (it < max_iterations) & (small < 2)  # stop one step after the step became small
 
     start = (z0, jnp.asarray(0), jnp.asarray(0), jnp.asarray(jnp.inf, z0.dtype))
-    z, it, _, res = jax.lax.while_loop(cond, body, start)
-    return unravel(z), it, res
+    z, it, small, res = jax.lax.while_loop(cond, body, start)
+    return unravel(z), it, res, small >= 2
 
 
 def _arguments(name: str, system, x0, loss, clamp, weights) -> tuple[tuple[float, ...], Array, bool]:
@@ -173,6 +226,7 @@ def newton(
     weights: Sequence[float] | None = None,
     tol: float = 1e-13,
     max_iterations: int = 40,
+    on_unconverged: str = "warn",
 ) -> Equilibrium:
     """The equilibrium `dF/dx = 0` of every sample of the batch `x0` `(B, n_0)` by Newton's
     method (module docstring), output free with `beta * l(x_N)` (`beta` may be traced), or
@@ -184,6 +238,8 @@ def newton(
     saddle; near the minimum the full step is taken and convergence is quadratic. It stops
     one step after the step fell below `tol * (1 + |x|_inf)`, or after `max_iterations`.
     `residual` is the largest `|dF/dx|_inf` before that last step (it is then at rounding).
+    Stopping at `max_iterations` first warns, raises or is only recorded in `converged`, as
+    `on_unconverged` says (`report_convergence`).
 
     Example:
         >>> import jax, jax.numpy as jnp, lagrangian
@@ -201,9 +257,10 @@ def newton(
     def one(x, t):
         return _newton_one(system, theta, x, t, lfn, beta, weights, clamped, tol, max_iterations)
 
-    free, its, res = jax.vmap(one, in_axes=(0, None if targets is None else 0))(x0, targets)
+    free, its, res, done = jax.vmap(one, in_axes=(0, None if targets is None else 0))(x0, targets)
     xs = (x0, *free, jnp.asarray(clamp)) if clamped else (x0, *free)
-    return Equilibrium(xs=tuple(xs), iterations=jnp.max(its), residual=jnp.max(res))
+    eq = Equilibrium(xs=tuple(xs), iterations=jnp.max(its), residual=jnp.max(res), converged=jnp.all(done))
+    return report_convergence("newton (equilibrium)", eq, tol, on_unconverged)
 
 
 def sweeps(
@@ -217,6 +274,7 @@ def sweeps(
     weights: Sequence[float] | None = None,
     tol: float = 1e-13,
     max_iterations: int = 60,
+    on_unconverged: str = "warn",
 ) -> Equilibrium:
     """The same equilibrium as `newton` by a fixed-point iteration of the stationarity
     conditions, alternating a backward sweep of the errors and a forward sweep of the states:
@@ -228,7 +286,9 @@ def sweeps(
     converges to rounding in a few sweeps at the small nudges the harness uses, with no
     Hessian (cheap to compile); it does not converge for strong nudges (use `newton`). Stops
     one sweep after the largest state change fell below `tol * (1 + |x|_inf)`, or after
-    `max_iterations`; `residual` is the last state change.
+    `max_iterations`; `residual` is the last state change. Stopping at `max_iterations` first
+    warns, raises or is only recorded in `converged`, as `on_unconverged` says
+    (`report_convergence`).
 
     Example:
         >>> import jax, jax.numpy as jnp, lagrangian
@@ -279,9 +339,10 @@ def sweeps(
         _, it, small, _ = carry
         return (it < max_iterations) & (small < 2)
 
-    xs, it, _, change = jax.lax.while_loop(cond, body, (start, jnp.asarray(0), jnp.asarray(0),
-                                                        jnp.asarray(jnp.inf, x0.dtype)))
-    return Equilibrium(xs=xs, iterations=it, residual=change)
+    xs, it, small, change = jax.lax.while_loop(cond, body, (start, jnp.asarray(0), jnp.asarray(0),
+                                                            jnp.asarray(jnp.inf, x0.dtype)))
+    eq = Equilibrium(xs=xs, iterations=it, residual=change, converged=small >= 2)
+    return report_convergence("sweeps (equilibrium)", eq, tol, on_unconverged)
 
 
 def descend(
@@ -350,5 +411,5 @@ def tree_combine(a: PyTree, b: PyTree, ca: float, cb: float) -> PyTree:
     return jax.tree.map(lambda x, y: ca * x + cb * y, a, b)
 
 
-__all__ = ["Equilibrium", "assemble", "descend", "energy_theta_gradient", "newton", "sample_losses",
-           "stationarity_residual", "sweeps", "tree_combine"]
+__all__ = ["Equilibrium", "ON_UNCONVERGED", "UnconvergedWarning", "assemble", "descend", "energy_theta_gradient", "newton", "report_convergence",
+           "sample_losses", "stationarity_residual", "sweeps", "tree_combine"]

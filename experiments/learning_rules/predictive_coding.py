@@ -39,11 +39,13 @@ from . import inference
 
 
 class PCEstimate(NamedTuple):
-    """A PC gradient estimate with the Newton iterations and stationarity residual of its inference."""
+    """A PC gradient estimate with the Newton iterations and stationarity residual of its inference,
+    and whether the inference reached its tolerance (`inference.Equilibrium`)."""
 
     grad: PyTree
     iterations: Array
     residual: Array
+    converged: Array
 
 
 def squared_error_target(loss: lagrangian.Loss, batch: int, dim: int) -> Array:
@@ -63,11 +65,13 @@ def precisions(depth: int, gamma: float) -> tuple[float, ...]:
 
 def clamped(system: lagrangian.LayerMaps, theta: PyTree, x0: Array, loss: lagrangian.Loss,
             precision: float = 1.0, tol: float = 1e-13, max_iterations: int = 40,
-            solver: str = "newton") -> PCEstimate:
+            solver: str = "newton", on_unconverged: str = "warn") -> PCEstimate:
     """PC with the output clamped to the squared-error target: `dF/dtheta / gamma` at the
     equilibrium of the hidden states, output precision `gamma`, by `inference.newton` (or,
     for `gamma << 1`, the Hessian-free `inference.sweeps`). `x0` `(B, n_0)`; returns the estimate
-    (structure of `theta`), the iterations and the stationarity residual.
+    (structure of `theta`), the iterations and the stationarity residual. Inference that stops at
+    `max_iterations` before `tol` warns, raises or is only recorded, as `on_unconverged` says
+    (`inference.report_convergence`).
 
     Example:
         >>> import jax, jax.numpy as jnp, lagrangian
@@ -85,9 +89,9 @@ def clamped(system: lagrangian.LayerMaps, theta: PyTree, x0: Array, loss: lagran
     target = squared_error_target(loss, x0.shape[0], n_out)
     weights = precisions(system.depth, precision)
     eq = getattr(inference, solver)(system, theta, x0, clamp=target, weights=weights, tol=tol,
-                                    max_iterations=max_iterations)
+                                    max_iterations=max_iterations, on_unconverged=on_unconverged)
     grad = inference.energy_theta_gradient(system, theta, eq.xs, weights)
-    return PCEstimate(jax.tree.map(lambda g: g / precision, grad), eq.iterations, eq.residual)
+    return PCEstimate(jax.tree.map(lambda g: g / precision, grad), eq.iterations, eq.residual, eq.converged)
 
 
 def clamped_relaxation_curve(system, theta, x0, loss, precision, iterations, eta):

@@ -1,5 +1,7 @@
 """Every catalogue entry runs its quick preset and `verify` passes on the folder it wrote;
-each entry's numbers are checked against what the mathematics says they must be.
+each entry's numbers are checked against what the mathematics says they must be. The wall
+time of each quick run is printed at the end of the session (`tests/experiments/conftest.py`);
+no test depends on it.
 
 Default suite: galley-tension (about 10 s of CPU per run). The other entries take
 20-40 s per run on one loaded core, twice with verify, so they are marked slow
@@ -17,9 +19,8 @@ from experiments.runner import run, verify
 
 QUICK = {
     "quickstart": {"steps": 6, "batch": 4, "t_final": 1.5},
-    "compare": {"problems": "resnet", "methods": "jax-grad,least-action,tension", "repeats": 1},
 }
-"""Small configs of the entries without a `quick` preset."""
+"""Smaller configs of the entries without a `quick` preset (their defaults are small already)."""
 
 DEFAULT_SUITE = {"galley-tension"}
 
@@ -104,10 +105,12 @@ CHECKS = {
 
 
 @pytest.mark.parametrize("name", [
-    pytest.param(name, marks=() if name in DEFAULT_SUITE else pytest.mark.slow) for name in sorted(CATALOG)
+    pytest.param(name, marks=pytest.mark.smoke if name in DEFAULT_SUITE else pytest.mark.slow)
+    for name in sorted(CATALOG)
 ])
-def test_entry_runs_quick_and_verifies(name, tmp_path):
+def test_entry_runs_quick_and_verifies(name, tmp_path, record_property):
     record = run(CATALOG[name], quick_overrides(name), out=tmp_path / name)
+    record_property("quick_preset_seconds", record.manifest["wall_time_seconds"])  # printed, never judged
     assert (record.folder / "results.json").is_file()
     assert list((record.folder / "figures").glob("*.png")) or name == "compare"
     if name in CHECKS:
@@ -121,3 +124,4 @@ def test_entry_runs_quick_and_verifies(name, tmp_path):
 def test_every_entry_declares_a_quick_preset_or_a_small_config():
     for name, experiment in CATALOG.items():
         assert experiment.has_quick or name in QUICK, f"{name}: add a `quick` field to its config"
+    assert CATALOG["compare"].resolve({"quick": True}).selection()[2] == 1

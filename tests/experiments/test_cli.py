@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from experiments import config as configs
 from experiments import read_config
 from experiments.catalog import CATALOG
 from experiments.cli import app
@@ -14,11 +15,49 @@ from experiments.cli import app
 from .conftest import SMALL, assert_results_close
 
 
+@pytest.mark.smoke
 def test_list_shows_quickstart(cli):
     result = cli.invoke(app, ["list"])
     assert result.exit_code == 0, result.output
     assert "quickstart" in result.output
     assert "neural ODE" in result.output
+
+
+def test_tables_are_readable_at_80_columns(cli, tmp_path):
+    """`list`, `compare --list` and a compare run's tables fit 80 columns: no value is cut to "..."
+    (long ones fold onto further lines) and every line is at most 80 characters."""
+    outputs = [cli.invoke(app, ["list"], env={"COLUMNS": "80"}),
+               cli.invoke(app, ["compare", "--list"], env={"COLUMNS": "80"}),
+               cli.invoke(app, ["compare", "-p", "resnet", "-m", "jax-grad", "-m", "least-action-reversible-heun",
+                                "--repeats", "1", "--out", str(tmp_path / "c")],
+                          env={"COLUMNS": "80"})]
+    for result in outputs:
+        assert result.exit_code == 0, result.output
+        assert "\u2026" not in result.output and "..." not in result.output
+        assert max(len(line) for line in result.stdout.splitlines()) <= 80
+    rows: dict = {}  # the list table's rows, each column's folded lines joined again
+    for line in outputs[0].stdout.splitlines():
+        cells = line.split("│")
+        if len(cells) == 5:
+            if cells[1].strip():
+                name = cells[1].strip()
+                rows[name] = ["", ""]
+            rows[name] = [rows[name][0] + cells[2].strip(), rows[name][1] + cells[3].strip()]
+    assert set(rows) == set(CATALOG)
+    for name, (description, defaults) in rows.items():
+        assert description.replace(" ", "") == CATALOG[name].description.replace(" ", ""), name
+        expected = "".join(f"{k}={v!r}" for k, v in configs.as_dict(CATALOG[name].config).items())
+        assert defaults.replace(" ", "") == expected.replace(" ", ""), name
+    assert "least-action-reversible-heun" in "".join(outputs[2].stdout.split()).replace("│", "")
+    assert "ms" in outputs[2].stdout.split() and "max" in outputs[2].stdout.split()
+
+
+@pytest.mark.smoke
+def test_help_texts_keep_their_brackets(cli):
+    result = cli.invoke(app, ["verify", "--help"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0
+    assert "[verify] rtol" in result.output and "[verify] table" in " ".join(result.output.split())
+    assert "[default: a deleted temp" in result.output
 
 
 def test_run_summary_names_folder_and_gradient_error(quickstart_run):
@@ -62,6 +101,7 @@ def test_unknown_experiment_lists_valid_names(cli, tmp_path):
         ("steps", "--set expects key=value"),
     ],
 )
+@pytest.mark.smoke
 def test_bad_setting_is_one_line_error(cli, tmp_path, setting, message):
     out = tmp_path / "bad"
     result = cli.invoke(app, ["run", "quickstart", "--out", str(out), "--set", setting])
@@ -148,3 +188,47 @@ def test_failure_inside_experiment_leaves_nothing(cli, tmp_path, monkeypatch):
     assert result.exit_code != 0
     assert isinstance(result.exception, RuntimeError)
     assert os.listdir(tmp_path) == []
+
+
+def _mismatched(config, folder, progress):
+    """A run whose loss target has the wrong shape: JAX raises a TypeError deep inside."""
+    import jax.numpy as jnp
+
+    import lagrangian
+
+    return {"loss": lagrangian.SquaredError(target=jnp.ones(3))(jnp.ones((4, 2)))}
+
+
+@pytest.mark.smoke
+def test_shape_mismatch_is_one_line_and_debug_shows_the_traceback(cli, tmp_path, monkeypatch):
+    broken = CATALOG["quickstart"].__class__(
+        name="quickstart", description="mismatched", config=CATALOG["quickstart"].config, run=_mismatched)
+    monkeypatch.setitem(CATALOG, "quickstart", broken)
+    result = cli.invoke(app, ["run", "quickstart", "--out", str(tmp_path / "a"), *SMALL])
+    assert result.exit_code == 1
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith("error: quickstart failed: shape mismatch: sub got incompatible shapes")
+    assert "hint:" in line and "--debug" in line
+    assert not (tmp_path / "a").exists()
+    debug = cli.invoke(app, ["--debug", "run", "quickstart", "--out", str(tmp_path / "b"), *SMALL])
+    assert debug.exit_code != 0 and isinstance(debug.exception, TypeError)
+    assert not (tmp_path / "b").exists()
+
+
+def test_out_of_memory_is_one_line(tmp_path):
+    """A real out-of-memory failure: quickstart with 10^8 steps in a process limited to 6 GB of
+    address space (XLA asks for 25.6 GB and fails); one line, exit 1, no folder."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "oom"
+    args = ["leastaction", "run", "quickstart", "--set", "steps=100000000", "--out", str(out), "--quiet"]
+    code = ("import resource, runpy, sys; resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30)); "
+            f"sys.argv = {args!r}; runpy.run_module('experiments.cli', run_name='__main__')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "COLUMNS": "200"})
+    assert done.returncode == 1, done.stderr[-2000:]
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("error: quickstart failed: out of memory (RESOURCE_EXHAUSTED")
+    assert "hint: smaller sizes" in line
+    assert not out.exists() and os.listdir(tmp_path) == []

@@ -9,6 +9,9 @@ import pytest
 from experiments.config import as_dict, check_defaults, coerce, parse_assignments, resolve
 
 
+pytestmark = pytest.mark.smoke
+
+
 @dataclass(frozen=True)
 class Toy:
     n: int = 3

@@ -35,6 +35,29 @@ def test_quick_run_meets_the_acceptance_numbers(results):
     assert abs(slopes["DP, alpha = 1/2"] - 2.0) <= 0.2 and abs(slopes["DP-top, alpha = 0"] - 1.0) <= 0.1
 
 
+def test_quick_run_records_the_inference_residual_beside_each_estimate(results):
+    """EP's and PC's equilibria: residual and convergence per nudge; symmetric EP has no error where
+    its phases did not converge (beta = 1), and the cost rows carry the residual of their solve."""
+    folder, r = results
+    state = r["nudge_scan"]["inference"]
+    nudges = r["nudge_scan"]["nudges"]
+    assert set(state) == {"ep_residual", "ep_converged", "pc_residual", "pc_converged"}
+    assert all(len(v) == len(nudges) for v in state.values())
+    symmetric = r["nudge_scan"]["errors"]["EP symmetric"]
+    for converged, residual, error in zip(state["ep_converged"], state["ep_residual"], symmetric):
+        if converged:
+            assert residual <= 1e-10  # a converged solve is at rounding
+        else:
+            assert error is None
+    assert state["ep_converged"][0] and not state["ep_converged"][-1]  # beta = 1e-6 converges, beta = 1 cannot
+    log = (folder / "log.txt").read_text()
+    assert f"EP inference at nudge {nudges[-1]:.1e} stopped before its tolerance" in log
+    rows = {row["method"]: row for row in r["cost"]}
+    assert rows["EP symmetric (Newton)"]["inference"]["converged"]
+    assert rows["EP symmetric (Newton)"]["inference"]["residual"] < 1e-10
+    assert rows["least action: sweep"]["inference"] is None
+
+
 def test_quick_run_writes_figures_tables_and_curves(results):
     folder, r = results
     for stem in ("error_vs_nudge", "iterations_and_depth", "dyads_vs_copies", "digits_training"):

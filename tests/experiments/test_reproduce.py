@@ -6,8 +6,12 @@ import json
 import shutil
 import tomllib
 
+import pytest
+
 from experiments import CATALOG
+from experiments import runner
 from experiments.cli import app
+from experiments.manifest import file_hashes
 from experiments.runner import read_tolerances
 from experiments.verify import compare, Tolerances
 
@@ -58,6 +62,62 @@ def test_reproduce_from_a_copied_folder(quickstart_folder, cli, tmp_path):
     assert manifest["reproduces"] == str(copy)
 
 
+def _rehash(folder):
+    """Record the folder's current files in its manifest (as if the run had written them)."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"] = file_hashes(folder)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.smoke
+def test_verify_checks_every_file_against_the_manifest(quickstart_folder, cli, tmp_path):
+    """A tampered PNG, a deleted table and an extra file: each is named, verify exits 1,
+    although every number of results.json still matches the re-run."""
+    tampered = tmp_path / "tampered"
+    shutil.copytree(quickstart_folder, tampered)
+    with open(tampered / "figures" / "phase_space.png", "ab") as handle:
+        handle.write(b"x")
+    (tampered / "tables" / "gradient_check.md").unlink()
+    (tampered / "figures" / "notes.txt").write_text("not written by the run")
+    result = cli.invoke(app, ["verify", str(tampered)])
+    assert result.exit_code == 1, result.output
+    assert "figures/phase_space.png" in result.output and "changed: SHA-256 differs" in result.output
+    assert "tables/gradient_check.md" in result.output and "missing: listed in manifest.json" in result.output
+    assert "figures/notes.txt" in result.output and "extra: in the folder" in result.output
+    assert "MISMATCH: 3 file(s)" in result.output
+    assert "values of" not in result.output  # the numbers themselves match
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("damage", ["no manifest", "manifest without files"])
+def test_verify_without_a_usable_manifest_fails(quickstart_folder, cli, tmp_path, damage):
+    folder = tmp_path / "bare"
+    shutil.copytree(quickstart_folder, folder)
+    if damage == "no manifest":
+        (folder / "manifest.json").unlink()
+    else:
+        (folder / "manifest.json").write_text('{"experiment": "quickstart"}')
+    result = cli.invoke(app, ["verify", str(folder)])
+    assert result.exit_code == 1, result.output
+    assert "manifest.json" in result.output and ("no manifest.json" in result.output or "no `files`" in result.output)
+
+
+def test_verify_compares_figures_and_tables_with_the_re_run(quickstart_folder, tmp_path):
+    """quickstart's numbers re-run bit for bit, so its figures and tables are compared byte for byte:
+    a figure whose manifest records its altered bytes (so the hash check passes) still fails."""
+    altered = tmp_path / "altered"
+    shutil.copytree(quickstart_folder, altered)
+    good = runner.verify(altered)
+    assert good.ok and good.files.rerun_compared == 4 and good.files.rerun_skipped is None
+    with open(altered / "figures" / "phase_space.pdf", "ab") as handle:
+        handle.write(b"%")
+    _rehash(altered)
+    outcome = runner.verify(altered)
+    assert outcome.files.checked == 7 and not (outcome.files.changed or outcome.files.missing)
+    assert outcome.files.rerun_differs == ("figures/phase_space.pdf",)
+    assert outcome.comparison.ok and not outcome.ok
+
+
 def test_verify_on_an_edited_results_file_fails_with_a_diff(quickstart_folder, cli, tmp_path):
     edited = tmp_path / "edited"
     shutil.copytree(quickstart_folder, edited)
@@ -69,6 +129,7 @@ def test_verify_on_an_edited_results_file_fails_with_a_diff(quickstart_folder, c
     result = cli.invoke(app, ["verify", str(edited)])
     assert result.exit_code == 1, result.output
     assert "MISMATCH: 2 of" in result.output
+    assert "results.json" in result.output and "changed: SHA-256 differs" in result.output
     assert "loss" in result.output and "stationarity.max_abs_p" in result.output
     assert "Traceback" not in result.output
 
@@ -82,6 +143,7 @@ def test_verify_uses_the_tolerances_stored_in_the_folder(quickstart_folder, cli,
     (edited / "results.json").write_text(json.dumps(results))
     config = (edited / "config.toml").read_text().replace("rtol = 1e-09", "rtol = 1e-05")
     (edited / "config.toml").write_text(config)
+    _rehash(edited)  # the manifest records the edited files: only the tolerance decides
     result = cli.invoke(app, ["verify", str(edited), "--quiet"])
     assert result.exit_code == 0, result.output
     assert "within rtol 1e-05" in result.output
@@ -114,7 +176,11 @@ def test_run_from_a_config_file_with_set_on_top(quickstart_folder, cli, tmp_path
     assert config["steps"] == 6 and config["batch"] == 4 and config["seed"] == 1
 
 
-def test_quick_without_a_quick_preset_is_a_clear_error(cli, tmp_path):
-    result = cli.invoke(app, ["run", "quickstart", "--quick", "--out", str(tmp_path / "q"), *SMALL])
-    assert result.exit_code == 2
-    assert "has no quick preset" in result.output
+def test_quick_on_an_experiment_whose_defaults_are_small_runs_them(cli, tmp_path):
+    """quickstart has no separate quick preset: --quick is accepted (a loop over every experiment
+    with --quick works), says so, and runs the config it would run without it."""
+    result = cli.invoke(app, ["run", "quickstart", "--quick", "--out", str(tmp_path / "q"), "--quiet", *SMALL])
+    assert result.exit_code == 0, result.output
+    assert "note: quickstart has no separate quick preset" in result.output
+    with open(tmp_path / "q" / "config.toml", "rb") as handle:
+        assert tomllib.load(handle)["config"]["steps"] == 6

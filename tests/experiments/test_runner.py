@@ -35,6 +35,7 @@ def _files(folder: Path) -> set[str]:
     return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
 
 
+@pytest.mark.smoke
 def test_quickstart_writes_every_file(quickstart_folder):
     folder = quickstart_folder
     assert _files(folder) == EXPECTED_FILES
@@ -52,6 +53,7 @@ def test_config_is_the_resolved_config(quickstart_folder):
     assert read_config(folder) == ("quickstart", document["config"])
 
 
+@pytest.mark.smoke
 def test_manifest_records_provenance_and_hashes(quickstart_folder):
     folder = quickstart_folder
     manifest = json.loads((folder / "manifest.json").read_text())
@@ -77,6 +79,63 @@ def test_manifest_records_provenance_and_hashes(quickstart_folder):
     assert set(manifest["files"]) == EXPECTED_FILES - {"manifest.json"}
     for name, digest in manifest["files"].items():
         assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest, name
+    source = manifest["source"]
+    assert source["version"] and source["files"] > 50 and len(source["sha256"]) == 64
+
+
+def test_source_state_identifies_the_code_without_git(tmp_path):
+    """Copied out of the checkout (as `pip install .` copies it into site-packages), the code
+    has no git commit, but its version and source fingerprint are recorded, equal to the
+    checkout's; changing one line changes the fingerprint."""
+    import shutil
+    import subprocess
+    import sys
+
+    from experiments import manifest as provenance
+
+    checkout = Path(provenance.__file__).resolve().parents[1]
+    for package in provenance.SOURCE_PACKAGES:
+        shutil.copytree(checkout / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    code = "import json, experiments.manifest as m, pathlib; " \
+           "print(json.dumps([m.git_state(pathlib.Path(m.__file__).parent), m.source_state()]))"
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          check=True)
+    git, source = json.loads(done.stdout)
+    assert git == {"commit": None, "dirty": None}
+    assert source["root"] == str(tmp_path) and source["version"]
+    here = provenance.source_state(checkout)
+    assert (source["sha256"], source["files"]) == (here["sha256"], here["files"])
+    with open(tmp_path / "lagrangian" / "__init__.py", "a") as handle:
+        handle.write("\n# edited\n")
+    assert provenance.source_state(tmp_path)["sha256"] != here["sha256"]
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_run_folders_honour_the_umask(tmp_path, umask):
+    from dataclasses import dataclass
+
+    from experiments import Experiment
+
+    @dataclass(frozen=True)
+    class Config:
+        seed: int = 0
+
+    def write(config, folder, progress):
+        (folder.path / "tables").mkdir()
+        (folder.path / "tables" / "t.md").write_text("x")
+        return {"x": 1.0}
+
+    old = os.umask(umask)
+    try:
+        record = run(Experiment("umask", "modes", Config(), write), out=tmp_path / "new" / "folder")
+    finally:
+        os.umask(old)
+    for path in (tmp_path / "new", record.folder, record.folder / "tables"):
+        assert path.stat().st_mode & 0o777 == 0o777 & ~umask, path
+    for path in (record.folder / "results.json", record.folder / "tables" / "t.md"):
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path
 
 
 def test_results_gradient_is_exact(quickstart_folder):
@@ -121,6 +180,7 @@ def test_api_run_takes_typed_overrides_from_config_toml(quickstart_folder, tmp_p
     assert_results_close(first, record.results)
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("error", [KeyboardInterrupt, RuntimeError])
 def test_interrupted_run_leaves_nothing_and_keeps_the_old_folder(tmp_path, error):
     def interrupted(config, folder, progress):

@@ -96,3 +96,37 @@ def test_sweep_on_an_existing_scheduler_by_address(cli, tmp_path):
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     assert [p["status"] for p in summary["points"]] == ["ok", "ok"]
+
+
+def test_sweep_shows_its_dashboard_and_progress_within_points_and_cleans_up(tmp_path, monkeypatch):
+    """The local cluster serves the dashboard (its link announced), every step of a running point
+    reaches the progress callback, and the workers' scratch folder is deleted: the temporary root
+    is empty afterwards and dask's default scratch location (DASK_TEMPORARY_DIRECTORY) is unused."""
+    import tempfile
+
+    from experiments import sweep as sweeps
+
+    root, default = tmp_path / "tmp", tmp_path / "dask-default"
+    root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(root))
+    monkeypatch.setenv("DASK_TEMPORARY_DIRECTORY", str(default))
+    announced, steps = [], []
+    record = sweeps.sweep(CATALOG["quickstart"], {"seed": [0, 1]}, {"steps": 6, "batch": 4, "t_final": 1.5},
+                          out=tmp_path / "sweep", workers=1, announce=announced.append,
+                          progress=lambda done, total, text: steps.append((done, total, text)))
+    assert [row["status"] for row in record.rows] == ["ok", "ok"]
+    (link,) = announced
+    assert link.startswith("dashboard: http://") and link.endswith("/status")
+    for point in ("000-seed=0", "001-seed=1"):
+        within = [text for _, total, text in steps if text.startswith(f"{point}: step ")]
+        assert f"{point}: step 6/6 done" in within, steps
+        assert len(within) >= 6
+    assert steps[-1][:2] == (2, 2)
+    assert os.listdir(root) == [] and not default.exists()
+
+
+def test_sweep_cli_prints_the_dashboard_link(cli, tmp_path):
+    result = cli.invoke(app, ["sweep", "quickstart", "--grid", "seed=0", "--set", "steps=6", "--set", "batch=4",
+                              "--set", "t_final=1.5", "--workers", "1", "--out", str(tmp_path / "s")])
+    assert result.exit_code == 0, result.output
+    assert "dashboard: http://" in result.output

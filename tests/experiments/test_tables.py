@@ -7,6 +7,9 @@ import pytest
 from experiments.tables import Table, format_number
 
 
+pytestmark = pytest.mark.smoke
+
+
 def test_format_number():
     assert format_number(0.0) == "0"
     assert format_number(1.234567e-16) == "1.23e-16"

@@ -7,6 +7,9 @@ import pytest
 from experiments.verify import Tolerances, compare, is_volatile
 
 
+pytestmark = pytest.mark.smoke
+
+
 def test_equal_trees_match_and_every_scalar_is_counted():
     tree = {"a": 1.0, "b": [1, 2.5, "x", None, True], "c": {"d": -3e-17}}
     result = compare(tree, tree)

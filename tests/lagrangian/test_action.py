@@ -57,6 +57,7 @@ def test_action_is_stationary_and_enveloping(name, key):
     assert abs(float(action(xs_tail, ps, theta)) - float(sol.loss)) <= 1e-14 * abs(float(sol.loss))
 
 
+@pytest.mark.smoke
 def test_p_is_the_sensitivity_of_the_loss_to_each_state(key):
     """`p_k = dl/dx_k`, checked by `jax.grad` of the tail of the network from layer k."""
     system = L.MLP((3, 6, 6, 2))
@@ -103,6 +104,7 @@ def test_hamilton_equations_on_the_oscillator_closed_form():
     assert abs(float(action) - 0.5 * float(np.sum(xs[-1] ** 2))) < 1e-4
 
 
+@pytest.mark.smoke
 def test_hamiltonian_with_running_cost():
     field = L.Pendulum(omega=2.0)
     theta = field.init(jax.random.key(0))

@@ -61,6 +61,7 @@ def test_doubled_action_is_stationary_at_the_tension_solution(beta, key):
     assert float(jnp.max(jnp.abs(g_minus[1:]))) <= 1e-12 * float(jnp.max(jnp.abs(x_plus)))
 
 
+@pytest.mark.smoke
 def test_beta_zero_keeps_the_copies_together(key):
     """Without the loss (beta = 0) the solution sits on the forward manifold, x- = 0."""
     system = SYSTEMS["resnet"]

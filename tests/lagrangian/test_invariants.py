@@ -34,6 +34,7 @@ def test_bilinear_invariant_is_constant_and_is_the_jvp(name, batch, key):
     assert abs(invariant[0] - float(jvp)) <= 1e-12 * abs(float(jvp))
 
 
+@pytest.mark.smoke
 def test_energy_is_conserved_by_the_exact_linear_flow():
     """For the time-independent `dx/dt = A x`, `H = p . A x` is constant along the exact
     flow `x = e^{At} x0`, `p = e^{A^T (T-t)} x(T)` (scipy expm, independent)."""
@@ -50,6 +51,7 @@ def test_energy_is_conserved_by_the_exact_linear_flow():
     assert np.max(np.abs(h - h[0])) <= 1e-12 * abs(h[0])
 
 
+@pytest.mark.smoke
 def test_symplectic_form_and_defect():
     j = L.symplectic_form(2)
     np.testing.assert_array_equal(j @ j, -np.eye(4))

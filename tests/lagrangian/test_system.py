@@ -8,6 +8,7 @@ import integrators as I
 import lagrangian as L
 
 
+@pytest.mark.smoke
 def test_mismatched_layer_and_parameter_shapes(key):
     system = L.MLP((3, 4, 2))
     theta = list(system.init(key))
@@ -23,6 +24,7 @@ def test_wrong_number_of_layers(key):
         I.sweep(system, theta, jnp.ones(3), L.SquaredError())
 
 
+@pytest.mark.smoke
 def test_wrong_input_dimension(key):
     system = L.ResNet(dim=3, depth=4)
     with pytest.raises(ValueError, match="x0 has dimension 5 but the system's input dimension is 3"):
@@ -52,6 +54,7 @@ def test_non_finite_time_grid(key):
         I.sweep(system, field.init(key), jnp.ones(2), L.SquaredError())
 
 
+@pytest.mark.smoke
 def test_bad_constructors():
     with pytest.raises(ValueError, match="unknown activation 'sigmoidal'"):
         L.MLP((2, 3), activation="sigmoidal")

@@ -16,6 +16,7 @@ def test_fan_out_graph_forward_values():
                                [h, h ** 2, -1.3 * h + 0.6 * h ** 2], rtol=0, atol=1e-15)
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("graph", [fan_out_graph(), scalar_mlp((2, 3, 2, 1), seed=3)], ids=["fan-out", "mlp"])
 def test_reference_adjoints_match_finite_differences(graph):
     """dL/dv (parents held fixed) by a central difference of the residual e_v; step 1e-5 gives

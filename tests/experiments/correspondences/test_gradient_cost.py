@@ -8,6 +8,7 @@ import pytest
 from experiments.correspondences import gradient_cost as gc
 
 
+@pytest.mark.smoke
 def test_closed_form_gradient_matches_central_differences():
     theta, inputs = gc.problem(5, 3, jax.random.key(0))
     fn = gc.tanh_unit(inputs)

@@ -18,6 +18,7 @@ def _errors(acceptance, variant, alpha, betas, passes=1):
     return np.array([rel_l2(fn(b), ref) for b in betas])
 
 
+@pytest.mark.smoke
 def test_symmetric_dual_propagation_is_second_order_in_beta(acceptance):
     e = _errors(acceptance, "dp", 0.5, (1e-2, 1e-3))
     assert e[1] <= 1e-5 and 70 <= e[0] / e[1] <= 130
