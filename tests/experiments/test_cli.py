@@ -34,7 +34,8 @@ def test_tables_are_readable_at_80_columns(cli, tmp_path):
     for result in outputs:
         assert result.exit_code == 0, result.output
         assert "\u2026" not in result.output and "..." not in result.output
-        assert max(len(line) for line in result.stdout.splitlines()) <= 80
+        # the run folder's path is as long as pytest's tmp_path makes it: not a table line
+        assert max(len(line) for line in result.stdout.splitlines() if not line.startswith("folder: ")) <= 80
     rows: dict = {}  # the list table's rows, each column's folded lines joined again
     for line in outputs[0].stdout.splitlines():
         cells = line.split("│")
