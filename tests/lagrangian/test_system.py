@@ -50,7 +50,7 @@ def test_non_finite_time_grid(key):
     with pytest.raises(ValueError, match="time grid holds non-finite"):
         I.sweep(system, field.init(key), jnp.ones(2), L.SquaredError())
     system = I.discretise(field, jnp.array([0.0, 0.5, 0.2]))
-    with pytest.raises(ValueError, match="time grid must be increasing"):
+    with pytest.raises(ValueError, match="time grid must be monotone, increasing or decreasing"):
         I.sweep(system, field.init(key), jnp.ones(2), L.SquaredError())
 
 
