@@ -204,7 +204,7 @@ def heatmap(results: dict):
         for spine in ax.spines.values():
             spine.set_visible(False)
     bar = fig.colorbar(image, ax=list(axes), shrink=0.8, pad=0.01)
-    bar.set_label(r"$\log_{10}$ relative $L_2$ error (cells: rounded; \"exact\": zero error)")
+    bar.set_label(r'$\log_{10}$ relative $L_2$ error (cells: rounded; "exact": zero error)')
     fig.suptitle(f"Gradient methods x problems ({results['dtype']}); failures outlined", fontsize=10)
     return fig
 

@@ -410,6 +410,7 @@ def test_heatmap_labels_tell_an_exact_zero_from_an_error_of_one():
     fig = report.heatmap(results)
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert texts == ["exact", "0", "0", "-14"]
+    assert fig.axes[-1].get_ylabel().endswith('(cells: rounded; "exact": zero error)')  # the colour bar says so
     import matplotlib.pyplot as plt
 
     plt.close(fig)
