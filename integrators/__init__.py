@@ -1,6 +1,14 @@
 """The numerics of leastaction: tableaux, their partners, the schemes that step a
 field on a grid, memory strategies, and the one sweep over the doubled phase space."""
 
+from ._convergence import (
+    ON_UNCONVERGED,
+    UnconvergedWarning,
+    check_on_unconverged,
+    report_unconverged,
+    tolerance_floor,
+    within_tolerance,
+)
 from .adaptive import AdaptiveGrid, adaptive_grid
 from .differentiable import solve
 from .discretisation import Discretisation, uniform_grid
@@ -58,4 +66,6 @@ __all__ = [
     "memory_named", "scheme_names", "NewtonInTimeResult", "newton_in_time", "newton_root", "output", "partner_tableau",
     "learn_while_relaxing", "relax", "RelaxedTraining", "RelaxationResult", "relaxation_step", "saddle_flow", "SaddleFlowResult", "saddle_flow_step", "solve", "sweep", "tableau",
     "tangent_sweep", "tension", "uniform_grid",
+    "ON_UNCONVERGED", "UnconvergedWarning", "check_on_unconverged", "report_unconverged", "tolerance_floor",
+    "within_tolerance",
 ]

@@ -18,16 +18,19 @@ from lagrangian import LayerMaps, VectorField
 
 
 def uniform_grid(t_final: float, steps: int, t0: float = 0.0, dtype=jnp.float64) -> Float[Array, " N1"]:
-    """`steps + 1` equally spaced times from `t0` to `t_final`.
+    """`steps + 1` equally spaced times from `t0` to `t_final`: increasing, or decreasing
+    (`t_final < t0`, steps `h = (t_final - t0) / steps < 0`) to integrate backward in time.
 
     Example:
         >>> integrators.uniform_grid(t_final=1.0, steps=4)
         Array([0.  , 0.25, 0.5 , 0.75, 1.  ], dtype=float64)
+        >>> integrators.uniform_grid(t_final=0.0, steps=2, t0=1.0)            # backward in time
+        Array([1. , 0.5, 0. ], dtype=float64)
     """
     if int(steps) < 1:
         raise ValueError(f"the number of steps must be >= 1; got {steps}")
-    if not np.isfinite(t_final) or not np.isfinite(t0) or t_final <= t0:
-        raise ValueError(f"need finite t0 < t_final; got t0={t0}, t_final={t_final}")
+    if not np.isfinite(t_final) or not np.isfinite(t0) or t_final == t0:
+        raise ValueError(f"need finite t0 != t_final; got t0={t0}, t_final={t_final}")
     return jnp.linspace(t0, t_final, int(steps) + 1, dtype=dtype)
 
 
@@ -64,8 +67,10 @@ class Discretisation(LayerMaps):
         ts = np.asarray(self.ts)
         if not np.all(np.isfinite(ts)):
             raise ValueError("time grid holds non-finite values")
-        if not np.all(np.diff(ts) >= 0) or ts[-1] <= ts[0]:
-            raise ValueError("time grid must be increasing (repeated final times are allowed as padding)")
+        steps = np.diff(ts) * np.sign(ts[-1] - ts[0])
+        if ts[-1] == ts[0] or not np.all(steps >= 0):
+            raise ValueError("time grid must be monotone, increasing or decreasing (backward in time); repeated "
+                             "final times are allowed as padding")
 
     def on_grid(self, k, pair: Float[Array, " 2"]) -> "Discretisation":
         """This scheme on the one-step grid `pair = (t_k, t_{k+1})`: its layer 0 is layer `k`

@@ -13,6 +13,7 @@ from jaxtyping import Array, PyTree
 
 from lagrangian import LayerMaps, Loss
 
+from ._convergence import check_on_unconverged, report_unconverged, within_tolerance
 from .relax import check_scan_layout, layers_vmapped
 from .stationary import forward
 
@@ -39,7 +40,8 @@ def _backward_recurrence(a, c, end):
 
 
 class NewtonInTimeResult(eqx.Module):
-    """States `xs`, conjugate field `ps`, gradient, and the Newton iterations used.
+    """States `xs`, conjugate field `ps`, gradient, the Newton iterations used, the forward
+    residual `max_k |Phi_k(x_k) - x_{k+1}|` of the final states and whether it met the tolerance.
 
     Example:
         >>> net = lagrangian.ResNet(dim=2, depth=8)
@@ -53,6 +55,7 @@ class NewtonInTimeResult(eqx.Module):
     grad: PyTree
     iterations: Array
     residual: Array
+    converged: Array | None = None
 
 
 def newton_in_time(
@@ -62,6 +65,8 @@ def newton_in_time(
     loss: Loss,
     tol: float = 1e-13,
     max_iterations: int | None = None,
+    *,
+    on_unconverged: str = "warn",
 ) -> NewtonInTimeResult:
     """Solve the stationarity conditions by Newton over the whole trajectory (one state `(n,)`).
 
@@ -77,6 +82,11 @@ def newton_in_time(
     Newton converges quadratically and that step lands at rounding (4e-15 in `x`,
     7e-15 in `p` against a long-double recursion). `iterations` counts it.
 
+    `converged` says whether the final states' residual is within `tol * (1 + |x|_inf)`
+    (a `tol` below the dtype's rounding is raised to `tolerance_floor`, so a float32 solve
+    at rounding converges); a `max_iterations` reached short of it warns
+    (`UnconvergedWarning`), raises (`on_unconverged="raise"`) or is only recorded (`"ignore"`).
+
     Example:
         >>> net = lagrangian.ResNet(dim=2, depth=16)
         >>> theta, x0, loss = net.init(jax.random.key(0)), jnp.ones(2), lagrangian.SquaredError()
@@ -88,9 +98,13 @@ def newton_in_time(
     x0 = jnp.asarray(x0)
     if x0.ndim != 1:
         raise ValueError(f"newton_in_time takes one state of shape (n,); vmap it for a batch (got {x0.shape})")
+    check_on_unconverged(on_unconverged)
     system.check(theta, x0)
     limit = system.depth + 1 if max_iterations is None else int(max_iterations)
-    return _newton(system, theta, x0, loss, float(tol), limit)
+    result = _newton(system, theta, x0, loss, float(tol), limit)
+    return report_unconverged("newton_in_time", result, result.converged, result.residual, result.iterations, tol,
+                              on_unconverged, hint="(raise max_iterations); the states, conjugate field and "
+                                                   "gradient are not the exact ones")
 
 
 @eqx.filter_jit
@@ -134,4 +148,5 @@ def _newton(system, theta, x0, loss, tol, limit):
     grads = layers_vmapped(system, local_grad, theta, xs[:-1], ps[1:])
     if system.layout == "shared":
         grads = jax.tree.map(lambda g: jnp.sum(g, axis=0), grads)
-    return NewtonInTimeResult(xs=xs, ps=ps, grad=grads, iterations=iterations, residual=r)
+    converged = within_tolerance(r, jnp.max(jnp.abs(xs)), tol, xs.dtype)
+    return NewtonInTimeResult(xs=xs, ps=ps, grad=grads, iterations=iterations, residual=r, converged=converged)

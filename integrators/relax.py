@@ -35,6 +35,12 @@ exponentially to the exact forward pass and gradient; the slowest mode is the
 diffusion of the penalty along the depth, so the pseudo-time grows like `N^2`
 (the conjugate relaxation's like `N`). For nonlinear layers it converges
 locally, for `rho` large enough.
+
+Both run a fixed number of iterations and then test the state they stop at: its residual
+(the largest of the forward and conjugate residuals, `|Phi_k(x_k) - x_{k+1}|` and
+`|dS/dx_k|`, at the final fields) against `tol * (1 + |fields|_inf)`. The result carries
+`residual` and `converged`; a stop short of `tol` warns (`UnconvergedWarning`), raises, or
+is only recorded, as `on_unconverged` says (`integrators.report_unconverged`).
 """
 
 import equinox as eqx
@@ -44,18 +50,27 @@ from jaxtyping import Array, PyTree
 
 from lagrangian import LayerMaps, Loss
 
+from ._convergence import check_on_unconverged, report_unconverged, within_tolerance
 from .stationary import forward
 
 
+def _largest(tree):
+    """`max |a|` over every leaf of `tree` (the fields of any layout)."""
+    return jnp.max(jnp.stack([jnp.max(jnp.abs(a)) for a in jax.tree.leaves(tree)]))
+
+
 class RelaxationResult(eqx.Module):
-    """Result of a relaxation: the fields and gradient at the final `tau`, and the
-    history (one row per iteration) of the largest forward and conjugate residuals.
+    """Result of a relaxation: the fields and gradient at the final `tau`, the
+    history (one row per iteration) of the largest forward and conjugate residuals,
+    and the largest residual at the final fields with whether it met the tolerance.
 
     Example:
         >>> net = lagrangian.ResNet(dim=2, depth=8)
-        >>> result = integrators.relax(net, net.init(jax.random.key(0)), jnp.ones(2), lagrangian.SquaredError(), iterations=200)
+        >>> result = integrators.relax(net, net.init(jax.random.key(0)), jnp.ones(2), lagrangian.SquaredError(), iterations=300)
         >>> result.forward_residual.shape, bool(result.forward_residual[-1] < 1e-12)    # one row per iteration
-        ((200,), True)
+        ((300,), True)
+        >>> bool(result.converged), bool(result.residual < 1e-10)     # the final fields met the tolerance
+        (True, True)
     """
 
     xs: Array | tuple[Array, ...]
@@ -64,6 +79,8 @@ class RelaxationResult(eqx.Module):
     forward_residual: Array
     conjugate_residual: Array
     grads: PyTree | None = None
+    residual: Array | None = None
+    converged: Array | None = None
 
 
 def layers_vmapped(system, fn, theta, *per_layer):
@@ -136,6 +153,9 @@ def relax(
     iterations: int = 300,
     eta: float = 0.2,
     record_grads: bool = False,
+    *,
+    tol: float = 1e-10,
+    on_unconverged: str = "warn",
 ) -> RelaxationResult:
     """Run the conjugate relaxation for `iterations` steps of size `eta`, from
     `x_k = x_0` (layers of one shape) or `x_k = 0` (changing widths) and `p_k = 0`.
@@ -145,6 +165,11 @@ def relax(
 
     With `record_grads`, the gradient read at every iteration is returned in
     `grads` (leading axis `iterations`), for convergence curves.
+
+    `residual` is the largest forward or conjugate residual at the final fields and
+    `converged` whether it is within `tol * (1 + |fields|_inf)`; if not, the relaxation
+    warns (`UnconvergedWarning`), raises (`on_unconverged="raise"`) or only records it
+    (`"ignore"`, for curves that stop early on purpose).
 
     Example:
         >>> mlp = lagrangian.MLP((2, 4, 4, 1))
@@ -156,9 +181,13 @@ def relax(
     """
     if not 0 < eta <= 1:
         raise ValueError(f"relaxation step eta must lie in (0, 1]; got {eta}")
+    check_on_unconverged(on_unconverged)
     x0 = jnp.asarray(x0)
     system.check(theta, x0)
-    return _relax(system, theta, x0, loss, int(iterations), float(eta), bool(record_grads))
+    result = _relax(system, theta, x0, loss, int(iterations), float(eta), bool(record_grads), float(tol))
+    return report_unconverged("relax", result, result.converged, result.residual, int(iterations), tol,
+                              on_unconverged, hint="(raise iterations, or eta towards 1); the gradient read "
+                                                   "from these fields is not the exact one")
 
 
 def _initial_fields(system, theta, x0):
@@ -173,7 +202,7 @@ def _initial_fields(system, theta, x0):
 
 
 @eqx.filter_jit
-def _relax(system, theta, x0, loss, iterations, eta, record_grads):
+def _relax(system, theta, x0, loss, iterations, eta, record_grads, tol):
     xs, ps = _initial_fields(system, theta, x0)
 
     def body(carry, _):
@@ -182,23 +211,27 @@ def _relax(system, theta, x0, loss, iterations, eta, record_grads):
         return (xs, ps), (rf, rc, grads if record_grads else None)
 
     (xs, ps), (rf, rc, history) = jax.lax.scan(body, (xs, ps), None, length=iterations)
-    # the gradient read at the final fields
-    _, _, grads, _, _ = relaxation_step(system, theta, loss, 0.0, xs, ps)
-    return RelaxationResult(xs=xs, ps=ps, grad=grads, forward_residual=rf, conjugate_residual=rc, grads=history)
+    # the gradient and the residuals read at the final fields
+    _, _, grads, rf_final, rc_final = relaxation_step(system, theta, loss, 0.0, xs, ps)
+    residual = jnp.maximum(rf_final, rc_final)
+    converged = within_tolerance(residual, jnp.maximum(_largest(xs), _largest(ps)), tol, x0.dtype)
+    return RelaxationResult(xs=xs, ps=ps, grad=grads, forward_residual=rf, conjugate_residual=rc, grads=history,
+                            residual=residual, converged=converged)
 
 
 class SaddleFlowResult(eqx.Module):
     """Result of the augmented-Lagrangian saddle flow: fields and gradient at the final
     `tau`, the histories (per iteration, or per recorded block) of the largest
-    constraint residual `|c_k|` and of the largest `|dS_rho/dx_k|`, and with
-    `record_every` the gradient history.
+    constraint residual `|c_k|` and of the largest `|dS_rho/dx_k|`, with
+    `record_every` the gradient history, and the larger of both residuals at the final
+    fields with whether it met the tolerance.
 
     Example:
         >>> net = lagrangian.ResNet(dim=2, depth=4, activation="identity")
         >>> flow = integrators.saddle_flow(net, net.init(jax.random.key(0)), jnp.ones(2), lagrangian.SquaredError(),
-        ...                                iterations=100, rho=0.0)       # plain Arrow-Hurwicz
-        >>> flow.forward_residual.shape                                 # the constraint residual per iteration
-        (100,)
+        ...                                iterations=100, rho=0.0, on_unconverged="ignore")   # plain Arrow-Hurwicz
+        >>> flow.forward_residual.shape, bool(flow.converged)           # the constraint residual per iteration
+        ((100,), False)
     """
 
     xs: Array
@@ -207,6 +240,8 @@ class SaddleFlowResult(eqx.Module):
     forward_residual: Array
     conjugate_residual: Array
     grads: PyTree | None = None
+    residual: Array | None = None
+    converged: Array | None = None
 
 
 def _pullbacks(system, theta, xs, cotangents):
@@ -231,6 +266,14 @@ def _layer_maps(system, theta, xs):
     return layers_vmapped(system, local, theta, xs[:-1])
 
 
+def _descent(system, theta, loss, rho, xs, ps, c):
+    """`-dS_rho/dx_k` for `k = 1..N` at `xs` (`c` the constraint residuals there)."""
+    mu = ps[1:] + rho * c
+    back, _ = _pullbacks(system, theta, xs, mu)
+    _, grad_l = loss.grad(xs[-1])
+    return jnp.concatenate([mu[:-1] - back[1:], (mu[-1] - grad_l)[None]])
+
+
 def saddle_flow_step(system, theta, loss, eta, rho, xs, ps, c):
     """One semi-implicit Euler step of the augmented-Lagrangian saddle flow.
 
@@ -247,10 +290,7 @@ def saddle_flow_step(system, theta, loss, eta, rho, xs, ps, c):
         >>> c.shape
         (4, 2)
     """
-    mu = ps[1:] + rho * c
-    back, _ = _pullbacks(system, theta, xs, mu)
-    _, grad_l = loss.grad(xs[-1])
-    descent = jnp.concatenate([mu[:-1] - back[1:], (mu[-1] - grad_l)[None]])
+    descent = _descent(system, theta, loss, rho, xs, ps, c)
     xs = xs.at[1:].add(eta * descent)
     c = _layer_maps(system, theta, xs) - xs[1:]
     ps = ps.at[1:].add(eta * c)
@@ -266,6 +306,9 @@ def saddle_flow(
     eta: float = 0.4,
     rho: float = 0.5,
     record_every: int = 0,
+    *,
+    tol: float = 1e-10,
+    on_unconverged: str = "warn",
 ) -> SaddleFlowResult:
     """Run the augmented-Lagrangian (`rho > 0`) or plain Arrow-Hurwicz (`rho = 0`)
     saddle flow for `iterations` steps of size `eta`, from `x_k = x_0`, `p_k = 0`.
@@ -276,7 +319,11 @@ def saddle_flow(
     `record_every = m > 0`, the gradient `(dPhi_k/dtheta_k)^T p_{k+1}` at every
     `m`-th iteration is returned in `grads` (leading axis `iterations // m`).
     `forward_residual` is the largest `|c_k|` and `conjugate_residual` the
-    largest `|dS_rho/dx_k|` per iteration; `ps[0] = (dPhi_0/dx_0)^T p_1`.
+    largest `|dS_rho/dx_k|` per iteration; `ps[0] = (dPhi_0/dx_0)^T p_1`. `residual`
+    is the larger of both at the final fields and `converged` whether it is within
+    `tol * (1 + |fields|_inf)`; if not, the flow warns (`UnconvergedWarning`), raises
+    (`on_unconverged="raise"`) or only records it (`"ignore"`: a fixed budget reported as
+    such, or the plain Arrow-Hurwicz flow, which does not converge).
 
     Example:
         >>> net = lagrangian.ResNet(dim=2, depth=4, activation="identity")
@@ -291,13 +338,17 @@ def saddle_flow(
         raise ValueError(f"saddle flow needs eta > 0 and rho >= 0; got eta={eta}, rho={rho}")
     if record_every < 0 or (record_every and iterations % record_every):
         raise ValueError(f"record_every must divide iterations; got {record_every} and {iterations}")
+    check_on_unconverged(on_unconverged)
     x0 = jnp.asarray(x0)
     system.check(theta, x0)
-    return _saddle(system, theta, x0, loss, int(iterations), float(eta), float(rho), int(record_every))
+    result = _saddle(system, theta, x0, loss, int(iterations), float(eta), float(rho), int(record_every), float(tol))
+    return report_unconverged("saddle_flow", result, result.converged, result.residual, int(iterations), tol,
+                              on_unconverged, hint="(raise iterations, or rho > 0 if it is 0); the gradient read "
+                                                   "from these fields is not the exact one")
 
 
 @eqx.filter_jit
-def _saddle(system, theta, x0, loss, iterations, eta, rho, record_every):
+def _saddle(system, theta, x0, loss, iterations, eta, rho, record_every, tol):
     xs = jnp.broadcast_to(x0, (system.depth + 1,) + x0.shape)
     ps = jnp.zeros_like(xs)
     c = _layer_maps(system, theta, xs) - xs[1:]
@@ -314,14 +365,19 @@ def _saddle(system, theta, x0, loss, iterations, eta, rho, record_every):
 
     blocks = iterations // record_every if record_every else iterations
     (xs, ps, c), (rf, rc, history) = jax.lax.scan(block, (xs, ps, c), None, length=blocks)
+    residual = jnp.maximum(jnp.max(jnp.abs(c)), jnp.max(jnp.abs(_descent(system, theta, loss, rho, xs, ps, c))))
     back, grads = _pullbacks(system, theta, xs, ps[1:])
     ps = ps.at[0].set(back[0])
-    return SaddleFlowResult(xs=xs, ps=ps, grad=grads, forward_residual=rf, conjugate_residual=rc, grads=history)
+    converged = within_tolerance(residual, jnp.maximum(_largest(xs), _largest(ps)), tol, x0.dtype)
+    return SaddleFlowResult(xs=xs, ps=ps, grad=grads, forward_residual=rf, conjugate_residual=rc, grads=history,
+                            residual=residual, converged=converged)
 
 
 class RelaxedTraining(eqx.Module):
-    """Result of `learn_while_relaxing`: final parameters and fields, and per update
-    the loss of the forward pass at the parameters used and the largest residuals.
+    """Result of `learn_while_relaxing`: final parameters and fields, per update
+    the loss of the forward pass at the parameters used and the largest residuals, and
+    the largest residual of the fields the last gradient was read from, with whether it
+    met the tolerance.
 
     Example:
         >>> net = lagrangian.ResNet(dim=2, depth=4)
@@ -338,6 +394,8 @@ class RelaxedTraining(eqx.Module):
     losses: Array
     forward_residual: Array
     conjugate_residual: Array
+    residual: Array | None = None
+    converged: Array | None = None
 
 
 def learn_while_relaxing(
@@ -350,6 +408,9 @@ def learn_while_relaxing(
     updates: int,
     relax_steps: int = 1,
     eta: float = 1.0,
+    *,
+    tol: float = 1e-10,
+    on_unconverged: str = "ignore",
 ) -> RelaxedTraining:
     """Learning while inferring: the fields `(x_k, p_k)` relax continuously and the
     parameters move during the relaxation, never waiting for it to converge.
@@ -361,6 +422,13 @@ def learn_while_relaxing(
     optax update fits: `update = lambda th, g, s: ...`). The fields are never reset.
     `losses[t]` is `l(x_N)` of the forward pass at the parameters of round `t`
     (a diagnostic; the training itself only reads the relaxing fields).
+
+    `residual` is the largest forward or conjugate residual of the fields the last
+    gradient was read from (`max(forward_residual[-1], conjugate_residual[-1])`) and
+    `converged` whether it is within `tol * (1 + |fields|_inf)`: whether the last update
+    used the exact gradient. Unconverged fields are this method, not a failure, so by
+    default that is only recorded (`on_unconverged="ignore"`); `"warn"` or `"raise"` ask
+    for the exact gradient at the end of training (e.g. `relax_steps >= 2N + 1` at `eta = 1`).
 
     Example:
         >>> net = lagrangian.ResNet(dim=2, depth=4)
@@ -375,13 +443,17 @@ def learn_while_relaxing(
         raise ValueError(f"updates and relax_steps must be >= 1; got {updates}, {relax_steps}")
     if not 0 < eta <= 1:
         raise ValueError(f"relaxation step eta must lie in (0, 1]; got {eta}")
+    check_on_unconverged(on_unconverged)
     x0 = jnp.asarray(x0)
     system.check(theta, x0)
-    return _learn(system, theta, x0, loss, update, state, int(updates), int(relax_steps), float(eta))
+    result = _learn(system, theta, x0, loss, update, state, int(updates), int(relax_steps), float(eta), float(tol))
+    return report_unconverged("learn_while_relaxing", result, result.converged, result.residual,
+                              int(updates) * int(relax_steps), tol, on_unconverged,
+                              hint="of relaxation (raise relax_steps); the last update used an inexact gradient")
 
 
 @eqx.filter_jit
-def _learn(system, theta, x0, loss, update, state, updates, relax_steps, eta):
+def _learn(system, theta, x0, loss, update, state, updates, relax_steps, eta, tol):
     xs, ps = _initial_fields(system, theta, x0)
 
     def round_(carry, _):
@@ -393,4 +465,7 @@ def _learn(system, theta, x0, loss, update, state, updates, relax_steps, eta):
         return (xs, ps, theta, state), (value, rf, rc)
 
     (xs, ps, theta, _), (losses, rf, rc) = jax.lax.scan(round_, (xs, ps, theta, state), None, length=updates)
-    return RelaxedTraining(theta=theta, xs=xs, ps=ps, losses=losses, forward_residual=rf, conjugate_residual=rc)
+    residual = jnp.maximum(rf[-1], rc[-1])
+    converged = within_tolerance(residual, jnp.maximum(_largest(xs), _largest(ps)), tol, x0.dtype)
+    return RelaxedTraining(theta=theta, xs=xs, ps=ps, losses=losses, forward_residual=rf, conjugate_residual=rc,
+                           residual=residual, converged=converged)

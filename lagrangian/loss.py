@@ -6,6 +6,7 @@ the terminal conjugate field is `p_N^b = grad l_b(x_N^b) / B`.
 
 
 import abc
+from typing import ClassVar
 
 import equinox as eqx
 from equinox import AbstractClassVar, AbstractVar
@@ -24,6 +25,7 @@ class Loss(eqx.Module):
     """
 
     target_ndim: AbstractClassVar[int]
+    target_name: ClassVar[str] = "target"
 
     @abc.abstractmethod
     def pointwise(self, x: Float[Array, " n"], target) -> Scalar:
@@ -33,8 +35,48 @@ class Loss(eqx.Module):
     def targets(self):
         """The target(s): one per batch element, or one shared by all."""
 
+    def check_shapes(self, x_final: Float[Array, "*batch n"]) -> None:
+        """Raise a `ValueError` naming both shapes unless the target(s) fit the final states:
+        one target shared by every sample (its shape broadcasting to one sample's target
+        shape, `(n,)` for a target state, `()` for a label, without growing it) or, for a
+        batch `(B, n)`, one per sample (leading axis `B`). Shapes are static, so this costs
+        nothing under `jit`.
+
+        Example:
+            >>> loss = lagrangian.SquaredError(target=jnp.ones(3))
+            >>> loss.check_shapes(jnp.ones((4, 3)))                     # one target for every sample: fine
+            >>> try:
+            ...     loss.check_shapes(jnp.ones((4, 2)))
+            ... except ValueError as error:
+            ...     print(error)
+            SquaredError: target of shape (3,) and final states of shape (4, 2) do not match: give one target of shape (2,) or one per sample, of shape (4, 2)
+        """
+        target = self.targets()
+        if target is None:
+            return
+        x_shape, t_shape = tuple(jnp.shape(x_final)), tuple(jnp.shape(target))
+        one = x_shape[-1:] if self.target_ndim == 1 else ()
+        batch = x_shape[:-1]
+
+        def shared(shape):
+            try:
+                return jnp.broadcast_shapes(shape, one) == one
+            except ValueError:
+                return False
+
+        if shared(t_shape) and len(t_shape) <= self.target_ndim:
+            return
+        if len(batch) == 1 and len(t_shape) == self.target_ndim + 1 and t_shape[0] == batch[0] and shared(t_shape[1:]):
+            return
+        hint = f"give one {self.target_name} of shape {one}"
+        if len(batch) == 1:
+            hint += f" or one per sample, of shape {batch + one}"
+        raise ValueError(f"{type(self).__name__}: {self.target_name} of shape {t_shape} and final states of shape "
+                         f"{x_shape} do not match: {hint}")
+
     def __call__(self, x_final: Float[Array, "*batch n"]) -> Scalar:
         target = self.targets()
+        self.check_shapes(x_final)
         if x_final.ndim == 1:
             return self.pointwise(x_final, target)
         batched = target is not None and jnp.ndim(target) == self.target_ndim + 1
@@ -77,6 +119,7 @@ class CrossEntropy(Loss):
 
     labels: Int[Array, "*batch"]
     target_ndim = 0
+    target_name = "label"
 
     def targets(self):
         return self.labels
@@ -96,6 +139,7 @@ class LinearFunctional(Loss):
 
     c: Float[Array, "*batch n"]
     target_ndim = 1
+    target_name = "c"
 
     def targets(self):
         return self.c

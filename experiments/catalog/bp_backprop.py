@@ -218,9 +218,9 @@ def measure_scaling(config: BPBackpropConfig) -> dict:
         dense = dense_posterior(graph, SCALING_FINITE, SCALING_FINITE, lin)
         rows.append({
             "widths": name, "computed_nodes": len(graph.free), "factor_graph_cycles": graph.factor_graph_cycles(),
-            "limit_relative_error": relative(limit.adjoints(LIMIT_BETA), reference),
+            "limit_relative_error": relative_max_error(limit.adjoints(LIMIT_BETA), reference),
             "limit_sweeps": limit.iterations,
-            "finite_dense_posterior_relative_error": relative(finite.belief_mean, dense.mean),
+            "finite_dense_posterior_relative_error": relative_max_error(finite.belief_mean, dense.mean),
             "finite_sweeps": finite.iterations,
             "limit_changes": limit.changes.tolist(),
         })

@@ -222,7 +222,7 @@ def independent_differential(config: KLProjectionConfig) -> dict:
         by_differences = differential_by_differences(graph, s)
         covariance = -LiftedGraph(graph, s, max(config.points, 9)).covariance_with_loss()
         rows.append({"s": s, "by_differences": by_differences, "minus_covariance": covariance,
-                     "relative_difference": relative(by_differences, covariance)})
+                     "relative_difference": relative_max_error(by_differences, covariance)})
     return {"graph": "fan_out", "rows": rows, "max_relative_difference": max(r["relative_difference"] for r in rows)}
 
 

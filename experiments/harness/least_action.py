@@ -126,7 +126,8 @@ class Relaxation(Method):
     """The local solver of DESIGN.md 2.6 (`integrators.relax`): every `(x_k, p_k)` moves at
     once, reading only its neighbours, along the derivative of the action with respect to
     its conjugate. At `eta = 1` (Jacobi) the fixed point is reached after `2N + 1` steps;
-    this method runs `2N + 2`."""
+    this method runs `2N + 2`, strictly (`on_unconverged="raise"`: an unconverged relaxation is
+    an error of its cell, never a timed wrong answer), and records its final residual."""
 
     name = "least-action-relax"
     kind = "project"
@@ -139,7 +140,9 @@ class Relaxation(Method):
         iterations = 2 * problem.steps + 2
 
         def fn(theta, x0):
-            return integrators.relax(problem.system, theta, x0, problem.loss, iterations=iterations, eta=1.0).grad, {}
+            result = integrators.relax(problem.system, theta, x0, problem.loss, iterations=iterations, eta=1.0,
+                                       on_unconverged="raise")
+            return result.grad, {"residual": result.residual, "converged": result.converged}
 
         n = iterations * problem.steps * problem.stages
         return Prepared(fn, (problem.theta, problem.x0), {"unit": unit(problem), "f": n, "vjp": n, "jvp": 0})
@@ -150,7 +153,8 @@ class SaddleFlow(Method):
     descent in `x`, ascent in `p` on `S_d + (rho/2) sum |c_k|^2`, every layer updated at
     once from its neighbours, for a fixed budget of iterations. Its slowest mode diffuses
     along the depth (pseudo-time ~ N^2), so at a fixed budget it is approximate: its error
-    is reported, not judged (`leastaction run local-dynamics` shows it reaching 1e-10)."""
+    is reported, not judged (`leastaction run local-dynamics` shows it reaching 1e-10), with its
+    final residual and whether it met the tolerance (`on_unconverged="ignore"`: no warning)."""
 
     name = "least-action-saddle"
     kind = "project"
@@ -168,8 +172,9 @@ class SaddleFlow(Method):
     def prepare(self, problem):
         def fn(theta, x0):
             result = integrators.saddle_flow(problem.system, theta, x0, problem.loss, iterations=self.iterations,
-                                             eta=self.eta, rho=self.rho)
-            return result.grad, {"final_constraint_residual": result.forward_residual[-1]}
+                                             eta=self.eta, rho=self.rho, on_unconverged="ignore")
+            return result.grad, {"final_constraint_residual": result.forward_residual[-1],
+                                 "residual": result.residual, "converged": result.converged}
 
         n = self.iterations * problem.steps * problem.stages
         return Prepared(fn, (problem.theta, problem.x0), {"unit": unit(problem), "f": n, "vjp": n, "jvp": 0})
@@ -190,7 +195,8 @@ def _per_sample(loss: lagrangian.Loss):
 class NewtonInTime(Method):
     """Parallel-in-time Newton over the whole trajectory (`integrators.newton_in_time`,
     DESIGN.md 2.6): linearised forward recurrences and the conjugate recurrence solved
-    by associative scans (depth O(log N)); one sample at a time, averaged over the batch."""
+    by associative scans (depth O(log N)); one sample at a time, averaged over the batch. Strict
+    (`on_unconverged="raise"`), with the largest final residual over the batch recorded."""
 
     name = "least-action-newton"
     kind = "project"
@@ -210,11 +216,12 @@ class NewtonInTime(Method):
 
         def fn(theta, x0):
             def one(x, y):
-                result = integrators.newton_in_time(system, theta, x, make(y))
-                return result.grad, result.iterations
+                result = integrators.newton_in_time(system, theta, x, make(y), on_unconverged="raise")
+                return result.grad, (result.iterations, result.residual, result.converged)
 
-            grads, iterations = jax.vmap(one)(x0, targets)
-            return jax.tree.map(lambda g: jnp.mean(g, axis=0), grads), {"iterations": jnp.max(iterations)}
+            grads, (iterations, residual, converged) = jax.vmap(one)(x0, targets)
+            return jax.tree.map(lambda g: jnp.mean(g, axis=0), grads), {
+                "iterations": jnp.max(iterations), "residual": jnp.max(residual), "converged": jnp.all(converged)}
 
         return Prepared(fn, (problem.theta, problem.x0), {"unit": unit(problem), "f": None, "vjp": None, "jvp": None})
 

@@ -27,6 +27,21 @@ FLOOR = 1e-17
 """Errors below this (exact zeros) are drawn at this value."""
 
 
+def cell_label(error: float) -> str:
+    """The text in a heat-map cell: `"exact"` for an error of exactly zero, otherwise the
+    decimal exponent `round(log10 error)` (`"0"` for errors from 0.32 to 3.2, never `"-0"`),
+    read from the error itself, not from the value drawn (errors below `FLOOR` keep their
+    exponent).
+
+    Example:
+        >>> [cell_label(e) for e in (0.0, 1.0, 0.5, 2e-13, 3e-19)]
+        ['exact', '0', '0', '-13', '-19']
+    """
+    if error == 0.0:
+        return "exact"
+    return str(int(round(math.log10(error))))
+
+
 def _cells(results) -> dict[tuple[str, str], dict]:
     return {(c["method"], c["problem"]): c for c in results["cells"]}
 
@@ -156,8 +171,7 @@ def heatmap(results: dict):
     fig, axes = plots.figure(ncols=len(panels), panel_size=(0.5 * max(widths) + 2.5, height))
     import matplotlib.pyplot as plt
 
-    cmap = plt.get_cmap("cividis").copy()
-    cmap.set_bad("#E8E8E8")
+    cmap = plt.get_cmap("cividis").with_extremes(bad="#E8E8E8")
     image = None
     for ax, (key, columns, title) in zip(axes, panels):
         values = np.full((len(methods), len(columns)), np.nan)
@@ -179,8 +193,8 @@ def heatmap(results: dict):
                     ax.text(j, i, c["status"][:5], fontsize=5, color="#AA0000", **label)
                 else:
                     colour = "black" if values[i, j] > -8 else "white"
-                    text = "0" if _error(c, key) == 0.0 else f"{values[i, j]:.0f}"
-                    ax.text(j, i, text, fontsize=5.5, color=colour, **label)
+                    ax.text(j, i, cell_label(_error(c, key)), fontsize=5.5 if _error(c, key) else 4.5,
+                            color=colour, **label)
                 if key == "errors" and c["status"] in ("fail", "error"):
                     ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, lw=1.6,
                                            edgecolor=plots.OKABE_ITO["vermillion"]))
@@ -190,7 +204,7 @@ def heatmap(results: dict):
         for spine in ax.spines.values():
             spine.set_visible(False)
     bar = fig.colorbar(image, ax=list(axes), shrink=0.8, pad=0.01)
-    bar.set_label(r"$\log_{10}$ relative $L_2$ error")
+    bar.set_label(r'$\log_{10}$ relative $L_2$ error (cells: rounded; "exact": zero error)')
     fig.suptitle(f"Gradient methods x problems ({results['dtype']}); failures outlined", fontsize=10)
     return fig
 

@@ -32,15 +32,11 @@ The parameter gradient of the energy at a state is local too:
 
 from __future__ import annotations
 
-import functools
-import warnings
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, PyTree
 
@@ -59,29 +55,17 @@ class Equilibrium(NamedTuple):
     converged: Array
 
 
-class UnconvergedWarning(RuntimeWarning):
-    """An equilibrium solver stopped at its iteration limit before its tolerance: the state it
-    returned, and any gradient estimate read from it, is not the equilibrium."""
+UnconvergedWarning = integrators.UnconvergedWarning
+"""`integrators.UnconvergedWarning`, the one warning of every iterative solver of the project."""
 
-
-ON_UNCONVERGED = ("warn", "raise", "ignore")
-"""What a solver does when it stops before its tolerance: warn (`UnconvergedWarning`, the
-default), raise (an error from the compiled program, for callers that ask for strictness), or
-ignore (the caller reads `converged` and `residual` itself)."""
-
-
-def _warn_unconverged(name, converged, residual, iterations, tol):
-    if not bool(np.all(np.asarray(converged))):
-        warnings.warn(
-            f"{name} stopped before its tolerance {float(tol):.0e}: residual {float(np.max(residual)):.3g} "
-            f"after {int(np.max(iterations))} iterations (raise max_iterations, or use a solver that converges "
-            f"here); the estimate read from this state is not the equilibrium's", UnconvergedWarning, stacklevel=2)
+ON_UNCONVERGED = integrators.ON_UNCONVERGED
+"""`integrators.ON_UNCONVERGED`: warn (the default), raise or ignore."""
 
 
 def report_convergence(name: str, eq: Equilibrium, tol: float, on_unconverged: str) -> Equilibrium:
-    """`eq`, after acting on `eq.converged` as `on_unconverged` says (`ON_UNCONVERGED`): a
-    warning from the running program (`jax.debug.callback`, so under `jit`, `vmap` and `scan`
-    too), or an error raised by it (`equinox.error_if`), or nothing.
+    """`eq`, after acting on `eq.converged` as `on_unconverged` says (`ON_UNCONVERGED`), by
+    `integrators.report_unconverged`: a warning from the running program (under `jit`, `vmap`
+    and `scan` too), or an error raised by it, or nothing.
 
     Example:
         >>> import jax, jax.numpy as jnp, lagrangian, warnings
@@ -93,17 +77,10 @@ def report_convergence(name: str, eq: Equilibrium, tol: float, on_unconverged: s
         >>> bool(eq.converged), caught[0].category.__name__
         (False, 'UnconvergedWarning')
     """
-    if on_unconverged not in ON_UNCONVERGED:
-        raise ValueError(f"on_unconverged must be one of {ON_UNCONVERGED}; got {on_unconverged!r}")
-    if on_unconverged == "warn":
-        jax.debug.callback(functools.partial(_warn_unconverged, name, tol=tol), eq.converged, eq.residual,
-                           eq.iterations)
-    elif on_unconverged == "raise":
-        xs = eqx.error_if(eq.xs, ~jnp.all(eq.converged),
-                          f"{name} stopped at its iteration limit before its tolerance {tol:.0e} "
-                          "(on_unconverged='raise')")
-        eq = eq._replace(xs=xs)
-    return eq
+    return integrators.report_unconverged(
+        name, eq, eq.converged, eq.residual, eq.iterations, tol, on_unconverged,
+        hint="(raise max_iterations, or use a solver that converges here); the estimate read from this state "
+             "is not the equilibrium's")
 
 
 def sample_losses(loss: lagrangian.Loss, batch: int) -> tuple[Callable[[Array, Array], Array], Array | None]:

@@ -392,3 +392,25 @@ def test_diffrax_solver_steps_exactly_like_the_tableau():
                                    saveat=diffrax.SaveAt(t1=True))
     ours = integrators.output(problem.system, problem.theta, problem.x0)
     assert np.max(np.abs(np.asarray(solution.ys[-1]) - np.asarray(ours))) < 1e-14
+
+
+def test_heatmap_labels_tell_an_exact_zero_from_an_error_of_one():
+    """Cell text is the rounded exponent of the error, and `exact` for an error of exactly zero:
+    0 and 1e0 (and 0.5, once drawn as "-0") no longer share the label "0"."""
+    from experiments.harness import report
+
+    assert [report.cell_label(e) for e in (0.0, 1.0, 0.5, 2.9, 4e-13, 3e-19)] == \
+        ["exact", "0", "0", "0", "-12", "-19"]
+    errors = {"exact-method": 0.0, "unit-error": 1.0, "half-error": 0.5, "tiny": 1e-14}
+    results = {
+        "methods": {m: {} for m in errors}, "problems": {"p": {}}, "reference": "jax-grad", "dtype": "float64",
+        "cells": [{"method": m, "problem": "p", "status": "pass", "errors": {"relative_l2_error": e}}
+                  for m, e in errors.items()],
+    }
+    fig = report.heatmap(results)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert texts == ["exact", "0", "0", "-14"]
+    assert fig.axes[-1].get_ylabel().endswith('(cells: rounded; "exact": zero error)')  # the colour bar says so
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)

@@ -29,8 +29,9 @@ def test_relaxation_reaches_the_exact_gradient(system, iterations, key):
     theta = system.init(key)
     x0 = jax.random.normal(jax.random.fold_in(key, 1), (system.input_dim,))
     loss = L.SquaredError(target=0.3)
-    result = I.relax(system, theta, x0, loss, iterations=iterations, eta=0.2)
+    result = I.relax(system, theta, x0, loss, iterations=iterations, eta=0.2, on_unconverged="raise")
     assert rel_l2(result.grad, reference_grad(system, theta, x0, loss)) <= 1e-10
+    assert bool(result.converged) and float(result.residual) <= 1e-10
     # the residual history decays: the last residuals are tiny, the first are not
     assert float(result.conjugate_residual[-1]) <= 1e-10 < float(result.conjugate_residual[0])
 
@@ -88,6 +89,80 @@ def test_bad_input(key):
         I.newton_in_time(system, system.init(key), jnp.ones((3, 2)), L.SquaredError())
 
 
+# --- stopping short of the tolerance ---------------------------------------------------------
+
+
+def _unconverged_runs(key):
+    """`{solver: (call(on_unconverged), converged call)}`: each local solver stopped after too
+    few iterations for its tolerance, and the same solver given enough."""
+    resnet = L.ResNet(dim=3, depth=6)
+    theta, x0, loss = resnet.init(key), jnp.ones((2, 3)), L.SquaredError(target=0.5)
+    linear, theta_l, x_l, loss_l = _linear_resnet(4, key)
+    field = L.NeuralODE(3, scale=1.5)
+    ode = I.discretise(field, I.uniform_grid(2.0, 50), "euler")
+    theta_f, x_f = field.init(key), jnp.array([0.5, -1.0, 0.3])
+    return {
+        "relax": (lambda policy: I.relax(resnet, theta, x0, loss, iterations=5, on_unconverged=policy),
+                  lambda: I.relax(resnet, theta, x0, loss, iterations=2 * resnet.depth + 1, eta=1.0)),
+        "saddle_flow": (lambda policy: I.saddle_flow(linear, theta_l, x_l, loss_l, iterations=20, on_unconverged=policy),
+                        lambda: I.saddle_flow(linear, theta_l, x_l, loss_l, iterations=3000)),
+        "newton_in_time": (lambda policy: I.newton_in_time(ode, theta_f, x_f, loss, max_iterations=1,
+                                                           on_unconverged=policy),
+                           lambda: I.newton_in_time(ode, theta_f, x_f, loss)),
+    }
+
+
+@pytest.mark.parametrize("solver", ["relax", "saddle_flow", "newton_in_time"])
+def test_a_solver_stopped_short_of_its_tolerance_warns_raises_or_records(solver, key):
+    """Stopped after too few iterations, a solver warns (default) naming its residual, raises when
+    asked (`on_unconverged="raise"`), or only records `converged = False` and the residual
+    (`"ignore"`, also under jit); given enough iterations it is silent and `converged`."""
+    import warnings
+
+    short, enough = _unconverged_runs(key)[solver]
+    with pytest.warns(I.UnconvergedWarning, match=rf"{solver} stopped before its tolerance 1e-[0-9]+: residual "
+                                                  r"[0-9.e+-]+ after [0-9]+ iterations"):
+        warned = short("warn")
+        jax.effects_barrier()
+    assert not bool(warned.converged) and float(warned.residual) > 1e-8
+    with pytest.raises(Exception, match="stopped at its iteration limit before its tolerance"):
+        jax.block_until_ready(short("raise").grad)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning at all
+        quiet = jax.jit(lambda: short("ignore"))()
+        jax.effects_barrier()
+        fine = enough()
+        jax.effects_barrier()
+    assert not bool(quiet.converged) and float(quiet.residual) == pytest.approx(float(warned.residual), rel=1e-12)
+    assert bool(fine.converged) and float(fine.residual) <= 1e-10
+    with pytest.raises(ValueError, match="on_unconverged must be one of"):
+        short("loud")
+
+
+def test_one_warning_class_for_every_solver():
+    from experiments.learning_rules import inference
+
+    assert inference.UnconvergedWarning is I.UnconvergedWarning and issubclass(I.UnconvergedWarning, RuntimeWarning)
+    assert inference.ON_UNCONVERGED == I.ON_UNCONVERGED == ("warn", "raise", "ignore")
+
+
+def test_float32_solves_at_rounding_count_as_converged(key):
+    """A tolerance below the dtype's rounding is raised to 64 eps: float32 Jacobi and Newton in
+    time, exact but for rounding, are converged and silent."""
+    import warnings
+
+    system = L.ResNet(dim=3, depth=6)
+    theta = jax.tree.map(lambda a: a.astype(jnp.float32), system.init(key))
+    x0 = jnp.ones(3, jnp.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        jacobi = I.relax(system, theta, x0, L.SquaredError(), iterations=2 * system.depth + 1, eta=1.0)
+        newton = I.newton_in_time(system, theta, x0, L.SquaredError())
+        jax.effects_barrier()
+    assert bool(jacobi.converged) and bool(newton.converged)
+    assert 0 < I.tolerance_floor(jnp.float32) < 1e-5
+
+
 # --- the augmented-Lagrangian saddle flow ----------------------------------------------------
 
 
@@ -104,9 +179,10 @@ def test_augmented_lagrangian_flow_is_exact_on_linear_networks(depth, iterations
     exact gradient (measured: 3e-10 after 6000 steps at depth 32, 1e-12 after 30 000 at
     depth 128); 1e-10 relative L2 is the acceptance bound."""
     system, theta, x0, loss = _linear_resnet(depth, key)
-    result = I.saddle_flow(system, theta, x0, loss, iterations=iterations)
+    result = I.saddle_flow(system, theta, x0, loss, iterations=iterations, on_unconverged="raise")
     assert rel_l2(result.grad, reference_grad(system, theta, x0, loss)) <= 1e-10
     assert result.forward_residual[-1] <= 1e-10
+    assert bool(result.converged) and float(result.residual) <= 1e-10
 
 
 def test_arrow_hurwicz_without_penalty_does_not_converge(key):
@@ -114,8 +190,11 @@ def test_arrow_hurwicz_without_penalty_does_not_converge(key):
     loss, so the flow rotates; after the budget that makes the penalised flow exact it is
     still at 1e-2 (measured), far from the gradient."""
     system, theta, x0, loss = _linear_resnet(32, key)
-    result = I.saddle_flow(system, theta, x0, loss, iterations=9000, rho=0.0)
+    with pytest.warns(I.UnconvergedWarning, match=r"saddle_flow stopped before its tolerance 1e-10: residual"):
+        result = I.saddle_flow(system, theta, x0, loss, iterations=9000, rho=0.0)
+        jax.effects_barrier()
     assert rel_l2(result.grad, reference_grad(system, theta, x0, loss)) > 1e-3
+    assert not bool(result.converged) and float(result.residual) > 1e-3
 
 
 def test_saddle_flow_on_a_nonlinear_network(key):
@@ -207,6 +286,13 @@ def test_learning_while_inferring_one_step_per_update():
     assert run.losses[-1] < 0.05 * run.losses[0]
     assert run.losses[-1] < 2 * exact.losses[-1]
     assert rel_l2(run.losses, exact.losses) > 1e-6
+    # unconverged fields are the method: recorded, not warned about (the default "ignore")
+    assert not bool(run.converged) and float(run.residual) == float(jnp.maximum(run.forward_residual[-1],
+                                                                             run.conjugate_residual[-1]))
+    assert bool(exact.converged)  # 14 >= 2N + 1 Jacobi steps: the last update used the exact gradient
+    with pytest.warns(I.UnconvergedWarning, match="learn_while_relaxing stopped before its tolerance"):
+        I.learn_while_relaxing(system, theta, x0, loss, _sgd(0.2), None, updates=5, on_unconverged="warn")
+        jax.effects_barrier()
 
 
 def test_learning_while_relaxing_bad_input(key):

@@ -36,5 +36,7 @@ def test_shapes_are_checked():
 def test_bad_grids():
     with pytest.raises(ValueError, match="steps must be >= 1"):
         I.uniform_grid(1.0, 0)
-    with pytest.raises(ValueError, match="t0 < t_final"):
-        I.uniform_grid(-1.0, 10)
+    with pytest.raises(ValueError, match="t0 != t_final"):
+        I.uniform_grid(0.0, 10)
+    with pytest.raises(ValueError, match="t0 != t_final"):
+        I.uniform_grid(float("nan"), 10)

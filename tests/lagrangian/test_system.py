@@ -50,7 +50,7 @@ def test_non_finite_time_grid(key):
     with pytest.raises(ValueError, match="time grid holds non-finite"):
         I.sweep(system, field.init(key), jnp.ones(2), L.SquaredError())
     system = I.discretise(field, jnp.array([0.0, 0.5, 0.2]))
-    with pytest.raises(ValueError, match="time grid must be increasing"):
+    with pytest.raises(ValueError, match="time grid must be monotone, increasing or decreasing"):
         I.sweep(system, field.init(key), jnp.ones(2), L.SquaredError())
 
 
@@ -92,3 +92,36 @@ def test_user_defined_system_in_a_few_lines(key):
     sol = I.sweep(system, theta, x0, loss)
     ref = jax.grad(lambda th: loss(I.forward(system, th, x0)[-1]))(theta)
     assert float(jnp.linalg.norm(sol.grad["W"] - ref["W"]) / jnp.linalg.norm(ref["W"])) <= 1e-12
+
+
+@pytest.mark.parametrize("loss,x,message", [
+    (L.SquaredError(target=jnp.ones(3)), jnp.ones((4, 2)),
+     r"SquaredError: target of shape \(3,\) and final states of shape \(4, 2\) do not match: "
+     r"give one target of shape \(2,\) or one per sample, of shape \(4, 2\)"),
+    (L.SquaredError(target=jnp.ones((5, 2))), jnp.ones((4, 2)), r"target of shape \(5, 2\) and final states"),
+    (L.SquaredError(target=jnp.ones((4, 2))), jnp.ones(2),  # a batch of targets for one state: was silently broadcast
+     r"target of shape \(4, 2\) and final states of shape \(2,\) do not match: give one target of shape \(2,\)(\n|$)"),
+    (L.CrossEntropy(labels=jnp.array([0, 1, 2])), jnp.ones((4, 3)),
+     r"CrossEntropy: label of shape \(3,\) .* give one label of shape \(\) or one per sample, of shape \(4,\)"),
+    (L.LinearFunctional(c=jnp.ones((2, 3))), jnp.ones((4, 3)), r"LinearFunctional: c of shape \(2, 3\)"),
+])
+def test_a_target_of_the_wrong_shape_is_a_value_error_naming_both_shapes(loss, x, message):
+    """Not a raw JAX TypeError from the broadcast (or a vmap size error), nor a silent broadcast:
+    the loss, its gradient and a sweep that ends in it all say which shapes do not match."""
+    for fn in (loss, loss.grad):
+        with pytest.raises(ValueError, match=message):
+            fn(x)
+
+
+def test_targets_that_fit_are_accepted(key):
+    x = jnp.ones((4, 2))
+    for loss in (L.SquaredError(), L.SquaredError(target=0.3), L.SquaredError(target=jnp.ones(2)),
+                 L.SquaredError(target=jnp.ones((4, 2))), L.SquaredError(target=jnp.ones((4, 1))),
+                 L.LinearFunctional(c=jnp.ones(2)), L.CrossEntropy(labels=jnp.array(1)),
+                 L.CrossEntropy(labels=jnp.array([0, 1, 1, 0]))):
+        loss(x), loss.grad(x)
+        if jnp.ndim(loss.targets()) <= loss.target_ndim:  # one target for all: fits one state too
+            loss(x[0])
+    system = L.ResNet(dim=2, depth=3)
+    with pytest.raises(ValueError, match=r"target of shape \(3,\) and final states of shape \(4, 2\)"):
+        I.sweep(system, system.init(key), x, L.SquaredError(target=jnp.ones(3)))

@@ -25,7 +25,7 @@ def results(tmp_path_factory):
 
 def test_gradient_cost_slopes(results):
     g = results["gradient_cost"]
-    # p + 1 calls over p in {4, 16, 64}: slope log(65/5)/log(16) = 0.925
+    # p + 1 calls over p in {4, 64}: slope log(65/5)/log(16) = 0.925
     assert 0.9 <= g["finite-differences"]["calls_slope"] <= 1.0
     assert g["forward-mode"]["calls_slope"] == pytest.approx(1.0, abs=1e-12)
     assert g["reverse-mode"]["calls_slope"] == pytest.approx(0.0, abs=1e-12)
