@@ -19,7 +19,7 @@ from .relax import (
     saddle_flow,
     saddle_flow_step,
 )
-from .reversible import AsynchronousLeapfrog, ReversibleHeun, ReversibleRungeKutta, reversible_name
+from .reversible import AsynchronousLeapfrog, CoupledPullback, ReversibleHeun, ReversibleRungeKutta, reversible_name
 from .runge_kutta import RungeKutta, StagePullback
 from .stationary import Solution, forward, output, sweep, tangent_sweep, tension
 from .splitting import Splitting
@@ -54,7 +54,7 @@ __all__ = [
     "LOBATTO_IIIA", "LOBATTO_IIIB", "MIDPOINT", "RALSTON", "REVERSIBLE", "RK4", "RK38", "SPLITTINGS",
     "SYMPLECTIC_EULER", "TABLEAUX", "TSIT5", "YOSHIDA4", "AdaptiveGrid", "AsynchronousLeapfrog", "ButcherTableau",
     "Checkpoint", "Cost", "Discretisation", "MEMORIES", "Memory", "Reversible", "ReversibleHeun",
-    "ReversibleRungeKutta", "RungeKutta", "reversible_name",
+    "ReversibleRungeKutta", "RungeKutta", "CoupledPullback", "reversible_name",
     "Solution", "Splitting", "SplittingTableau", "StagePullback", "StoreAll", "StoreStages", "adaptive_grid", "discretise", "forward",
     "irreversible", "memory_named", "scheme_names", "NewtonInTimeResult", "newton_in_time", "newton_root", "output", "partner_tableau",
     "learn_while_relaxing", "relax", "RelaxedTraining", "RelaxationResult", "relaxation_step", "saddle_flow", "SaddleFlowResult", "saddle_flow_step", "solve", "sweep", "tableau",

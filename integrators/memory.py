@@ -15,7 +15,8 @@ as diffrax's adjoints carry their `loop`:
   O(levels N^(1/levels)) states; `Checkpoint.logarithmic()` (`levels = ceil(log2 N)`)
   gives O(log N) states for O(N log N) recomputation.
 - `Reversible()`: keep nothing; reconstruct `x_k` from `x_{k+1}` with the scheme's
-  algebraic inverse (`system.inverse`). Memory O(1) in `N`. The reconstruction error
+  algebraic inverse (`system.inverse`, or `system.unstep`, which also returns the
+  step's pullback from the same evaluations). Memory O(1) in `N`. The reconstruction error
   is measured (at `x_0`) and reported, not assumed zero.
 
 Every strategy computes the same discrete conjugate field; only the source of `x_k`
@@ -304,8 +305,11 @@ class Reversible(Memory):
             z_next, carry, k = state
             k = k - 1
             theta_k = system.theta_at(theta, k)
-            z = system.inverse(k, z_next, theta_k)
-            _, pullback = system.linearise(k, z, theta_k)
+            if hasattr(system, "unstep"):   # the inverse and the linearisation share their evaluations
+                z, pullback = system.unstep(k, z_next, theta_k)
+            else:
+                z = system.inverse(k, z_next, theta_k)
+                _, pullback = system.linearise(k, z, theta_k)
             return (z, conjugate_step(system, theta, k, carry, pullback, z, jumps), k), None
 
         carry = zero_carry(system, theta, p_final, grid)

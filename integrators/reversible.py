@@ -30,9 +30,13 @@ reconstruction error grows like `lambda^-N` times the rounding of one step: the
 coupling trades forward damping of `y - w` against backward stability.
 """
 
+import dataclasses
+
+import equinox as eqx
 import jax
 import jax.numpy as jnp
-import equinox as eqx
+
+from lagrangian import BatchedField
 
 from .discretisation import Discretisation
 from .runge_kutta import RungeKutta
@@ -148,6 +152,11 @@ class ReversibleRungeKutta(Discretisation):
         if not 0.0 < float(self.coupling) <= 1.0:
             raise ValueError(f"the coupling lambda must lie in (0, 1]; got {self.coupling!r}")
 
+    def batched(self):
+        """On a batch `(B, 2n)`: the base steps step the `BatchedField` (each stage one vmapped
+        evaluation of `f`; the theta-cotangent of a pullback comes out summed over the batch)."""
+        return dataclasses.replace(self, field=BatchedField(self.field))
+
     def _base(self, k, backward: bool = False) -> RungeKutta:
         """The base step of step `k` as a one-step `RungeKutta`: from `t_k` by `h_k`, or
         (`backward`) from `t_{k+1}` by `-h_k`."""
@@ -155,23 +164,74 @@ class ReversibleRungeKutta(Discretisation):
         return RungeKutta(field=self.field, ts=pair[::-1] if backward else pair, tableau=self.tableau)
 
     def embed(self, x0, theta):
-        return jnp.concatenate([x0, x0])
+        return jnp.concatenate([x0, x0], axis=-1)
 
     def project(self, z):
-        return _halves(z)[0]
+        return _pair(z)[0]
 
     def layer(self, k, z, theta):
-        y, w = _halves(z)
+        y, w = _pair(z)
         y_next = self.coupling * (y - w) + self._base(k).layer(0, w, theta)
         w_next = w + y_next - self._base(k, backward=True).layer(0, y_next, theta)
-        return _identity_if_padding(self, k, z, jnp.concatenate([y_next, w_next]))
+        return _identity_if_padding(self, k, z, jnp.concatenate([y_next, w_next], axis=-1))
 
     def inverse(self, k, z_next, theta):
         """`w = w' - y' + Phi_{-h}(t + h, y')`, then `y = w + (y' - Phi_h(t, w)) / lambda`."""
-        y_next, w_next = _halves(z_next)
-        w = w_next - y_next + self._base(k, backward=True).layer(0, y_next, theta)
-        y = w + (y_next - self._base(k).layer(0, w, theta)) / self.coupling
-        return _identity_if_padding(self, k, z_next, jnp.concatenate([y, w]))
+        return self.unstep(k, z_next, theta)[0]
+
+    def unstep(self, k, z_next, theta):
+        """`(z_k, pullback of layer k at z_k)` from `z_{k+1}`: the inverse evaluates `Phi_{-h}` at
+        `y'` and `Phi_h` at `w`, exactly the two base steps the layer map applies, so their
+        `jax.vjp`s taken there are its linearisation (`CoupledPullback`) at no extra cost."""
+        y_next, w_next = _pair(z_next)
+        back, back_pullback = eqx.filter_vjp(self._base(k, backward=True).layer, 0, y_next, theta)
+        w = w_next - y_next + back
+        ahead, ahead_pullback = eqx.filter_vjp(self._base(k).layer, 0, w, theta)
+        y = w + (y_next - ahead) / self.coupling
+        _, h = self.time(k, z_next.dtype)
+        z = _identity_if_padding(self, k, z_next, jnp.concatenate([y, w], axis=-1))
+        return z, CoupledPullback(self.coupling, h, ahead_pullback, back_pullback)
+
+
+class CoupledPullback(eqx.Module):
+    """The pullback of one McCallum-Foster step from the pullbacks `A^T`, `B^T` of its two
+    base steps, `A = Phi_h` at `w` and `B = Phi_{-h}` at `y'`: with `(p_y', p_w')` given,
+
+        q = p_y' + p_w' - B_y^T p_w',    p_y = lambda q,    p_w = p_w' - lambda q + A_x^T q,
+        dl/dtheta += A_theta^T q - B_theta^T p_w';
+
+    the identity on a padding step (`h = 0`).
+
+    Example:
+        >>> field = lagrangian.NeuralODE(2)
+        >>> ode = integrators.discretise(field, integrators.uniform_grid(1.0, 4), "reversible-rk4")
+        >>> theta, z1 = field.init(jax.random.key(0)), jnp.ones(4)
+        >>> z0, pullback = ode.unstep(0, z1, theta)
+        >>> p, grad = pullback(jnp.ones(4))      # (dPhi/dz)^T p', (dPhi/dtheta)^T p' at z0
+        >>> p.shape, sorted(grad)
+        ((4,), ['W', 'b'])
+    """
+
+    coupling: float = eqx.field(static=True)
+    h: jax.Array
+    ahead: object
+    back: object
+
+    def __call__(self, p_next):
+        p_y_next, p_w_next = _pair(p_next)
+        _, p_back, g_back = self.back(p_w_next)
+        q = p_y_next + p_w_next - p_back
+        _, p_ahead, g_ahead = self.ahead(q)
+        p = jnp.concatenate([self.coupling * q, p_w_next - self.coupling * q + p_ahead], axis=-1)
+        grad = jax.tree.map(lambda a, b: a - b, g_ahead, g_back)
+        padding = self.h == 0
+        return jnp.where(padding, p_next, p), jax.tree.map(lambda g: jnp.where(padding, jnp.zeros_like(g), g), grad)
+
+
+def _pair(z):
+    """`(y, w)`: the two halves of the last axis of `z` (one state `(2n,)` or a batch `(B, 2n)`)."""
+    n = z.shape[-1] // 2
+    return z[..., :n], z[..., n:]
 
 
 def _identity_if_padding(system, k, z, z_new):
