@@ -204,8 +204,9 @@ def predicted(tab, coupling: float, zs, steps: int) -> dict:
     forward = max(float(np.max(np.abs(np.linalg.eigvals(coupled_step_matrix(tab, coupling, z))))) for z in zs)
     growth = max(float(np.max(np.abs(np.linalg.eigvals(np.linalg.inv(coupled_step_matrix(tab, coupling, z))))))
                  for z in zs)
-    with np.errstate(over="ignore"):
-        total = steps * u if abs(growth - 1) < 1e-15 else u * (growth**steps - 1) / (growth - 1)
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported as None
+        g = np.float64(growth)
+        total = steps * u if abs(g - 1) < 1e-15 else u * (g**steps - 1) / (g - 1)
     return {"forward_radius": forward, "backward_growth": growth, "predicted_reconstruction_error": _finite(total)}
 
 

@@ -61,6 +61,7 @@ def test_the_linear_theory():
             assert abs(np.linalg.det(m) - 0.95) <= 1e-12
     assert sorted(np.abs(np.linalg.eigvals(coupled_step_matrix(integrators.RK4, 0.8, 0.0)))) == pytest.approx([0.8, 1])
     assert predicted(integrators.RK4, 0.5, [0.0], 10)["backward_growth"] == pytest.approx(2.0)
+    assert predicted(integrators.RK4, 0.5, [0.0], 10_000)["predicted_reconstruction_error"] is None  # overflow
 
 
 def test_config_and_scheme_list():
