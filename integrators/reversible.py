@@ -120,8 +120,9 @@ class AsynchronousLeapfrog(Discretisation):
 
 
 class ReversibleRungeKutta(Discretisation):
-    """The McCallum-Foster reversible version of an explicit Runge-Kutta `tableau` with
+    """The McCallum-Foster reversible version of the explicit Runge-Kutta tableau `base` with
     `coupling` `lambda` (`0 < lambda <= 1`), on `z = (y, w)`, `z_0 = (x_0, x_0)`; `x = y`.
+    (`base`, not `tableau`: the coupled step is not a Runge-Kutta step of that tableau.)
 
     Each step evaluates the base step twice (`Phi_h` from `w`, `Phi_{-h}` from `y'`), as does
     its inverse; `integrators.Reversible()` memory then gives the exact gradient of this
@@ -139,13 +140,13 @@ class ReversibleRungeKutta(Discretisation):
         (True, True)
     """
 
-    tableau: ButcherTableau = eqx.field(static=True)
+    base: ButcherTableau = eqx.field(static=True)
     coupling: float = eqx.field(static=True, default=0.999)
 
     def __check_init__(self):
-        if not self.tableau.explicit:
+        if not self.base.explicit:
             raise ValueError(
-                f"the McCallum-Foster reversible step needs an explicit tableau; {self.tableau.name!r} is "
+                f"the McCallum-Foster reversible step needs an explicit tableau; {self.base.name!r} is "
                 "implicit (a symmetric implicit tableau is reversed by its own step with -h: use it directly "
                 "with integrators.Reversible())"
             )
@@ -161,7 +162,7 @@ class ReversibleRungeKutta(Discretisation):
         """The base step of step `k` as a one-step `RungeKutta`: from `t_k` by `h_k`, or
         (`backward`) from `t_{k+1}` by `-h_k`."""
         pair = jax.lax.dynamic_slice_in_dim(self.ts, k, 2)
-        return RungeKutta(field=self.field, ts=pair[::-1] if backward else pair, tableau=self.tableau)
+        return RungeKutta(field=self.field, ts=pair[::-1] if backward else pair, tableau=self.base)
 
     def embed(self, x0, theta):
         return jnp.concatenate([x0, x0], axis=-1)

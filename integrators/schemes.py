@@ -16,7 +16,7 @@ from .tableau import SPLITTINGS, TABLEAUX, ButcherTableau, SplittingTableau, tab
 REVERSIBLE = {
     "reversible-heun": ReversibleHeun,
     "asynchronous-leapfrog": AsynchronousLeapfrog,
-    **{reversible_name(t): functools.partial(ReversibleRungeKutta, tableau=t) for t in TABLEAUX.values() if t.explicit},
+    **{reversible_name(t): functools.partial(ReversibleRungeKutta, base=t) for t in TABLEAUX.values() if t.explicit},
 }
 """The reversible schemes on an augmented state, by name: what `discretise` builds for each
 (reversible Heun, the asynchronous leapfrog, and the McCallum-Foster version

@@ -64,7 +64,7 @@ def test_every_explicit_tableau_has_a_reversible_name():
     assert I.reversible_name(I.HEUN) == "reversible-explicit-trapezoid"
     assert isinstance(I.discretise(L.NeuralODE(2), I.uniform_grid(1.0, 4), "reversible-heun"), I.ReversibleHeun)
     ode = I.discretise(L.NeuralODE(2), I.uniform_grid(1.0, 4), "reversible-explicit-trapezoid", coupling=0.5)
-    assert isinstance(ode, I.ReversibleRungeKutta) and ode.tableau is I.HEUN and ode.coupling == 0.5
+    assert isinstance(ode, I.ReversibleRungeKutta) and ode.base is I.HEUN and ode.coupling == 0.5
 
 
 def _check_coupled(name, coupling=0.999):
