@@ -14,7 +14,8 @@ the same discrete map, at each `N` in `steps`:
 Reported: XLA temporary bytes of the compiled gradient (`memory_analysis()`, deterministic,
 not an RSS) for both memories at every `N`, and, for `N <= run_max_steps`, the gradient's relative L2 error against `jax.grad` through
 the same map (`integrators.output`, every state kept), the sweep's reconstruction error
-`max |z_0^rec - z_0| / max |z_0|`, and the median warm time of the gradient over StoreAll's.
+`max |z_0^rec - z_0| / max |z_0|`, and the fastest of `repeats` warm calls of the gradient
+over StoreAll's (the minimum: on a shared machine the median is mostly other processes).
 
 Part 2, stability of the coupling: `reversible-rk4` on a mildly stiff linear system
 (`dx/dt = A x`, eigenvalues `-1, -4, -10` and a rotation `+-3i`, on `[0, 1]`, `h = 1/N`)
@@ -150,7 +151,7 @@ def _measure_scheme(scheme, config, n, repeats):
             out[label] = {"temp_bytes": temp}
             continue
         (grad, reconstruction), timing = time_calls(executable, (theta,), repeats=repeats, budget=math.inf)
-        out[label] = {"temp_bytes": temp, "seconds": timing.median_seconds, "grad": grad,
+        out[label] = {"temp_bytes": temp, "seconds": min(timing.calls), "grad": grad,
                       "reconstruction": reconstruction}
     if n > config.run_max_steps:
         return {"reversible_temp_bytes": out["reversible"]["temp_bytes"],
@@ -283,7 +284,7 @@ def run(config: ReversibleSchemesConfig, folder: RunFolder, progress: Progress) 
     folder.save_table(Table(
         columns=["system", "lambda", "N", "reconstruction err.", "predicted", "gradient err.", "forward rho",
                  "backward growth"],
-        rows=[[name, c["coupling"], c["steps"], c["reconstruction_error"], c["predicted_reconstruction_error"],
+        rows=[[name, f"{c['coupling']:g}", c["steps"], c["reconstruction_error"], c["predicted_reconstruction_error"],
                c["gradient_error"], c["forward_radius"], c["backward_growth"]]
               for name, cells in stability.items() for c in cells],
         caption=("reversible-rk4 (stiff: T = 1, h = 1/N; pendulum: h = 0.01): errors against the coupling lambda "
