@@ -274,3 +274,36 @@ def test_a_non_symmetric_implicit_tableau_and_a_network_are_refused():
         I.Reversible().check(L.ResNet(dim=2, depth=3))
     with pytest.raises(ValueError, match="no algebraic inverse"):            # a batch does not hide it
         I.Reversible().check(L.Batched(I.discretise(L.NeuralODE(2), I.uniform_grid(1.0, 4), "rk4")))
+
+
+# --- memory --------------------------------------------------------------------------------
+
+
+def _temp_bytes(name, steps, memory):
+    """XLA's temporary-buffer size of the compiled gradient (deterministic; compiled, not run)."""
+    from experiments.harness.metrics import compile_lowered
+
+    field = L.NeuralODE(state_dim=4)
+    theta = field.init(jax.random.key(0))
+    system = I.discretise(field, I.uniform_grid(1.0, steps), name)
+    grad = jax.grad(lambda th: jnp.sum(I.solve(system, th, jnp.ones((2, 4)), memory=memory) ** 2))
+    return compile_lowered(jax.jit(grad).lower(theta))[2]
+
+
+def _check_flat_memory(name):
+    reversible = [_temp_bytes(name, n, I.Reversible()) for n in (1000, 100_000)]
+    assert reversible[0] == reversible[1], reversible
+    assert _temp_bytes(name, 100_000, I.StoreAll()) >= 50 * reversible[1]
+
+
+@pytest.mark.parametrize("name", ["reversible-rk4", "gauss-legendre-2"])
+def test_reversible_memory_is_the_same_at_a_thousand_and_a_hundred_thousand_steps(name):
+    """The acceptance of the issue: equal XLA temporary memory at N = 1e3 and 1e5 (store-all
+    at 1e5 holds 50x more)."""
+    _check_flat_memory(name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(set(COUPLED) - {"reversible-rk4"}))
+def test_reversible_memory_is_flat_for_every_explicit_tableau(name):
+    _check_flat_memory(name)
