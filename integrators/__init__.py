@@ -13,7 +13,7 @@ from .adaptive import AdaptiveGrid, adaptive_grid
 from .differentiable import solve
 from .discretisation import Discretisation, uniform_grid
 from .schemes import REVERSIBLE, discretise, scheme_names
-from .memory import MEMORIES, Checkpoint, Cost, Memory, Reversible, StoreAll, StoreStages, memory_named
+from .memory import MEMORIES, Checkpoint, Cost, Memory, Reversible, StoreAll, StoreStages, irreversible, memory_named
 from .newton import newton_root
 from .partner import partner_tableau
 from .parallel_in_time import NewtonInTimeResult, newton_in_time
@@ -27,7 +27,7 @@ from .relax import (
     saddle_flow,
     saddle_flow_step,
 )
-from .reversible import AsynchronousLeapfrog, ReversibleHeun
+from .reversible import AsynchronousLeapfrog, CoupledPullback, ReversibleHeun, ReversibleRungeKutta, reversible_name
 from .runge_kutta import RungeKutta, StagePullback
 from .stationary import Solution, forward, output, sweep, tangent_sweep, tension
 from .splitting import Splitting
@@ -61,9 +61,10 @@ __all__ = [
     "BOSH3", "DOPRI5", "EULER", "GAUSS1", "GAUSS2", "GAUSS3", "HEUN", "KUTTA3", "LEAPFROG",
     "LOBATTO_IIIA", "LOBATTO_IIIB", "MIDPOINT", "RALSTON", "REVERSIBLE", "RK4", "RK38", "SPLITTINGS",
     "SYMPLECTIC_EULER", "TABLEAUX", "TSIT5", "YOSHIDA4", "AdaptiveGrid", "AsynchronousLeapfrog", "ButcherTableau",
-    "Checkpoint", "Cost", "Discretisation", "MEMORIES", "Memory", "Reversible", "ReversibleHeun", "RungeKutta",
+    "Checkpoint", "Cost", "Discretisation", "MEMORIES", "Memory", "Reversible", "ReversibleHeun",
+    "ReversibleRungeKutta", "RungeKutta", "CoupledPullback", "reversible_name",
     "Solution", "Splitting", "SplittingTableau", "StagePullback", "StoreAll", "StoreStages", "adaptive_grid", "discretise", "forward",
-    "memory_named", "scheme_names", "NewtonInTimeResult", "newton_in_time", "newton_root", "output", "partner_tableau",
+    "irreversible", "memory_named", "scheme_names", "NewtonInTimeResult", "newton_in_time", "newton_root", "output", "partner_tableau",
     "learn_while_relaxing", "relax", "RelaxedTraining", "RelaxationResult", "relaxation_step", "saddle_flow", "SaddleFlowResult", "saddle_flow_step", "solve", "sweep", "tableau",
     "tangent_sweep", "tension", "uniform_grid",
     "ON_UNCONVERGED", "UnconvergedWarning", "check_on_unconverged", "report_unconverged", "tolerance_floor",

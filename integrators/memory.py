@@ -15,7 +15,8 @@ as diffrax's adjoints carry their `loop`:
   O(levels N^(1/levels)) states; `Checkpoint.logarithmic()` (`levels = ceil(log2 N)`)
   gives O(log N) states for O(N log N) recomputation.
 - `Reversible()`: keep nothing; reconstruct `x_k` from `x_{k+1}` with the scheme's
-  algebraic inverse (`system.inverse`). Memory O(1) in `N`. The reconstruction error
+  algebraic inverse (`system.inverse`, or `system.unstep`, which also returns the
+  step's pullback from the same evaluations). Memory O(1) in `N`. The reconstruction error
   is measured (at `x_0`) and reported, not assumed zero.
 
 Every strategy computes the same discrete conjugate field; only the source of `x_k`
@@ -31,10 +32,12 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import PyTree
 
-from lagrangian import LayerMaps
+from lagrangian import Batched, LayerMaps
 
 from ._loop import append, conjugate_from_states, conjugate_step, forward_pass, forward_step, run, scan, stored_states, zero_carry
 from ._loop import Backward
+from .reversible import reversible_name
+from .tableau import ButcherTableau
 
 
 class Cost(NamedTuple):
@@ -236,8 +239,44 @@ class Checkpoint(Memory):
         return carry
 
 
+def irreversible(system) -> str:
+    """Why `Reversible()` memory cannot sweep `system`, and which reversible form of its scheme exists.
+
+    Example:
+        >>> ode = integrators.discretise(lagrangian.NeuralODE(2), integrators.uniform_grid(1.0, 10), "dopri5")
+        >>> "'reversible-dopri5'" in integrators.irreversible(ode)
+        True
+    """
+    name = type(system).__name__
+    tab = getattr(system, "tableau", None)
+    if isinstance(tab, ButcherTableau) and tab.explicit:
+        reversible = reversible_name(tab)
+        return (
+            f"{name} with the explicit tableau {tab.name!r} has no algebraic inverse; its reversible form is "
+            f"the McCallum-Foster coupled step {reversible!r}: integrators.discretise(field, ts, {reversible!r}, "
+            "coupling=0.999) (integrators.ReversibleRungeKutta), which Reversible memory sweeps in O(1) memory"
+        )
+    if isinstance(tab, ButcherTableau):
+        return (
+            f"{name} with the implicit tableau {tab.name!r} has no algebraic inverse: the tableau is not "
+            "symmetric, so its step with -h does not undo it (the symmetric ones, Gauss-Legendre and Lobatto "
+            "IIIA/IIIB, are reversed that way); Checkpoint.logarithmic() gives O(log N) memory instead"
+        )
+    return (
+        f"{name} has no algebraic inverse; Reversible memory needs a reversible scheme: "
+        "'reversible-<tableau>' (McCallum-Foster) for any explicit tableau, a symmetric implicit tableau "
+        "(Gauss-Legendre, Lobatto IIIA/IIIB), a splitting (leapfrog, yoshida4, symplectic-euler), "
+        "'reversible-heun' or 'asynchronous-leapfrog'"
+    )
+
+
 class Reversible(Memory):
-    """Reconstruct `x_k = Phi_k^{-1}(x_{k+1})` during the backward sweep (needs `system.inverse`).
+    """Reconstruct `x_k = Phi_k^{-1}(x_{k+1})` during the backward sweep (needs `system.inverse`,
+    and `system.invertible` true where a scheme declares it): the reversible schemes on an
+    augmented state (`integrators.REVERSIBLE`: reversible Heun, the asynchronous leapfrog, the
+    McCallum-Foster ``"reversible-<tableau>"`` of every explicit tableau), every splitting
+    (undone shear by shear) and every symmetric implicit tableau (its own step with `-h`,
+    Newton-solved). Any other scheme is refused with the reversible form that exists for it.
 
     Example:
         >>> ode = integrators.discretise(lagrangian.NeuralODE(2), integrators.uniform_grid(1.0, 1000), "reversible-heun")
@@ -248,11 +287,11 @@ class Reversible(Memory):
     """
 
     def check(self, system):
-        if not hasattr(system, "inverse"):
-            raise ValueError(
-                f"{type(system).__name__} has no algebraic inverse; Reversible memory needs a reversible "
-                "scheme (integrators.ReversibleHeun or integrators.AsynchronousLeapfrog)"
-            )
+        """Refuse a system without an exact `inverse`, naming the reversible form that exists."""
+        while isinstance(system, Batched):
+            system = system.system
+        if not getattr(system, "invertible", hasattr(system, "inverse")):
+            raise ValueError(irreversible(system))
 
     def cost(self, steps):
         return Cost(evaluations=2 * steps, relinearisations=steps, pullbacks=steps, stored=1)
@@ -266,8 +305,11 @@ class Reversible(Memory):
             z_next, carry, k = state
             k = k - 1
             theta_k = system.theta_at(theta, k)
-            z = system.inverse(k, z_next, theta_k)
-            _, pullback = system.linearise(k, z, theta_k)
+            if hasattr(system, "unstep"):   # the inverse and the linearisation share their evaluations
+                z, pullback = system.unstep(k, z_next, theta_k)
+            else:
+                z = system.inverse(k, z_next, theta_k)
+                _, pullback = system.linearise(k, z, theta_k)
             return (z, conjugate_step(system, theta, k, carry, pullback, z, jumps), k), None
 
         carry = zero_carry(system, theta, p_final, grid)

@@ -96,6 +96,21 @@ class RungeKutta(Discretisation):
         b = self.tableau.b
         return x + h * sum(b[i] * ks[i] for i in range(self.tableau.stages) if b[i] != 0.0)
 
+    @property
+    def invertible(self) -> bool:
+        """Whether `inverse` reconstructs a step: the tableau is symmetric (its own adjoint)."""
+        return self.tableau.symmetric
+
+    def inverse(self, k, x_next, theta):
+        """`x_k = Phi_{-h}(t_{k+1}, x_{k+1})`: a symmetric tableau (Gauss-Legendre, Lobatto IIIA/IIIB)
+        is its own adjoint, so the same step run backward from `t_{k+1}` undoes step `k`, exactly
+        up to the Newton tolerance of its stages. Refused for any other tableau (an explicit one
+        has the McCallum-Foster reversible form, `integrators.ReversibleRungeKutta`)."""
+        if not self.invertible:
+            raise ValueError(f"tableau {self.tableau.name!r} is not symmetric: Phi_-h does not invert its step")
+        pair = jax.lax.dynamic_slice_in_dim(self.ts, k, 2)
+        return self.on_grid(k, pair[::-1]).layer(0, x_next, theta)
+
     def linearise(self, k, x, theta):
         """The step and its stage-wise pullback (`StagePullback`): one `jax.vjp` of `f` per stage."""
         t, h = self.time(k, x.dtype)

@@ -1,18 +1,26 @@
 """`discretise`: a vector field plus a time grid plus a scheme is a layered system."""
 
+import functools
+
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from lagrangian import VectorField
 
 from .discretisation import Discretisation
-from .reversible import AsynchronousLeapfrog, ReversibleHeun
+from .reversible import AsynchronousLeapfrog, ReversibleHeun, ReversibleRungeKutta, reversible_name
 from .runge_kutta import RungeKutta
 from .splitting import Splitting
 from .tableau import SPLITTINGS, TABLEAUX, ButcherTableau, SplittingTableau, tableau
 
-REVERSIBLE = {"reversible-heun": ReversibleHeun, "asynchronous-leapfrog": AsynchronousLeapfrog}
-"""The reversible schemes by name: the `Discretisation` class `discretise` builds for each."""
+REVERSIBLE = {
+    "reversible-heun": ReversibleHeun,
+    "asynchronous-leapfrog": AsynchronousLeapfrog,
+    **{reversible_name(t): functools.partial(ReversibleRungeKutta, base=t) for t in TABLEAUX.values() if t.explicit},
+}
+"""The reversible schemes on an augmented state, by name: what `discretise` builds for each
+(reversible Heun, the asynchronous leapfrog, and the McCallum-Foster version
+``"reversible-<tableau>"`` of every explicit tableau, whose `coupling` is an option)."""
 
 
 def scheme_names() -> list[str]:
@@ -32,9 +40,10 @@ def discretise(
     **options,
 ) -> Discretisation:
     """The layer maps of `field` on the grid `ts` stepped by `scheme`: a `ButcherTableau`,
-    a `SplittingTableau`, or a name (a tableau, a splitting, ``"reversible-heun"``
-    or ``"asynchronous-leapfrog"``). `options` go to the scheme (e.g. the Newton
-    `rtol`/`atol` of implicit Runge-Kutta stages).
+    a `SplittingTableau`, or a name (a tableau, a splitting, ``"reversible-heun"``,
+    ``"asynchronous-leapfrog"`` or ``"reversible-<explicit tableau>"``). `options` go to
+    the scheme (e.g. the Newton `rtol`/`atol` of implicit Runge-Kutta stages, the
+    `coupling` of a McCallum-Foster reversible scheme).
 
     Example:
         >>> ode = integrators.discretise(lagrangian.NeuralODE(2), integrators.uniform_grid(1.0, 100), "rk4")

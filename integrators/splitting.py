@@ -7,6 +7,11 @@ A step is a sequence of kicks `v += c h f_v(q)` and drifts `q += d h f_q(v)`
 leapfrog, symplectic Euler and Yoshida's composition keep the energy of a
 Hamiltonian system bounded over long runs. The conjugate step is `jax.vjp` of
 the one layer map, i.e. the cotangent lift of each shear in reverse order.
+
+Every shear is undone exactly by the opposite shear, so every splitting step has an
+algebraic inverse (`Splitting.inverse`: the sub-steps in reverse order with `-h`);
+for a symmetric (palindromic) splitting such as leapfrog or Yoshida's composition
+that is the step itself with `-h`, and `integrators.Reversible()` memory applies.
 """
 
 import equinox as eqx
@@ -47,4 +52,26 @@ class Splitting(Discretisation):
             else:
                 q = q + (coeff * h) * self.field(tq, jnp.concatenate([q, v]), theta)[:n]
                 tq = tq + coeff * h
+        return jnp.concatenate([q, v])
+
+    invertible = True
+    """Every splitting step is undone shear by shear (`inverse`)."""
+
+    def inverse(self, k, x_next, theta):
+        """`x_k` from `x_{k+1}`: every kick and drift undone, last to first, at the time it was
+        applied (`v -= c h f_v(q)`, `q -= d h f_q(v)`): for a palindromic splitting, the step
+        with `-h` from `t_{k+1}`."""
+        t, h = self.time(k, x_next.dtype)
+        n = x_next.shape[0] // 2
+        q, v = x_next[:n], x_next[n:]
+        times, tq = [], t
+        for kind, coeff in self.tableau.steps:
+            times.append(tq)
+            if kind == "drift":
+                tq = tq + coeff * h
+        for (kind, coeff), tq in zip(reversed(self.tableau.steps), reversed(times)):
+            if kind == "kick":
+                v = v - (coeff * h) * self.field(tq, jnp.concatenate([q, v]), theta)[n:]
+            else:
+                q = q - (coeff * h) * self.field(tq, jnp.concatenate([q, v]), theta)[:n]
         return jnp.concatenate([q, v])

@@ -87,6 +87,16 @@ class ButcherTableau:
         m = b[:, None] * a + (b[:, None] * a).T - np.outer(b, b)
         return bool(np.max(np.abs(m)) < 1e-13)
 
+    @property
+    def symmetric(self) -> bool:
+        """The stage-reversal symmetry `a_ij + a_{s+1-i, s+1-j} = b_j`, `b_{s+1-j} = b_j`: the
+        method is its own adjoint, `Phi_{-h} o Phi_h = id` (started at `t + h`), so `Phi_{-h}`
+        inverts a step (Hairer, Lubich, Wanner, Geometric Numerical Integration, V.2.2).
+        Gauss-Legendre and Lobatto IIIA/IIIB are; no explicit tableau is."""
+        a, b = np.asarray(self.a), np.asarray(self.b)
+        m = a + a[::-1, ::-1] - b[None, :]
+        return bool(max(np.max(np.abs(m)), np.max(np.abs(b - b[::-1]))) < 1e-13)
+
 
 def _explicit(name, rows, b, order, aliases=(), b_error=None, embedded_order=None):
     """An explicit tableau from the rows of the strictly lower part of `a`."""

@@ -104,10 +104,11 @@ def _check_solve(method, memory, saveat):
 @pytest.mark.slow
 @pytest.mark.parametrize("method", I.scheme_names())
 def test_grad_through_solve_for_every_scheme(method):
-    """Every scheme `discretise` accepts, store-all memory (and reversible memory for the
-    reversible schemes), saved states inside and at the end."""
+    """Every scheme `discretise` accepts, store-all memory (and reversible memory for every
+    scheme with an inverse step: the reversible schemes, the splittings, the symmetric
+    tableaux), saved states inside and at the end."""
     memories = [I.StoreAll(), I.StoreStages(), I.Checkpoint.logarithmic()]
-    if method in I.REVERSIBLE:
+    if method in I.REVERSIBLE or method in I.SPLITTINGS or I.tableau(method).symmetric:
         memories.append(I.Reversible())
     for memory in memories:
         _check_solve(method, memory, (3, 16))

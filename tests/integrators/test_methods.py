@@ -116,9 +116,15 @@ def _steps_for(order):
     return np.array([base, 2 * base, 4 * base])
 
 
+COUPLED = {I.reversible_name(t): t for t in I.TABLEAUX.values() if t.explicit}
+"""The McCallum-Foster reversible schemes, each with the order of its tableau."""
+
+
 def _order(method):
     if method in ("reversible-heun", "asynchronous-leapfrog"):
         return 2
+    if method in COUPLED:
+        return COUPLED[method].order
     return I.tableau(method).order
 
 
