@@ -40,6 +40,7 @@ from rich.table import Table
 from rich.text import Text
 
 from . import config as configs
+from . import folders
 from . import runner
 from .catalog import CATALOG, get
 
@@ -287,12 +288,12 @@ def reproduce(
 ) -> None:
     """Re-run the experiment of FOLDER from its config.toml into a new folder."""
     try:
-        experiment, _, _ = runner.load_folder(folder)
+        experiment, _, _ = folders.load_folder(folder)
         if out is not None:
             runner.check_output_dir(out.absolute(), force)
     except ValueError as error:
         raise _fail(str(error)) from None
-    record = _with_progress(experiment.name, quiet, lambda show: runner.reproduce(
+    record = _with_progress(experiment.name, quiet, lambda show: folders.reproduce(
         folder, out=out, force=force, progress=show))
     console = _console()
     if quiet:
@@ -337,7 +338,7 @@ def verify(
     tables byte for byte where the re-run's numbers are bit-for-bit equal); exit 1 naming every changed,
     missing or extra file and every differing number."""
     try:
-        experiment, _, tolerances = runner.load_folder(folder)
+        experiment, _, tolerances = folders.load_folder(folder)
         if rtol is not None or atol is not None:
             tolerances = runner.Tolerances(rtol=tolerances.rtol if rtol is None else rtol,
                                            atol=tolerances.atol if atol is None else atol,
@@ -346,7 +347,7 @@ def verify(
             raise ValueError(f"{folder} has no {runner.RESULTS}")
     except ValueError as error:
         raise _fail(str(error)) from None
-    outcome = _with_progress(experiment.name, quiet, lambda show: runner.verify(
+    outcome = _with_progress(experiment.name, quiet, lambda show: folders.verify(
         folder, keep=keep, progress=show, tolerances=tolerances))
     c, files = outcome.comparison, outcome.files
     console = _console()

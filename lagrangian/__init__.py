@@ -13,7 +13,6 @@ from .action import (
     stationarity_residuals,
     time_derivative,
 )
-from .batch import Batched, BatchedField, batched
 from .doubled import copies, doubled_action, mean_and_difference
 from .energy_models import hopfield_energy, hopfield_init, layered_energy, prediction_errors, total_energy
 from .fields import HarmonicOscillator, Linear, MLPField, NeuralODE, Pendulum
@@ -38,7 +37,7 @@ from .noether import (
 )
 from .oscillator_chain import OscillatorChain, exchange, momentum_flip
 from .phase_space import HamiltonFlow, friction_log_volume, log_volume
-from .system import LayerMaps, System, VectorField, check_finite, check_params
+from .system import Batched, BatchedField, LayerMaps, System, VectorField, batched, check_finite, check_params
 
 __all__ = [
     "ACTIVATIONS", "Batched", "BatchedField", "batched", "CrossEntropy", "GradientFlow", "HamiltonFlow", "HarmonicOscillator", "HeavyBall",

@@ -39,7 +39,7 @@ with tempfile.TemporaryDirectory() as tmp:
     print("  git commit:", manifest.get("git", {}).get("commit") if isinstance(manifest.get("git"), dict) else "-")
 
     # --- verify: `leastaction verify DIR` re-runs config.toml and compares every number -
-    verification = experiments.runner.verify(folder)
+    verification = experiments.verify(folder)
     comparison = verification.comparison
     print(f"verify: ok={verification.ok}, {comparison.checked} numbers checked, "
           f"max relative difference {comparison.max_rel_diff:.1e}, excluded {len(comparison.excluded)} timing keys")

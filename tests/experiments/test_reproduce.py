@@ -9,11 +9,12 @@ import tomllib
 import pytest
 
 from experiments import CATALOG
+from experiments import folders
 from experiments import runner
 from experiments.cli import app
 from experiments.manifest import file_hashes
 from experiments.runner import read_tolerances
-from experiments.verify import compare, Tolerances
+from experiments.tolerances import compare_results, Tolerances
 
 from .conftest import SMALL
 
@@ -39,13 +40,13 @@ def test_verify_passes_and_two_runs_agree_to_1e_12(quickstart_folder, cli, tmp_p
     assert result.exit_code == 0, result.output
     assert f"verified {quickstart_folder}" in result.output
     assert "values match within rtol 1e-09, atol 1e-12" in result.output
-    determinism = compare(_results(quickstart_folder), _results(kept), Tolerances(rtol=1e-12, atol=1e-12))
+    determinism = compare_results(_results(quickstart_folder), _results(kept), Tolerances(rtol=1e-12, atol=1e-12))
     assert determinism.ok, determinism.differences
     assert determinism.checked > 20 and determinism.excluded == ()
     manifest = json.loads((kept / "manifest.json").read_text())
     assert manifest["reproduces"] == str(quickstart_folder)
     # the manifest's wall time is volatile: any value passes
-    assert compare({"wall_time_seconds": 1.0}, {"wall_time_seconds": manifest["wall_time_seconds"]}).ok
+    assert compare_results({"wall_time_seconds": 1.0}, {"wall_time_seconds": manifest["wall_time_seconds"]}).ok
 
 
 def test_reproduce_from_a_copied_folder(quickstart_folder, cli, tmp_path):
@@ -57,7 +58,7 @@ def test_reproduce_from_a_copied_folder(quickstart_folder, cli, tmp_path):
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == str(out)
     assert (out / "config.toml").read_bytes() == (quickstart_folder / "config.toml").read_bytes()
-    assert compare(_results(quickstart_folder), _results(out), Tolerances(rtol=1e-12, atol=1e-12)).ok
+    assert compare_results(_results(quickstart_folder), _results(out), Tolerances(rtol=1e-12, atol=1e-12)).ok
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["reproduces"] == str(copy)
 
@@ -107,12 +108,12 @@ def test_verify_compares_figures_and_tables_with_the_re_run(quickstart_folder, t
     a figure whose manifest records its altered bytes (so the hash check passes) still fails."""
     altered = tmp_path / "altered"
     shutil.copytree(quickstart_folder, altered)
-    good = runner.verify(altered)
+    good = folders.verify(altered)
     assert good.ok and good.files.rerun_compared == 4 and good.files.rerun_skipped is None
     with open(altered / "figures" / "phase_space.pdf", "ab") as handle:
         handle.write(b"%")
     _rehash(altered)
-    outcome = runner.verify(altered)
+    outcome = folders.verify(altered)
     assert outcome.files.checked == 7 and not (outcome.files.changed or outcome.files.missing)
     assert outcome.files.rerun_differs == ("figures/phase_space.pdf",)
     assert outcome.comparison.ok and not outcome.ok

@@ -45,7 +45,7 @@ class Tolerances:
 
     Example:
         >>> loose = experiments.Tolerances(rtol=1e-6, volatile=("*_ratio",))
-        >>> experiments.compare({"x": 1.0, "speed_ratio": 2.0}, {"x": 1.0 + 1e-8, "speed_ratio": 3.0}, loose).ok
+        >>> experiments.compare_results({"x": 1.0, "speed_ratio": 2.0}, {"x": 1.0 + 1e-8, "speed_ratio": 3.0}, loose).ok
         True
     """
 
@@ -88,11 +88,11 @@ class Difference:
 
 
 @dataclass(frozen=True)
-class Comparison:
-    """The outcome of `compare`: numbers checked, differences, volatile keys left out.
+class ResultsComparison:
+    """The outcome of `compare_results`: numbers checked, differences, volatile keys left out.
 
     Example:
-        >>> comparison = experiments.compare({"a": [1.0, 2.0]}, {"a": [1.0, 2.0 + 1e-6]})
+        >>> comparison = experiments.compare_results({"a": [1.0, 2.0]}, {"a": [1.0, 2.0 + 1e-6]})
         >>> comparison.ok, comparison.checked, f"{comparison.max_rel_diff:.0e}"
         (False, 2, '5e-07')
     """
@@ -188,19 +188,19 @@ def _walk(expected: Any, got: Any, path: str, tol: Tolerances, found: dict) -> N
         differences.append(Difference(path, expected, got, diff, reason="not equal" if diff is None else "integer differs"))
 
 
-def compare(expected: Any, got: Any, tolerances: Tolerances = Tolerances()) -> Comparison:
+def compare_results(expected: Any, got: Any, tolerances: Tolerances = Tolerances()) -> ResultsComparison:
     """Compare a recorded results tree with a re-run's (see the module docstring).
 
     Example:
-        >>> experiments.compare({"error": 1e-16, "steps": 10}, {"error": 1.1e-16, "steps": 10}).ok    # within atol
+        >>> experiments.compare_results({"error": 1e-16, "steps": 10}, {"error": 1.1e-16, "steps": 10}).ok    # within atol
         True
-        >>> result = experiments.compare({"loss": 1.0, "wall_seconds": 3.0}, {"loss": 1.5, "wall_seconds": 9.0})
+        >>> result = experiments.compare_results({"loss": 1.0, "wall_seconds": 3.0}, {"loss": 1.5, "wall_seconds": 9.0})
         >>> result.ok, [d.path for d in result.differences], result.excluded       # timings are left out
         (False, ['loss'], ('wall_seconds',))
     """
     found: dict = {"checked": 0, "differences": [], "excluded": [], "max_abs": 0.0, "max_rel": 0.0}
     _walk(expected, got, "", tolerances, found)
-    return Comparison(tolerances=tolerances, checked=found["checked"], differences=tuple(found["differences"]),
+    return ResultsComparison(tolerances=tolerances, checked=found["checked"], differences=tuple(found["differences"]),
                       excluded=tuple(found["excluded"]), max_abs_diff=found["max_abs"], max_rel_diff=found["max_rel"])
 
 
@@ -216,5 +216,5 @@ def leaves(tree: Any, path: str = "") -> Iterator[tuple[str, Any]]:
         yield path, tree
 
 
-__all__ = ["Comparison", "DEFAULT_ATOL", "DEFAULT_RTOL", "Difference", "Tolerances", "VOLATILE_WORDS",
-           "compare", "is_volatile", "leaves"]
+__all__ = ["ResultsComparison", "DEFAULT_ATOL", "DEFAULT_RTOL", "Difference", "Tolerances", "VOLATILE_WORDS",
+           "compare_results", "is_volatile", "leaves"]
