@@ -2,6 +2,7 @@
 field on a grid, memory strategies, and the one sweep over the doubled phase space."""
 
 from .adaptive import AdaptiveGrid, adaptive_grid
+from .copies import CopiesResult, doubled_forces, relax_copies, rounding_floor
 from .differentiable import solve
 from .discretisation import Discretisation, uniform_grid
 from .schemes import REVERSIBLE, discretise, scheme_names
@@ -58,4 +59,5 @@ __all__ = [
     "memory_named", "scheme_names", "NewtonInTimeResult", "newton_in_time", "newton_root", "output", "partner_tableau",
     "learn_while_relaxing", "relax", "RelaxedTraining", "RelaxationResult", "relaxation_step", "saddle_flow", "SaddleFlowResult", "saddle_flow_step", "solve", "sweep", "tableau",
     "tangent_sweep", "tension", "uniform_grid",
+    "CopiesResult", "doubled_forces", "relax_copies", "rounding_floor",
 ]
