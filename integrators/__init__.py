@@ -2,6 +2,7 @@
 field on a grid, memory strategies, and the one sweep over the doubled phase space."""
 
 from .adaptive import AdaptiveGrid, adaptive_grid
+from .asynchronous import ClockFreeResult, asynchronous_step, continuous_relax, drive, poisson_relax, time_constants
 from .copies import CopiesResult, doubled_forces, relax_copies, rounding_floor
 from .differentiable import solve
 from .discretisation import Discretisation, uniform_grid
@@ -60,4 +61,5 @@ __all__ = [
     "learn_while_relaxing", "relax", "RelaxedTraining", "RelaxationResult", "relaxation_step", "saddle_flow", "SaddleFlowResult", "saddle_flow_step", "solve", "sweep", "tableau",
     "tangent_sweep", "tension", "uniform_grid",
     "CopiesResult", "doubled_forces", "relax_copies", "rounding_floor",
+    "ClockFreeResult", "asynchronous_step", "continuous_relax", "drive", "poisson_relax", "time_constants",
 ]
