@@ -25,6 +25,7 @@ from .reversible import AsynchronousLeapfrog, ReversibleHeun
 from .runge_kutta import RungeKutta, StagePullback
 from .stationary import Solution, forward, output, sweep, tangent_sweep, tension
 from .splitting import Splitting
+from .substrate import LangevinResult, langevin_copies, langevin_relax, mismatched_feedback
 from .tableau import (
     BOSH3,
     DOPRI5,
@@ -62,4 +63,5 @@ __all__ = [
     "tangent_sweep", "tension", "uniform_grid",
     "CopiesResult", "doubled_forces", "relax_copies", "rounding_floor",
     "ClockFreeResult", "asynchronous_step", "continuous_relax", "drive", "poisson_relax", "time_constants",
+    "LangevinResult", "langevin_copies", "langevin_relax", "mismatched_feedback",
 ]

@@ -66,11 +66,12 @@ class CopiesResult(eqx.Module):
     beta: Array
 
 
-def doubled_forces(system: LayerMaps, theta: PyTree, loss: Loss, beta, x1, x2):
+def doubled_forces(system: LayerMaps, theta: PyTree, loss: Loss, beta, x1, x2, feedback=None):
     """`(dS_beta/dx1, dS_beta/dx2, dS_beta/dtheta, dS_beta/dx+_0)` at the copies `x1`, `x2`.
 
     The entries of the forces at the clamped node `0` are zero. Every derivative is the
-    pullback of one layer map at `x+_k` applied to `x-_{k+1}`.
+    pullback of one layer map at `x+_k` applied to `x-_{k+1}`; with `feedback` (`B_k`,
+    `integrators.mismatched_feedback`) the backward force uses `B_k` in place of `W_k`.
 
     Example:
         >>> net = lagrangian.ResNet(dim=2, depth=3)
@@ -83,7 +84,8 @@ def doubled_forces(system: LayerMaps, theta: PyTree, loss: Loss, beta, x1, x2):
     x_plus = local.tmap(lambda a, b: 0.5 * (a + b), x1, x2)
     x_minus = local.tmap(lambda a, b: a - b, x1, x2)
     phi, back, grads, terminal = local.targets(system, theta, loss, local.head(x_plus), local.head(x_plus),
-                                               local.tail(x_minus), x_plus[-1], loss_weight=beta)
+                                               local.tail(x_minus), x_plus[-1], loss_weight=beta,
+                                               feedback=feedback)
     d_minus = local.tmap(lambda f, x: f - x, phi, local.tail(x_plus))                     # k = 1..N
     pulled = local.append_like(x_minus, back[1:], terminal)                              # k = 1..N
     d_plus = local.tmap(lambda f, x: f - x, pulled, local.tail(x_minus))                  # k = 1..N
