@@ -18,8 +18,8 @@
    field `p`, and the copies), EP and DP, with fitted log-log slopes and the floors at
    `delta = 0`, `T = 0`.
 4. Training on digits with gradients read from a substrate (mismatch `delta`, temperature `T`;
-   Langevin relaxation of the conjugate field, averaged over its window) against backprop from
-   the same seed: loss curves and test accuracy.
+   Langevin relaxation of the conjugate field with `eta = 1`, 40 steps, the gradient averaged over
+   the last 20) against backprop from the same seed (full-batch adam): loss curves and test accuracy.
 
 Not done here: the saddle flow (`integrators.saddle_flow`) under asynchronous updates, DP under
 noise, and the deep (128-layer) saddle flow of issue 27's item 4.
@@ -133,9 +133,10 @@ def _first(times, errors, level=1e-10):
     return next((float(t) for t, e in zip(times, errors) if e <= level), None)
 
 
-def _ticks(depth, taus, dt):
-    """Ticks enough for the chain of `2N + 1` waves through nodes of mean time constant `mean(taus)`."""
-    return int(np.ceil((4 * depth + 60) * float(np.mean(taus)) / dt / 100)) * 100
+def _ticks(depth, taus, dt, records=100):
+    """Ticks enough for the chain of `2N + 1` waves through nodes of mean time constant `mean(taus)`,
+    rounded up to a multiple of `records`."""
+    return int(np.ceil((4 * depth + 60) * float(np.mean(taus)) / dt / records)) * records
 
 
 # --- 1. no global clock ---------------------------------------------------------------------------
@@ -188,7 +189,7 @@ def rate_sweep(config, key, size, log) -> dict:
     out = {"depth": depth, "spread": [], "lag": []}
     for spread in size["spreads"]:
         taus = integrators.time_constants(depth, spread, jax.random.fold_in(key, 3))
-        ticks = _ticks(depth, taus, config.dt)
+        ticks = _ticks(depth, taus, config.dt, 200)
         run = integrators.poisson_relax(system, theta, x0, loss, jax.random.fold_in(key, 4), ticks=ticks,
                                         dt=config.dt, taus=taus, record_every=ticks // 200)
         async_time = _first(run.times, _errors(run.grads, reference, len(run.times)))
@@ -199,7 +200,7 @@ def rate_sweep(config, key, size, log) -> dict:
                               "continuous": cont_time})
         log(f"spread {spread:g}: 1e-10 at tau = {async_time} (asynchronous), {cont_time} (continuous)")
     for lag in size["lags"]:
-        ticks = _ticks(depth, np.ones(1), config.dt) * 2
+        ticks = _ticks(depth, np.ones(1), config.dt, 200) * 2
         run = integrators.poisson_relax(system, theta, x0, loss, jax.random.fold_in(key, 4), ticks=ticks,
                                         dt=config.dt, max_lag=lag, record_every=ticks // 200)
         time = _first(run.times, _errors(run.grads, reference, len(run.times)))
@@ -370,7 +371,7 @@ def training(config, size, log) -> dict:
     points = config.substrates()[:2] if config.quick else config.substrates()
     for delta, temp in points:
         def grad_fn(th, key, delta=delta, temp=temp):
-            return integrators.langevin_relax(system, th, x_train, loss, key, temp, iterations=40, window=20,
+            return integrators.langevin_relax(system, th, x_train, loss, key, temp, iterations=40, window=20, eta=1.0,
                                               feedback=feedback(th, delta)).averaged
 
         losses, accs = train(grad_fn)
