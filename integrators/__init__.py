@@ -2,7 +2,16 @@
 field on a grid, memory strategies, and the one sweep over the doubled phase space."""
 
 from .adaptive import AdaptiveGrid, adaptive_grid
-from .asynchronous import ClockFreeResult, asynchronous_step, continuous_relax, drive, poisson_relax, time_constants
+from .asynchronous import (
+    ClockFreeResult,
+    asynchronous_saddle_step,
+    asynchronous_step,
+    continuous_relax,
+    drive,
+    poisson_relax,
+    poisson_saddle_flow,
+    time_constants,
+)
 from .copies import CopiesResult, doubled_forces, relax_copies, rounding_floor
 from .differentiable import solve
 from .discretisation import Discretisation, uniform_grid
@@ -63,5 +72,6 @@ __all__ = [
     "tangent_sweep", "tension", "uniform_grid",
     "CopiesResult", "doubled_forces", "relax_copies", "rounding_floor",
     "ClockFreeResult", "asynchronous_step", "continuous_relax", "drive", "poisson_relax", "time_constants",
+    "asynchronous_saddle_step", "poisson_saddle_flow",
     "LangevinResult", "langevin_copies", "langevin_relax", "mismatched_feedback",
 ]

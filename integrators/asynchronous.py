@@ -19,6 +19,12 @@ iteration with bounded delays converges to it (chaotic relaxation, Chazan & Mira
 1969); with `eta = 1` it is exact once every node has fired after its predecessor in that
 order settled, and the error falls in steps.
 
+The augmented-Lagrangian saddle flow without a clock (`poisson_saddle_flow`,
+`asynchronous_saddle_step`): the same Poisson clocks and stale reads drive each node's
+semi-implicit Euler step of `integrators.saddle_flow`, which also reads nodes `k - 1..k + 1`
+only; it reaches the exact gradient where the synchronous flow does (tested on linear and
+tanh ResNets of depth 8 and a linear one of depth 32), at about one firing per synchronous step.
+
 Continuous (`continuous_relax`): the relaxation as an ODE in pseudo-time with one time
 constant per node,
 
@@ -293,3 +299,122 @@ def _continuous(system, theta, x0, loss, rates, t_final, records, rtol, atol, ma
     return ClockFreeResult(xs=xs, ps=ps, grad=_grad_read(system, theta, loss, xs, ps), grads=grads,
                            times=times if records else jnp.zeros(0),
                            firings=jnp.atleast_1d(solution.stats["num_accepted_steps"]))
+
+
+def asynchronous_saddle_step(system: LayerMaps, theta: PyTree, loss: Loss, x_history, p_history, fire, lags,
+                             eta: float = 0.4, rho: float = 0.5):
+    """One tick of the augmented-Lagrangian saddle flow (`integrators.saddle_flow`) without a clock:
+    every node `k >= 1` with `fire[k]` takes its semi-implicit Euler step from its own current
+    `(x_k, p_k)` and its neighbours' values `lags[k]` ticks old,
+
+        x_k <- x_k + eta ( mu_{k-1} - (dPhi_k/dx_k)^T mu_k ),      (k = N: mu_{N-1} - grad l(x_N))
+        p_k <- p_k + eta ( Phi_{k-1}(x_{k-1}) - x_k ),              with the new x_k,
+
+    `mu_{k-1} = p_k + rho (Phi_{k-1}(x_{k-1}) - x_k)`, `mu_k = p_{k+1} + rho (Phi_k(x_k) - x_{k+1})`.
+    Layers of one shape (layout 'stacked' or 'shared'); histories newest first, `(L, N + 1, ...)`.
+
+    Example:
+        >>> net = lagrangian.ResNet(dim=2, depth=3, activation="identity")
+        >>> theta, loss = net.init(jax.random.key(0)), lagrangian.SquaredError()
+        >>> hist = jnp.ones((1, 4, 2))
+        >>> fire = jnp.array([False, False, True, False])      # only node 2 moves
+        >>> xs, ps = integrators.asynchronous_saddle_step(net, theta, loss, hist, 0 * hist, fire, jnp.zeros(4, int))
+        >>> bool(jnp.all(xs[jnp.array([0, 1, 3])] == 1.0)), bool(jnp.any(xs[2] != 1.0))
+        (True, True)
+    """
+    from .relax import layers_vmapped
+
+    xs, ps = x_history[0], p_history[0]
+    n = system.depth
+    j = jnp.arange(n)
+    x_prev_in = x_history[lags[1:], j]          # x_j as node j + 1 reads it
+    p_next_in = p_history[lags[:-1], j + 1]     # p_{j+1} as node j reads it
+    x_next_in = x_history[lags[:-1], j + 1]     # x_{j+1} as node j reads it
+
+    def local(k, theta_k, x_at, x_prev, p_in, x_next):
+        phi_prev = system.apply(k, x_prev, theta_k)
+        phi, pull = jax.vjp(lambda x: system.apply(k, x, theta_k), x_at)
+        back = pull(p_in + rho * (phi - x_next))[0]
+        return phi_prev, back
+
+    phi_prev, back = layers_vmapped(system, local, theta, xs[:-1], x_prev_in, p_next_in, x_next_in)
+    mu_prev = ps[1:] + rho * (phi_prev - xs[1:])                        # nodes 1..N
+    _, grad_l = loss.grad(xs[-1])
+    descent = mu_prev - jnp.concatenate([back[1:], grad_l[None]])
+    m = _mask(xs, fire)[1:]
+    new_x = xs[1:] + eta * m * descent
+    new_p = ps[1:] + eta * m * (phi_prev - new_x)
+    return xs.at[1:].set(new_x), ps.at[1:].set(new_p)
+
+
+def poisson_saddle_flow(
+    system: LayerMaps,
+    theta: PyTree,
+    x0: Array,
+    loss: Loss,
+    key: PRNGKeyArray,
+    ticks: int = 100_000,
+    dt: float = 0.1,
+    taus=None,
+    max_lag: int = 0,
+    eta: float = 0.4,
+    rho: float = 0.5,
+    record_every: int = 0,
+) -> ClockFreeResult:
+    """The augmented-Lagrangian saddle flow with Poisson clocks and stale reads
+    (`asynchronous_saddle_step`), from `x_k = x_0`, `p_k = 0`; as `poisson_relax` otherwise.
+    The gradient read is `(dPhi_k/dtheta_k)^T p_{k+1}`. A node fires about `ticks dt / tau_k`
+    times, so it needs about as many firings as the synchronous flow needs steps.
+
+    Example:
+        >>> net = lagrangian.ResNet(dim=2, depth=4, activation="identity")
+        >>> theta, x0, loss = net.init(jax.random.key(0)), jnp.ones(2), lagrangian.SquaredError()
+        >>> run = integrators.poisson_saddle_flow(net, theta, x0, loss, jax.random.key(1), ticks=40_000, max_lag=2)
+        >>> exact = jax.grad(lambda th: loss(integrators.output(net, th, x0)))(theta)
+        >>> bool(jnp.allclose(run.grad["W"], exact["W"], rtol=1e-8, atol=0))
+        True
+    """
+    if system.layout == "unrolled":
+        raise ValueError("the asynchronous saddle flow needs layers of one shape (layout 'stacked' or 'shared')")
+    if not eta > 0 or not rho >= 0 or not dt > 0 or max_lag < 0:
+        raise ValueError(f"poisson_saddle_flow needs eta > 0, rho >= 0, dt > 0, max_lag >= 0; got {eta}, {rho}, "
+                         f"{dt}, {max_lag}")
+    if record_every < 0 or (record_every and ticks % record_every):
+        raise ValueError(f"record_every must divide ticks; got {record_every} and {ticks}")
+    x0 = jnp.asarray(x0)
+    system.check(theta, x0)
+    taus = np.ones(system.depth + 1) if taus is None else np.asarray(taus, float)
+    if taus.shape != (system.depth + 1,) or not np.all(taus > 0):
+        raise ValueError(f"taus must hold depth + 1 = {system.depth + 1} positive time constants; got {taus.shape}")
+    probability = jnp.asarray(-np.expm1(-dt / taus))
+    return _poisson_saddle(system, theta, x0, loss, key, int(ticks), float(dt), probability, int(max_lag),
+                           float(eta), float(rho), int(record_every))
+
+
+@eqx.filter_jit
+def _poisson_saddle(system, theta, x0, loss, key, ticks, dt, probability, max_lag, eta, rho, record_every):
+    xs = jnp.broadcast_to(x0, (system.depth + 1,) + x0.shape)
+    ps = jnp.zeros_like(xs)
+    history = lambda f: jnp.broadcast_to(f, (max_lag + 1,) + f.shape)
+    n_nodes = system.depth + 1
+
+    def tick(carry, key):
+        xh, ph, firings = carry
+        k_fire, k_lag = jax.random.split(key)
+        fire = (jax.random.uniform(k_fire, (n_nodes,)) < probability).at[0].set(False)
+        lags = jax.random.randint(k_lag, (n_nodes,), 0, max_lag + 1)
+        xs, ps = asynchronous_saddle_step(system, theta, loss, xh, ph, fire, lags, eta, rho)
+        return (_push(xh, xs), _push(ph, ps), firings + fire), None
+
+    def block(carry, key):
+        carry, _ = jax.lax.scan(tick, carry, jax.random.split(key, max(record_every, 1)))
+        grads = _grad_read(system, theta, loss, carry[0][0], carry[1][0]) if record_every else None
+        return carry, grads
+
+    blocks = ticks // record_every if record_every else ticks
+    (xh, ph, firings), grads = jax.lax.scan(block, (history(xs), history(ps), jnp.zeros(n_nodes, int)),
+                                            jax.random.split(key, blocks))
+    xs, ps = xh[0], ph[0]
+    times = dt * max(record_every, 1) * jnp.arange(1, blocks + 1) if record_every else jnp.zeros(0)
+    return ClockFreeResult(xs=xs, ps=ps, grad=_grad_read(system, theta, loss, xs, ps), grads=grads,
+                           times=times, firings=firings)
