@@ -1,12 +1,14 @@
 """The least-action theory's physical claims, simulated (docs/design.md 2.2, 2.6; docs/substrate.md).
 
-1. No global clock (`integrators.poisson_relax`, `integrators.continuous_relax`): the conjugate
+1. No global clock (`integrators.poisson_relax`, `integrators.continuous_relax`,
+   `integrators.poisson_saddle_flow`): the conjugate
    relaxation with every node on its own Poisson clock and stale neighbour reads, and in
    continuous pseudo-time with heterogeneous time constants (adaptive diffrax), against the
    synchronous Jacobi relaxation (`integrators.relax`, `eta = 1`: one update per node per unit
    of pseudo-time, the rate of a Poisson clock with `tau = 1`). Relative L2 error of the gradient
    against `jax.grad` through the forward pass, against pseudo-time, on MLPs and a deep ResNet;
-   the pseudo-time to 1e-10 against the spread `tau_max / tau_min` and the staleness.
+   the pseudo-time to 1e-10 against the spread `tau_max / tau_min` and the staleness; the
+   augmented-Lagrangian saddle flow synchronous and with Poisson clocks on a tanh ResNet.
 2. Two physical copies (`integrators.relax_copies`): `x1, x2` relaxing under the one doubled
    action for `beta` over ten decades; `|x1 - x2 - beta p| / |beta p|` (nodes `1..N`, `p` by
    `jax.grad` with a probe per state), the gradient read from the copies, the drift of the mean
@@ -21,7 +23,7 @@
    Langevin relaxation of the conjugate field with `eta = 1`, 40 steps, the gradient averaged over
    the last 20) against backprop from the same seed (full-batch adam): loss curves and test accuracy.
 
-Not done here: the saddle flow (`integrators.saddle_flow`) under asynchronous updates, DP under
+Not done here: the saddle flow in continuous time with heterogeneous time constants, DP under
 noise, and the deep (128-layer) saddle flow of issue 27's item 4.
 """
 
@@ -101,10 +103,11 @@ class PhysicalSubstrateConfig:
     def sizes(self) -> dict:
         """What one preset runs."""
         if self.quick:
-            return {"clock_nets": (("MLP", 4), ("ResNet", 16)), "sweep_depth": 8, "spreads": (1.0, 10.0),
+            return {"clock_nets": (("MLP", 4), ("ResNet", 16)), "sweep_depth": 8, "saddle": (8, 6000),
+                    "spreads": (1.0, 10.0),
                     "lags": (0, 5), "betas": 6, "deltas": 4, "temperatures": 4, "langevin_iterations": 600,
                     "window": 300, "train_steps": 10}
-        return {"clock_nets": (("MLP", 8), ("MLP", 32), ("ResNet", 64)), "sweep_depth": 16,
+        return {"clock_nets": (("MLP", 8), ("MLP", 32), ("ResNet", 64)), "sweep_depth": 16, "saddle": (16, 20_000),
                 "spreads": numbers("spreads", self.spreads, float), "lags": numbers("lags", self.lags),
                 "betas": self.betas, "deltas": self.deltas, "temperatures": self.temperatures,
                 "langevin_iterations": self.langevin_iterations, "window": self.window,
@@ -207,6 +210,31 @@ def rate_sweep(config, key, size, log) -> dict:
         out["lag"].append({"max_lag_ticks": lag, "max_lag_time": lag * config.dt, "asynchronous": time})
         log(f"staleness up to {lag} ticks: 1e-10 at tau = {time}")
     out["synchronous"] = 2 * depth + 1
+    return out
+
+
+def saddle_curves(config, key, size, log) -> dict:
+    """The augmented-Lagrangian saddle flow (`eta = 0.4`, `rho = 0.5`) synchronous and with Poisson
+    clocks (rate 1, staleness 0 and 5 ticks) on a tanh ResNet: error against pseudo-time."""
+    depth, iterations = size["saddle"]
+    system = lagrangian.ResNet(dim=4, depth=depth)
+    theta, x0, loss, reference = _problem(system, key, batch=3)
+    every = iterations // 100
+    sync = integrators.saddle_flow(system, theta, x0, loss, iterations=iterations, record_every=every)
+    out = {"depth": depth, "curves": {"synchronous": {
+        "times": (every * np.arange(1, 101)).tolist(), "errors": _errors(sync.grads, reference, 100),
+        "final_error": relative_error(sync.grad, reference)}}}
+    ticks = int(round(iterations / config.dt))
+    for lag in (0, 5):
+        run = integrators.poisson_saddle_flow(system, theta, x0, loss, jax.random.fold_in(key, 4), ticks=ticks,
+                                              dt=config.dt, max_lag=lag, record_every=ticks // 100)
+        out["curves"][f"asynchronous (lag {lag})"] = {
+            "times": np.asarray(run.times).tolist(), "errors": _errors(run.grads, reference, 100),
+            "final_error": relative_error(run.grad, reference)}
+    for name, curve in out["curves"].items():
+        curve["time_to_1e-10"] = _first(curve["times"], curve["errors"])
+        log(f"saddle flow, tanh ResNet depth {depth}, {name}: error {curve['final_error']:.2e}, "
+            f"1e-10 at tau = {curve['time_to_1e-10']}")
     return out
 
 
@@ -392,8 +420,10 @@ def run(config: PhysicalSubstrateConfig, folder: RunFolder, progress: Progress) 
     total = 7
     progress(0, total, "no global clock: synchronous, asynchronous and continuous relaxation")
     clock = clock_curves(config, jax.random.fold_in(key, 1), size, folder.log)
-    progress(1, total, "rates: spread of time constants and staleness")
+    progress(1, total, "rates: spread of time constants and staleness; the saddle flow without a clock")
     rates = rate_sweep(config, jax.random.fold_in(key, 2), size, folder.log)
+    saddle = saddle_curves(config, jax.random.fold_in(key, 3), size, folder.log)
+    rates["saddle"] = saddle
     progress(2, total, "two physical copies over ten decades of beta")
     copies = copies_sweep(config, size, folder.log)
     progress(3, total, "mismatched feedback couplings")
@@ -417,8 +447,19 @@ def run(config: PhysicalSubstrateConfig, folder: RunFolder, progress: Progress) 
 
 
 def clock_figure(clock, rates):
-    """Error against pseudo-time per network (one panel each), and time to 1e-10 against spread and staleness."""
-    fig, axes = plots.figure(ncols=len(clock) + 1)
+    """Error against pseudo-time per network (one panel each), time to 1e-10 against spread and
+    staleness, and the saddle flow synchronous and asynchronous."""
+    fig, axes = plots.figure(ncols=len(clock) + 2)
+    saddle = rates["saddle"]
+    ax = axes[-1]
+    for name, curve in saddle["curves"].items():
+        ax.semilogy(curve["times"], np.maximum(curve["errors"], 1e-17), label=name)
+    ax.axhline(1e-10, color="0.5", lw=0.8, ls=":")
+    ax.set_xlabel(r"pseudo-time $\tau$ (updates per node)")
+    ax.set_ylabel(r"relative error of $dl/d\theta$")
+    ax.set_title(f"saddle flow, tanh ResNet depth {saddle['depth']}")
+    ax.legend(fontsize=7)
+    axes = axes[:-1]
     for ax, (label, curves) in zip(axes, clock.items()):
         for name, curve in curves.items():
             ax.semilogy(curve["times"], np.maximum(curve["errors"], 1e-17), label=name)
