@@ -455,6 +455,7 @@ def clock_figure(clock, rates):
     for name, curve in saddle["curves"].items():
         ax.semilogy(curve["times"], np.maximum(curve["errors"], 1e-17), label=name)
     ax.axhline(1e-10, color="0.5", lw=0.8, ls=":")
+    ax.ticklabel_format(axis="x", style="sci", scilimits=(3, 3))
     ax.set_xlabel(r"pseudo-time $\tau$ (updates per node)")
     ax.set_ylabel(r"relative error of $dl/d\theta$")
     ax.set_title(f"saddle flow, tanh ResNet depth {saddle['depth']}")
