@@ -2,17 +2,6 @@
 field on a grid, memory strategies, and the one sweep over the doubled phase space."""
 
 from .adaptive import AdaptiveGrid, adaptive_grid
-from .asynchronous import (
-    ClockFreeResult,
-    asynchronous_saddle_step,
-    asynchronous_step,
-    continuous_relax,
-    drive,
-    poisson_relax,
-    poisson_saddle_flow,
-    time_constants,
-)
-from .copies import CopiesResult, doubled_forces, relax_copies, rounding_floor
 from .differentiable import solve
 from .discretisation import Discretisation, uniform_grid
 from .schemes import REVERSIBLE, discretise, scheme_names
@@ -34,7 +23,6 @@ from .reversible import AsynchronousLeapfrog, ReversibleHeun
 from .runge_kutta import RungeKutta, StagePullback
 from .stationary import Solution, forward, output, sweep, tangent_sweep, tension
 from .splitting import Splitting
-from .substrate import LangevinResult, langevin_copies, langevin_relax, mismatched_feedback
 from .tableau import (
     BOSH3,
     DOPRI5,
@@ -70,8 +58,25 @@ __all__ = [
     "memory_named", "scheme_names", "NewtonInTimeResult", "newton_in_time", "newton_root", "output", "partner_tableau",
     "learn_while_relaxing", "relax", "RelaxedTraining", "RelaxationResult", "relaxation_step", "saddle_flow", "SaddleFlowResult", "saddle_flow_step", "solve", "sweep", "tableau",
     "tangent_sweep", "tension", "uniform_grid",
+]
+
+# the physical substrates (docs/substrate.md): clock-free relaxation, two copies, imperfect couplings
+from .asynchronous import (
+    ClockFreeResult,
+    asynchronous_saddle_step,
+    asynchronous_step,
+    continuous_relax,
+    drive,
+    poisson_relax,
+    poisson_saddle_flow,
+    time_constants,
+)
+from .copies import CopiesResult, doubled_forces, relax_copies, rounding_floor
+from .substrate import LangevinResult, langevin_copies, langevin_relax, mismatched_feedback
+
+__all__ += [
+    "ClockFreeResult", "asynchronous_saddle_step", "asynchronous_step", "continuous_relax", "drive",
+    "poisson_relax", "poisson_saddle_flow", "time_constants",
     "CopiesResult", "doubled_forces", "relax_copies", "rounding_floor",
-    "ClockFreeResult", "asynchronous_step", "continuous_relax", "drive", "poisson_relax", "time_constants",
-    "asynchronous_saddle_step", "poisson_saddle_flow",
     "LangevinResult", "langevin_copies", "langevin_relax", "mismatched_feedback",
 ]
