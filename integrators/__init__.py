@@ -70,3 +70,24 @@ __all__ = [
     "ON_UNCONVERGED", "UnconvergedWarning", "check_on_unconverged", "report_unconverged", "tolerance_floor",
     "within_tolerance",
 ]
+
+# the physical substrates (docs/substrate.md): clock-free relaxation, two copies, imperfect couplings
+from .asynchronous import (
+    ClockFreeResult,
+    asynchronous_saddle_step,
+    asynchronous_step,
+    continuous_relax,
+    drive,
+    poisson_relax,
+    poisson_saddle_flow,
+    time_constants,
+)
+from .copies import CopiesResult, doubled_forces, relax_copies, rounding_floor
+from .substrate import LangevinResult, langevin_copies, langevin_relax, mismatched_feedback
+
+__all__ += [
+    "ClockFreeResult", "asynchronous_saddle_step", "asynchronous_step", "continuous_relax", "drive",
+    "poisson_relax", "poisson_saddle_flow", "time_constants",
+    "CopiesResult", "doubled_forces", "relax_copies", "rounding_floor",
+    "LangevinResult", "langevin_copies", "langevin_relax", "mismatched_feedback",
+]

@@ -148,6 +148,34 @@ class Relaxation(Method):
         return Prepared(fn, (problem.theta, problem.x0), {"unit": unit(problem), "f": n, "vjp": n, "jvp": 0})
 
 
+class TensionCopies(Method):
+    """The tension read from two physical copies (`integrators.relax_copies`, docs/substrate.md):
+    `x1` ascends and `x2` descends the doubled action `S_beta`, each by local forces, with no
+    call of the sweep; `dl/dtheta = (dS_beta/dtheta) / beta` read from the copies after `2N + 2`
+    Jacobi steps (`eta = 1`). The independent check of `tension` (which scales the sweep's loss);
+    `beta = 1` keeps the difference of the copies above its rounding floor `eps |x+| / (beta |p|)`."""
+
+    name = "tension-copies"
+    kind = "project"
+
+    def __init__(self, beta: float = 1.0):
+        self.beta = float(beta)
+        self.description = f"two copies relaxing under the doubled action, beta = {self.beta:g}, 2N + 2 Jacobi steps"
+
+    def applies(self, problem):
+        return None
+
+    def prepare(self, problem):
+        iterations, beta = 2 * problem.steps + 2, self.beta
+
+        def fn(theta, x0):
+            return integrators.relax_copies(problem.system, theta, x0, problem.loss, beta, iterations=iterations,
+                                            eta=1.0).grad, {}
+
+        n = iterations * problem.steps * problem.stages
+        return Prepared(fn, (problem.theta, problem.x0), {"unit": unit(problem), "f": n, "vjp": n, "jvp": 0})
+
+
 class SaddleFlow(Method):
     """The augmented-Lagrangian saddle flow of DESIGN.md 2.6 (`integrators.saddle_flow`):
     descent in `x`, ascent in `p` on `S_d + (rho/2) sum |c_k|^2`, every layer updated at
@@ -245,6 +273,7 @@ def least_action_methods() -> list[Method]:
         LeastAction("least-action-checkpoint-log", integrators.Checkpoint.logarithmic(),
                     "least-action sweep, recursive checkpointing, log2 N levels (O(log N) memory)"),
         Tension(beta=1e-3),
+        TensionCopies(beta=1.0),
         Relaxation(),
         SaddleFlow(),
         NewtonInTime(),
@@ -253,4 +282,4 @@ def least_action_methods() -> list[Method]:
 
 
 __all__ = ["LeastAction", "LeastActionScheme", "NewtonInTime", "Relaxation", "SaddleFlow", "Tension",
-           "least_action_methods", "scheme_names"]
+           "TensionCopies", "least_action_methods", "scheme_names"]

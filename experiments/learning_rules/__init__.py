@@ -5,11 +5,12 @@ harness judges against `jax.grad`, next to the exact least-action methods.
 - `equilibrium_propagation`: one-sided and symmetric EP, the classic Hopfield EP network;
 - `predictive_coding`: clamped-output, weak-output-precision and fixed-prediction PC;
 - `dual_propagation`: dual propagation (DP) and its adjoint variant (DP-top), dyads vs doubled copies;
+- `reciprocity`: EP and DP on imperfect substrates (mismatched feedback couplings, Langevin noise);
 - `hamiltonian_echo`: Hamiltonian echo learning on a time-reversible system
   (forward pass, momentum flip, two nudged echoes, `dH/dtheta` along them).
 """
 
-from . import dual_propagation, equilibrium_propagation, inference, predictive_coding
+from . import dual_propagation, equilibrium_propagation, inference, predictive_coding, reciprocity
 from .hamiltonian_echo import (
     Echo,
     conjugate_field,
@@ -23,5 +24,5 @@ from .hamiltonian_echo import (
 __all__ = [
     "Echo", "conjugate_field", "dual_propagation", "echo_and_conjugate_field", "echo_error_curve",
     "echo_perturbation", "equilibrium_propagation", "hamiltonian_echo", "inference", "kick_weights",
-    "predictive_coding",
+    "predictive_coding", "reciprocity",
 ]
