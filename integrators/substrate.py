@@ -149,17 +149,7 @@ def _langevin(system, theta, x0, loss, key, temperature, iterations, eta, window
         return local.targets(system, theta, loss, local.head(xs), local.head(xs), local.tail(ps), xs[-1],
                              feedback=feedback)[2]
 
-    keys = jax.random.split(key, iterations)
-    (xs, ps), _ = jax.lax.scan(step, (xs, ps), keys[: iterations - window])
-
-    def averaging(carry, key):
-        fields, total = carry
-        fields, _ = step(fields, key)
-        return (fields, jax.tree.map(jnp.add, total, read(*fields))), None
-
-    zero = jax.tree.map(jnp.zeros_like, read(xs, ps))
-    ((xs, ps), total), _ = jax.lax.scan(averaging, ((xs, ps), zero), keys[iterations - window:])
-    return LangevinResult(xs=xs, ps=ps, grad=read(xs, ps), averaged=jax.tree.map(lambda g: g / window, total))
+    return _run_and_average(step, read, (xs, ps), key, iterations, window)
 
 
 def langevin_copies(
@@ -212,14 +202,21 @@ def _langevin_copies(system, theta, x0, loss, beta, key, temperature, iterations
 
     read = lambda x1, x2: jax.tree.map(lambda g: g / beta, doubled_forces(system, theta, loss, beta, x1, x2,
                                                                           feedback)[2])
+    return _run_and_average(step, read, (x1, x2), key, iterations, window)
+
+
+def _run_and_average(step, read, fields, key, iterations: int, window: int) -> LangevinResult:
+    """`iterations` noisy steps `step(fields, key)`; the gradient `read(*fields)` at the last one and
+    its average over the last `window` (the time average a noisy substrate reports)."""
     keys = jax.random.split(key, iterations)
-    (x1, x2), _ = jax.lax.scan(step, (x1, x2), keys[: iterations - window])
+    fields, _ = jax.lax.scan(step, fields, keys[: iterations - window])
 
     def averaging(carry, key):
         fields, total = carry
         fields, _ = step(fields, key)
         return (fields, jax.tree.map(jnp.add, total, read(*fields))), None
 
-    zero = jax.tree.map(jnp.zeros_like, read(x1, x2))
-    ((x1, x2), total), _ = jax.lax.scan(averaging, ((x1, x2), zero), keys[iterations - window:])
-    return LangevinResult(xs=x1, ps=x2, grad=read(x1, x2), averaged=jax.tree.map(lambda g: g / window, total))
+    zero = jax.tree.map(jnp.zeros_like, read(*fields))
+    (fields, total), _ = jax.lax.scan(averaging, (fields, zero), keys[iterations - window:])
+    return LangevinResult(xs=fields[0], ps=fields[1], grad=read(*fields),
+                          averaged=jax.tree.map(lambda g: g / window, total))

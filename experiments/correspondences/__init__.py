@@ -30,5 +30,5 @@ from . import forward_mode
 from .gradient_cost import CountedFunction, CostPoint, loglog_slope, tanh_unit, tanh_unit_gradient, xla_flops
 from .kl_directions import Fit, Quadrature, fit, functional_derivatives, gaussian_moments, kl, mixture_moments, quadrature, truncated_normal_moments
 from .residual_time import Normalisation, Path, continuous_density, random_path, resnet_gradient
-from .reversible_leapfrog import Reconstruction, ReversibleSplitting, SeparableTanh, reconstruct, reversible_system
+from .reversible_leapfrog import Reconstruction, SeparableTanh, reconstruct, reversible_system
 from .sinkhorn import Problem, SinkhornErrors, converged, dual, random_problem, sinkhorn_potentials

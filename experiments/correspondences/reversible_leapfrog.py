@@ -13,7 +13,7 @@ Each sub-step is a shear, so the step is inverted exactly, in reverse order:
 
     s_k = s_{k+1} - tau G(r_{k+1}),   r_k = r_{k+1} - tau F(s_k).
 
-`ReversibleSplitting` adds that inverse to `integrators.Splitting` (for any
+`integrators.Splitting` has that inverse (for any
 splitting tableau: the sub-steps undone last to first, with the times each
 drift carried), which makes `integrators.Reversible()` memory available to it:
 the conjugate sweep reconstructs `x_k` from `x_{k+1}` instead of storing it.
@@ -60,33 +60,12 @@ class SeparableTanh(lagrangian.VectorField):
         return jnp.concatenate([jnp.tanh(theta["A"] @ r + theta["a"]), jnp.tanh(theta["B"] @ s + theta["b"])])
 
 
-class ReversibleSplitting(integrators.Splitting):
-    """`integrators.Splitting` with its algebraic inverse (so `integrators.Reversible()` applies)."""
-
-    def inverse(self, k, x_next, theta):
-        """`x_k` from `x_{k+1}`: every kick and drift undone, last to first, at the time it was applied."""
-        t, h = self.time(k, x_next.dtype)
-        n = x_next.shape[0] // 2
-        q, v = x_next[:n], x_next[n:]
-        times, tq = [], t
-        for kind, coeff in self.tableau.steps:
-            times.append(tq)
-            if kind == "drift":
-                tq = tq + coeff * h
-        for (kind, coeff), tq in zip(reversed(self.tableau.steps), reversed(times)):
-            if kind == "kick":
-                v = v - (coeff * h) * self.field(tq, jnp.concatenate([q, v]), theta)[n:]
-            else:
-                q = q - (coeff * h) * self.field(tq, jnp.concatenate([q, v]), theta)[:n]
-        return jnp.concatenate([q, v])
-
-
-def reversible_system(field, t_final: float, steps: int, method: str = "symplectic-euler") -> ReversibleSplitting:
+def reversible_system(field, t_final: float, steps: int, method: str = "symplectic-euler") -> integrators.Splitting:
     """`field` on a uniform grid stepped by the splitting `method`, with its inverse."""
     tableau = integrators.tableau(method)
     if not isinstance(tableau, integrators.SplittingTableau):
         raise ValueError(f"{method!r} is not a splitting method; choose one of {sorted(integrators.SPLITTINGS)}")
-    return ReversibleSplitting(field=field, ts=integrators.uniform_grid(t_final, steps), tableau=tableau)
+    return integrators.Splitting(field=field, ts=integrators.uniform_grid(t_final, steps), tableau=tableau)
 
 
 def reconstruct(system, theta, x_final):
