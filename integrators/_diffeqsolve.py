@@ -1,0 +1,270 @@
+"""`diffeqsolve` with diffrax's signature and types, differentiated by the least-action sweep.
+
+A diffrax user switches by changing one import: `terms` is a `diffrax.ODETerm`
+with `f(t, y, args)`, `solver` a diffrax solver, `saveat` a `diffrax.SaveAt`, the
+step-size controller a diffrax controller, and the result a `diffrax.Solution`.
+The solve runs the project's own scheme for the solver's tableau (`RungeKutta`,
+`ReversibleHeun`) on the grid the controller gives; under `jax.grad` its backward
+pass is the conjugate sweep of `integrators.solve` with the memory strategy of the
+adjoint `LeastAction(memory=...)`: the exact gradient of the discrete map, with
+respect to `y0` (any pytree of arrays of one dtype), `args` (any pytree,
+equinox modules included), the arrays the term holds, `t0`, `t1` and `SaveAt(ts=...)`.
+
+Save times between grid points are read from the solver's own dense interpolant
+(diffrax's interpolation class for that solver, evaluated on the project's step),
+as diffrax does; its gradient is `jax.vjp` of that one step's interpolant, whose
+cotangent on `y_k` enters the conjugate field as a jump. The steps are not split
+at the save times, so the discrete map is diffrax's.
+
+With `PIDController` the accepted grid comes from diffrax's own controller on the
+forward solve (its step-size choices are not differentiated, as in diffrax, which
+stops their gradient); the gradient is exact for the accepted steps, as diffrax's
+`RecursiveCheckpointAdjoint` is.
+"""
+
+import math
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, PyTree
+
+from lagrangian import VectorField
+
+from .differentiable import solve
+from .memory import Memory, StoreAll
+from .schemes import discretise
+from .tableau import (
+    BOSH3, DOPRI5, DOPRI8, EULER, HEUN, IMPLICIT_EULER, KVAERNO3, KVAERNO4, KVAERNO5, MIDPOINT, RALSTON, TSIT5,
+)
+
+SOLVERS = {
+    diffrax.Euler: EULER, diffrax.Heun: HEUN, diffrax.Midpoint: MIDPOINT, diffrax.Ralston: RALSTON,
+    diffrax.Bosh3: BOSH3, diffrax.Tsit5: TSIT5, diffrax.Dopri5: DOPRI5, diffrax.Dopri8: DOPRI8,
+    diffrax.ImplicitEuler: IMPLICIT_EULER, diffrax.Kvaerno3: KVAERNO3, diffrax.Kvaerno4: KVAERNO4,
+    diffrax.Kvaerno5: KVAERNO5, diffrax.ReversibleHeun: "reversible-heun",
+}
+"""The diffrax solvers `diffeqsolve` accepts, and the project's scheme for each."""
+
+
+class LeastAction(eqx.Module):
+    """The adjoint of `integrators.diffeqsolve`: the least-action conjugate sweep, with the
+    memory strategy `memory` (`StoreAll()`, `StoreStages()`, `Checkpoint(...)`, `Reversible()`
+    for `diffrax.ReversibleHeun`).
+
+    Example:
+        >>> term = diffrax.ODETerm(lambda t, y, a: -a * y)
+        >>> def loss(a):
+        ...     sol = integrators.diffeqsolve(term, diffrax.Tsit5(), 0.0, 1.0, 0.1, jnp.array(1.0), a,
+        ...                                   adjoint=integrators.LeastAction(integrators.StoreStages()))
+        ...     return sol.ys[-1]
+        >>> bool(jnp.allclose(jax.grad(loss)(2.0), -jnp.exp(-2.0), rtol=1e-7))   # d/da e^{-a} at a = 2
+        True
+    """
+
+    memory: Memory = StoreAll()
+
+
+class TermField(VectorField):
+    """A diffrax `ODETerm` as a `VectorField` on the flattened state: `theta = (arrays of the
+    term, args)`, `f(t, y, theta) = ravel(term.vf(t, unravel(y), args))`."""
+
+    term: PyTree = eqx.field(static=True)   # the term's non-array part
+    treedef: PyTree = eqx.field(static=True)
+    shapes: tuple[tuple[int, ...], ...] = eqx.field(static=True)
+
+    @property
+    def state_dim(self) -> int:
+        return sum(math.prod(s) for s in self.shapes)
+
+    def init(self, key, dtype=jnp.float64):
+        raise TypeError("a TermField's parameters are the arrays of its ODETerm and the args of diffeqsolve")
+
+    def unravel(self, y: Array) -> PyTree:
+        sizes = np.cumsum([math.prod(s) for s in self.shapes])[:-1]
+        leaves = [part.reshape(shape) for part, shape in zip(jnp.split(y, sizes), self.shapes)]
+        return jax.tree.unflatten(self.treedef, leaves)
+
+    def __call__(self, t, y, theta):
+        arrays, args = theta
+        vf = eqx.combine(arrays, self.term).vf(t, self.unravel(y), args)
+        return jnp.concatenate([jnp.ravel(leaf) for leaf in jax.tree.leaves(vf)]).astype(y.dtype)
+
+
+def _refuse_unsupported(terms, solver, saveat, event, stepsize_controller):
+    if not isinstance(terms, diffrax.ODETerm):
+        raise TypeError(f"integrators.diffeqsolve solves ODEs: terms must be a diffrax.ODETerm; got "
+                        f"{type(terms).__name__} (SDE terms, MultiTerm and control terms are not supported)")
+    if type(solver) not in SOLVERS:
+        raise TypeError(f"integrators.diffeqsolve has no scheme for the solver {type(solver).__name__}; supported: "
+                        f"{', '.join(sorted(s.__name__ for s in SOLVERS))}")
+    if event is not None:
+        raise ValueError("integrators.diffeqsolve does not support events")
+    if saveat.dense:
+        raise ValueError("integrators.diffeqsolve does not support SaveAt(dense=True); save at times with SaveAt(ts=...)")
+    subs = saveat.subs
+    if not isinstance(subs, diffrax.SubSaveAt):
+        raise ValueError("integrators.diffeqsolve supports one SubSaveAt, not a pytree of them")
+    if subs.fn is not diffrax.SaveAt(t1=True).subs.fn:
+        raise ValueError("integrators.diffeqsolve saves the state y only (SaveAt(fn=...) is not supported)")
+    if subs.ts is not None and subs.steps:
+        raise ValueError("integrators.diffeqsolve saves at SaveAt(ts=...) or at SaveAt(steps=True), not both")
+    if not isinstance(stepsize_controller, (diffrax.ConstantStepSize, diffrax.StepTo, diffrax.PIDController)):
+        raise TypeError(f"integrators.diffeqsolve supports ConstantStepSize, StepTo and PIDController; got "
+                        f"{type(stepsize_controller).__name__}")
+
+
+def _value(x, name: str) -> float:
+    if isinstance(x, (int, float, np.number, np.ndarray)):
+        return float(x)
+    try:
+        return float(jax.lax.stop_gradient(x))
+    except jax.errors.ConcretizationTypeError:
+        raise ValueError(f"integrators.diffeqsolve needs a concrete {name} to fix the number of steps (not a value "
+                         "traced under jax.jit); close over it or pass it as a static value") from None
+
+
+def _grid(t0, t1, dt0, controller, max_steps, refine):
+    """`(ts, grid, steps)`: the step grid `t_0 .. t_N` as an array (differentiable in `t0`, `t1`),
+    as numpy values when they are concrete (else `None`), and `N`. Where the number of steps is
+    not known when tracing, the grid has `max_steps` steps, those past `t1` of zero length."""
+    if isinstance(controller, diffrax.StepTo):
+        ts = jnp.asarray(controller.ts)
+        return ts, _concrete(ts), ts.shape[0] - 1
+    if isinstance(controller, diffrax.PIDController):
+        ends = refine()                     # t_1 .. t_n, then inf up to max_steps
+        start = jnp.reshape(jnp.asarray(t0, ends.dtype), (1,))
+        grid = _concrete(ends)
+        if grid is not None:
+            accepted = int(np.sum(np.isfinite(grid)))
+            ts = jnp.concatenate([start, ends[:accepted]])
+            return ts, _concrete(ts), accepted
+        return jnp.concatenate([start, jnp.where(jnp.isfinite(ends), ends, t1)]), None, ends.shape[0]
+    if dt0 is None:
+        raise ValueError("ConstantStepSize needs dt0")
+    step = _value(dt0, "dt0")
+    try:
+        span = _value(t1, "t1") - _value(t0, "t0")
+    except ValueError:
+        if max_steps is None:
+            raise ValueError("with t0 or t1 traced under jax.jit, ConstantStepSize needs a max_steps") from None
+        raw = t0 + jnp.arange(max_steps + 1) * dt0
+        return jnp.where((raw - t1) * step < 0, raw, t1), None, max_steps
+    if step == 0 or span * step < 0:
+        raise ValueError(f"dt0 = {step} must be non-zero and have the sign of t1 - t0 = {span}")
+    steps = max(1, math.ceil(span / step - 1e-10))
+    if max_steps is not None and steps > max_steps:
+        raise ValueError(f"{steps} steps of dt0 = {step} exceed max_steps = {max_steps}")
+    k = np.arange(steps + 1)
+    grid = np.where(k < steps, _value(t0, "t0") + k * step, _value(t1, "t1"))
+    return jnp.where(k < steps, t0 + k * dt0, t1), grid, steps
+
+
+def _concrete(x):
+    """`x` as numpy values, or `None` when it is traced."""
+    try:
+        return np.asarray(jax.lax.stop_gradient(x))
+    except jax.errors.TracerArrayConversionError:
+        return None
+
+
+def _locate(grid: np.ndarray, s, steps: int):
+    """`(s, k, on_grid)`: the grid index `k` with `t_k = s`, or the step `k` whose interval holds `s`."""
+    value = _value(s, "SaveAt(ts=...)")
+    direction = 1.0 if grid[-1] >= grid[0] else -1.0
+    k = int(np.clip(np.searchsorted(direction * grid, direction * value, side="right") - 1, 0, steps - 1))
+    if value == grid[k] or value == grid[k + 1]:
+        return s, k if value == grid[k] else k + 1, True
+    return s, k, False
+
+
+def _interpolant(system, solver, k, y, y_next, theta, s):
+    """The solver's dense output at time `s` in step `k` (from `y = y_k`, `y_next = y_{k+1}`): diffrax's
+    interpolation class for `solver` on the project's stage values (`k_i = h K_i`)."""
+    t0, t1 = system.ts[k], system.ts[k + 1]
+    if solver.interpolation_cls is diffrax.LocalLinearInterpolation:
+        return diffrax.LocalLinearInterpolation(t0=t0, t1=t1, y0=y, y1=y_next).evaluate(s)
+    _, slopes = system.stages(k, y, theta)
+    interp = solver.interpolation_cls(t0=t0, t1=t1, y0=y, y1=y_next, k=(t1 - t0) * slopes)
+    return interp.evaluate(s)
+
+
+def diffeqsolve(
+    terms,
+    solver,
+    t0,
+    t1,
+    dt0,
+    y0: PyTree,
+    args: PyTree = None,
+    *,
+    saveat: diffrax.SaveAt = diffrax.SaveAt(t1=True),
+    stepsize_controller=diffrax.ConstantStepSize(),
+    adjoint: LeastAction = LeastAction(),
+    event=None,
+    max_steps: int | None = 4096,
+    throw: bool = True,
+) -> diffrax.Solution:
+    """Solve `dy/dt = f(t, y, args)` as `diffrax.diffeqsolve` does, differentiable by the least-action sweep.
+
+    Example:
+        >>> term = diffrax.ODETerm(lambda t, y, args: {"q": y["v"], "v": -args * y["q"]})
+        >>> y0 = {"q": jnp.array(1.0), "v": jnp.array(0.0)}
+        >>> sol = integrators.diffeqsolve(term, diffrax.Dopri5(), 0.0, 1.0, 0.01, y0, 1.0,
+        ...                               saveat=diffrax.SaveAt(ts=jnp.array([0.255, 1.0])))
+        >>> bool(jnp.allclose(sol.ys["q"], jnp.cos(sol.ts), atol=1e-9))          # off-grid save times
+        True
+    """
+    _refuse_unsupported(terms, solver, saveat, event, stepsize_controller)
+    if not isinstance(adjoint, LeastAction):
+        raise TypeError(f"adjoint must be integrators.LeastAction(memory=...); got {type(adjoint).__name__}")
+    leaves, treedef = jax.tree.flatten(y0)
+    if not leaves or len({jnp.result_type(leaf) for leaf in leaves}) != 1:
+        raise ValueError("y0 must be a pytree of arrays of one floating-point dtype")
+    y0_flat = jnp.concatenate([jnp.ravel(jnp.asarray(leaf)) for leaf in leaves])
+    arrays, static = eqx.partition(terms, eqx.is_array)
+    field = TermField(term=static, treedef=treedef, shapes=tuple(jnp.shape(leaf) for leaf in leaves))
+    theta = (arrays, args)
+
+    def refine():
+        controlled = diffrax.diffeqsolve(
+            terms, solver, t0, t1, dt0, y0, jax.tree.map(lambda a: jax.lax.stop_gradient(a) if eqx.is_array(a) else a, args),
+            saveat=diffrax.SaveAt(steps=True),
+            stepsize_controller=stepsize_controller, max_steps=max_steps, throw=throw,
+        )
+        return jax.lax.stop_gradient(controlled.ts)
+
+    ts, grid, steps = _grid(t0, t1, dt0, stepsize_controller, max_steps, refine)
+    system = discretise(field, ts.astype(y0_flat.dtype), SOLVERS[type(solver)])
+    subs = saveat.subs
+    plan = []      # (time, k, on_grid): the state x_k itself, or the dense output in step k
+    if subs.t0:
+        plan.append((ts[0], 0, True))
+    if subs.ts is not None:
+        if grid is None:
+            raise ValueError("SaveAt(ts=...) needs a step grid known when tracing: t0, t1 and dt0 (or StepTo's times) "
+                             "must not be traced under jax.jit, and PIDController's grid is known only outside jax.jit")
+        plan.extend(_locate(grid, s, steps) for s in subs.ts)
+    if subs.steps:
+        plan.extend((ts[k], k, True) for k in range(1, steps + 1))
+    if subs.t1:
+        plan.append((ts[-1], steps, True))
+    indices = sorted({k for _, k, on in plan if on} | {j for _, k, on in plan if not on for j in (k, k + 1)})
+    states = solve(system, theta, y0_flat, memory=adjoint.memory, saveat=tuple(indices)) if indices else None
+    at = {k: states[i] for i, k in enumerate(indices)}
+    ys = [at[k] if on else _interpolant(system, solver, k, at[k], at[k + 1], theta, s) for s, k, on in plan]
+    times = [jnp.asarray(s, y0_flat.dtype) for s, _, _ in plan]
+    if subs.steps:                      # diffrax pads the saved steps to max_steps with inf
+        pad = (max_steps or steps) - steps
+        times += [jnp.asarray(jnp.inf, y0_flat.dtype)] * pad
+        ys += [jnp.full_like(y0_flat, jnp.inf)] * pad
+    ys_flat = jnp.stack(ys) if ys else None
+    ys_tree = None if ys_flat is None else jax.vmap(field.unravel)(ys_flat)
+    return diffrax.Solution(
+        t0=t0, t1=t1, ts=jnp.stack(times) if times else None, ys=ys_tree, interpolation=None,
+        stats={"num_steps": steps, "num_accepted_steps": steps, "num_rejected_steps": 0, "max_steps": max_steps},
+        result=diffrax.RESULTS.successful, solver_state=None, controller_state=None, made_jump=None,
+        event_mask=None,
+    )
