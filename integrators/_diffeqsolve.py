@@ -146,20 +146,26 @@ def _grid(t0, t1, dt0, controller, max_steps, refine):
         raise ValueError("ConstantStepSize needs dt0")
     step = _value(dt0, "dt0")
     try:
-        span = _value(t1, "t1") - _value(t0, "t0")
+        start, end = _value(t0, "t0"), _value(t1, "t1")
     except ValueError:
         if max_steps is None:
             raise ValueError("with t0 or t1 traced under jax.jit, ConstantStepSize needs a max_steps") from None
-        raw = t0 + jnp.arange(max_steps + 1) * dt0
-        return jnp.where((raw - t1) * step < 0, raw, t1), None, max_steps
-    if step == 0 or span * step < 0:
-        raise ValueError(f"dt0 = {step} must be non-zero and have the sign of t1 - t0 = {span}")
-    steps = max(1, math.ceil(span / step - 1e-10))
+        steps = jnp.ceil((t1 - t0) / jnp.nextafter(dt0, jnp.inf))
+        return _constant_grid(t0, t1, dt0, jnp.arange(max_steps + 1), steps), None, max_steps
+    if step == 0 or (end - start) * step < 0:
+        raise ValueError(f"dt0 = {step} must be non-zero and have the sign of t1 - t0 = {end - start}")
+    steps = max(1, math.ceil((end - start) / np.nextafter(step, np.inf)))
     if max_steps is not None and steps > max_steps:
         raise ValueError(f"{steps} steps of dt0 = {step} exceed max_steps = {max_steps}")
     k = np.arange(steps + 1)
-    grid = np.where(k < steps, _value(t0, "t0") + k * step, _value(t1, "t1"))
-    return jnp.where(k < steps, t0 + k * dt0, t1), grid, steps
+    return _constant_grid(t0, t1, dt0, k, steps), _constant_grid(start, end, step, k, steps, np), steps
+
+
+def _constant_grid(t0, t1, dt0, k, steps, xp=jnp):
+    """diffrax's `ConstantStepSize` grid: `t_1 = t0 + dt0`, then `t_k = t0 + (t1 - t0) k / N`
+    (fractions of the interval, not sums of `dt0`), and `t_N = t1`; `t_k = t1` past `N`."""
+    interior = xp.where(k == 1, t0 + dt0, t0 + (t1 - t0) * (k / steps))
+    return xp.where(k == 0, t0, xp.where(k < steps, interior, t1))
 
 
 def _concrete(x):
@@ -170,14 +176,13 @@ def _concrete(x):
         return None
 
 
-def _locate(grid: np.ndarray, s, steps: int):
-    """`(s, k, on_grid)`: the grid index `k` with `t_k = s`, or the step `k` whose interval holds `s`."""
-    value = _value(s, "SaveAt(ts=...)")
-    direction = 1.0 if grid[-1] >= grid[0] else -1.0
-    k = int(np.clip(np.searchsorted(direction * grid, direction * value, side="right") - 1, 0, steps - 1))
-    if value == grid[k] or value == grid[k + 1]:
-        return s, k if value == grid[k] else k + 1, True
-    return s, k, False
+def _step_of(grid, s, steps: int):
+    """The step `k` whose interval `(t_k, t_{k+1}]` holds the save time `s` (clipped to
+    `0..N-1`; `grid` increasing or decreasing; numpy or traced): as in diffrax, a time on the
+    grid is read at the end of the step that reaches it."""
+    xp = np if isinstance(grid, np.ndarray) and isinstance(s, (float, np.ndarray)) else jnp
+    direction = 1.0 if steps == 0 else xp.sign(grid[-1] - grid[0])
+    return xp.clip(xp.searchsorted(direction * grid, direction * s, side="left") - 1, 0, steps - 1)
 
 
 def _interpolant(system, solver, k, y, y_next, theta, s):
@@ -189,6 +194,70 @@ def _interpolant(system, solver, k, y, y_next, theta, s):
     _, slopes = system.stages(k, y, theta)
     interp = solver.interpolation_cls(t0=t0, t1=t1, y0=y, y1=y_next, k=(t1 - t0) * slopes)
     return interp.evaluate(s)
+
+
+def _saved(system, solver, theta, y0, memory, subs, ts, grid, steps, max_steps, throw):
+    """`(times, ys)` as diffrax's `SaveAt(t0, ts, steps, t1)` orders them, with `ys` flattened.
+
+    Grid states come from `solve` (`saveat` takes their layer indices), so memory stays that
+    of the strategy. A time of `SaveAt(ts=...)` is read from the solver's dense interpolant in
+    the step that holds it, as diffrax does; when those times or the grid are traced (under
+    `jax.jit`, or differentiated) the step is located while tracing and every grid state is kept.
+    """
+    save_ts = None if subs.ts is None else jnp.asarray(subs.ts, y0.dtype)
+    concrete = None if save_ts is None else _concrete(save_ts)
+    located = concrete is not None and grid is not None
+    if save_ts is not None and located:
+        k_ts = [int(_step_of(grid, float(s), steps)) for s in concrete]
+        wanted = {j for k in k_ts for j in (k, k + 1)}
+    else:
+        wanted = set(range(steps + 1)) if save_ts is not None else set()
+    if subs.t0:
+        wanted.add(0)
+    if subs.steps:
+        wanted.update(range(1, steps + 1))
+    if subs.t1:
+        wanted.add(steps)
+    indices = tuple(sorted(wanted))
+    states = solve(system, theta, y0, memory=memory, saveat=indices, throw=throw) if indices else None
+    position = {k: i for i, k in enumerate(indices)}
+    times, ys = [], []
+    if subs.t0:
+        times.append(ts[:1])
+        ys.append(states[position[0]][None])
+    if save_ts is not None:
+        if located:
+            y_k = states[jnp.asarray([position[k] for k in k_ts])]
+            y_next = states[jnp.asarray([position[k + 1] for k in k_ts])]
+            k_ts = jnp.asarray(k_ts)
+        else:
+            k_ts = _step_of(ts, save_ts, steps)
+            y_k, y_next = states[k_ts], states[k_ts + 1]
+        dense = jax.vmap(lambda k, y, y1, s: _interpolant(system, solver, k, y, y1, theta, s))
+        times.append(save_ts)
+        ys.append(dense(k_ts, y_k, y_next, save_ts))
+    if subs.steps:                      # diffrax pads the saved steps to max_steps with inf
+        pad = (max_steps or steps) - steps
+        rows = jnp.asarray([position[k] for k in range(1, steps + 1)], dtype=int)
+        times.append(jnp.concatenate([ts[1:], jnp.full((pad,), jnp.inf, ts.dtype)]))
+        ys.append(jnp.concatenate([states[rows], jnp.full((pad,) + y0.shape, jnp.inf, y0.dtype)]))
+    if subs.t1:
+        times.append(ts[-1:])
+        ys.append(states[position[steps]][None])
+    if not times:
+        return None, None
+    return jnp.concatenate(times).astype(y0.dtype), jnp.concatenate(ys)
+
+
+def _result(ts, ys):
+    """diffrax's `RESULTS.successful`, or `RESULTS.nonfinite` when a saved state is NaN or inf
+    (reached with `throw=False`; with `throw=True` `solve` raises first). The inf padding of
+    `SaveAt(steps=True)` past the last step is not a failure."""
+    if ys is None:
+        return diffrax.RESULTS.successful
+    padding = jnp.isinf(ts).reshape((-1,) + (1,) * (ys.ndim - 1))
+    ok = jnp.all(jnp.isfinite(ys) | padding)
+    return diffrax.RESULTS.where(ok, diffrax.RESULTS.successful, diffrax.RESULTS.nonfinite)
 
 
 def diffeqsolve(
@@ -238,33 +307,10 @@ def diffeqsolve(
 
     ts, grid, steps = _grid(t0, t1, dt0, stepsize_controller, max_steps, refine)
     system = discretise(field, ts.astype(y0_flat.dtype), SOLVERS[type(solver)])
-    subs = saveat.subs
-    plan = []      # (time, k, on_grid): the state x_k itself, or the dense output in step k
-    if subs.t0:
-        plan.append((ts[0], 0, True))
-    if subs.ts is not None:
-        if grid is None:
-            raise ValueError("SaveAt(ts=...) needs a step grid known when tracing: t0, t1 and dt0 (or StepTo's times) "
-                             "must not be traced under jax.jit, and PIDController's grid is known only outside jax.jit")
-        plan.extend(_locate(grid, s, steps) for s in subs.ts)
-    if subs.steps:
-        plan.extend((ts[k], k, True) for k in range(1, steps + 1))
-    if subs.t1:
-        plan.append((ts[-1], steps, True))
-    indices = sorted({k for _, k, on in plan if on} | {j for _, k, on in plan if not on for j in (k, k + 1)})
-    states = solve(system, theta, y0_flat, memory=adjoint.memory, saveat=tuple(indices)) if indices else None
-    at = {k: states[i] for i, k in enumerate(indices)}
-    ys = [at[k] if on else _interpolant(system, solver, k, at[k], at[k + 1], theta, s) for s, k, on in plan]
-    times = [jnp.asarray(s, y0_flat.dtype) for s, _, _ in plan]
-    if subs.steps:                      # diffrax pads the saved steps to max_steps with inf
-        pad = (max_steps or steps) - steps
-        times += [jnp.asarray(jnp.inf, y0_flat.dtype)] * pad
-        ys += [jnp.full_like(y0_flat, jnp.inf)] * pad
-    ys_flat = jnp.stack(ys) if ys else None
-    ys_tree = None if ys_flat is None else jax.vmap(field.unravel)(ys_flat)
+    ts_out, ys = _saved(system, solver, theta, y0_flat, adjoint.memory, saveat.subs, ts, grid, steps, max_steps, throw)
     return diffrax.Solution(
-        t0=t0, t1=t1, ts=jnp.stack(times) if times else None, ys=ys_tree, interpolation=None,
+        t0=t0, t1=t1, ts=ts_out, ys=None if ys is None else jax.vmap(field.unravel)(ys), interpolation=None,
         stats={"num_steps": steps, "num_accepted_steps": steps, "num_rejected_steps": 0, "max_steps": max_steps},
-        result=diffrax.RESULTS.successful, solver_state=None, controller_state=None, made_jump=None,
+        result=_result(ts_out, ys), solver_state=None, controller_state=None, made_jump=None,
         event_mask=None,
     )
