@@ -67,7 +67,7 @@ class LeastAction(eqx.Module):
     memory: Memory = StoreAll()
 
 
-class TermField(VectorField):
+class _TermField(VectorField):
     """A diffrax `ODETerm` as a `VectorField` on the flattened state: `theta = (arrays of the
     term, args)`, `f(t, y, theta) = ravel(term.vf(t, unravel(y), args))`."""
 
@@ -80,7 +80,7 @@ class TermField(VectorField):
         return sum(math.prod(s) for s in self.shapes)
 
     def init(self, key, dtype=jnp.float64):
-        raise TypeError("a TermField's parameters are the arrays of its ODETerm and the args of diffeqsolve")
+        raise TypeError("the parameters of diffeqsolve's field are the arrays of its ODETerm and the args of diffeqsolve")
 
     def unravel(self, y: Array) -> PyTree:
         sizes = np.cumsum([math.prod(s) for s in self.shapes])[:-1]
@@ -294,7 +294,7 @@ def diffeqsolve(
         raise ValueError("y0 must be a pytree of arrays of one floating-point dtype")
     y0_flat = jnp.concatenate([jnp.ravel(jnp.asarray(leaf)) for leaf in leaves])
     arrays, static = eqx.partition(terms, eqx.is_array)
-    field = TermField(term=static, treedef=treedef, shapes=tuple(jnp.shape(leaf) for leaf in leaves))
+    field = _TermField(term=static, treedef=treedef, shapes=tuple(jnp.shape(leaf) for leaf in leaves))
     theta = (arrays, args)
 
     def refine():
