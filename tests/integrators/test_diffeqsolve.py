@@ -181,3 +181,23 @@ def test_refuses_what_it_cannot_solve():
         I.diffeqsolve(term, diffrax.Euler(), 0.0, 1.0, -0.1, y0)
     with pytest.raises(ValueError, match="Reversible"):
         I.diffeqsolve(term, diffrax.Tsit5(), 0.0, 1.0, 0.1, y0, adjoint=I.LeastAction(I.Reversible()))
+
+
+def test_nonfinite_states_raise_under_jit_naming_the_step():
+    """`throw=True` (diffrax's default): a NaN in `y0`, or a state that blows up, raises at run
+    time under `jax.jit`, naming the layer index; `throw=False` reports it in `result`."""
+    term = diffrax.ODETerm(lambda t, y, a: a / (0.55 - t) * y)   # a pole at t = 0.55
+
+    @jax.jit
+    def final(y0, a):
+        return I.diffeqsolve(term, diffrax.Euler(), 0.0, 1.0, 0.1, y0, a).ys
+
+    with pytest.raises(Exception, match="x0 .* holds a non-finite value"):
+        jax.block_until_ready(final(jnp.array([jnp.nan]), 1.0))
+    blown = diffrax.ODETerm(lambda t, y, a: a * y ** 2)
+    with pytest.raises(Exception, match="non-finite .* from layer index 7 on"):
+        jax.block_until_ready(jax.jit(lambda y0: I.diffeqsolve(blown, diffrax.Euler(), 0.0, 1.0, 0.1, y0, 1e3).ys)(
+            jnp.array([10.0])))
+    quiet = I.diffeqsolve(blown, diffrax.Euler(), 0.0, 1.0, 0.1, jnp.array([10.0]), 1e3, throw=False)
+    assert quiet.result == diffrax.RESULTS.nonfinite
+    assert I.diffeqsolve(term, diffrax.Euler(), 0.0, 0.5, 0.1, jnp.ones(1), 1.0).result == diffrax.RESULTS.successful
