@@ -9,6 +9,7 @@ from ._convergence import (
     tolerance_floor,
     within_tolerance,
 )
+from ._diffeqsolve import SOLVERS, LeastAction, diffeqsolve
 from .adaptive import AdaptiveGrid, adaptive_grid
 from .differentiable import solve
 from .discretisation import Discretisation, uniform_grid
@@ -34,11 +35,16 @@ from .splitting import Splitting
 from .tableau import (
     BOSH3,
     DOPRI5,
+    DOPRI8,
     EULER,
     GAUSS1,
     GAUSS2,
     GAUSS3,
     HEUN,
+    IMPLICIT_EULER,
+    KVAERNO3,
+    KVAERNO4,
+    KVAERNO5,
     KUTTA3,
     LEAPFROG,
     LOBATTO_IIIA,
@@ -58,9 +64,9 @@ from .tableau import (
 )
 
 __all__ = [
-    "BOSH3", "DOPRI5", "EULER", "GAUSS1", "GAUSS2", "GAUSS3", "HEUN", "KUTTA3", "LEAPFROG",
+    "BOSH3", "DOPRI5", "DOPRI8", "IMPLICIT_EULER", "KVAERNO3", "KVAERNO4", "KVAERNO5", "EULER", "GAUSS1", "GAUSS2", "GAUSS3", "HEUN", "KUTTA3", "LEAPFROG",
     "LOBATTO_IIIA", "LOBATTO_IIIB", "MIDPOINT", "RALSTON", "REVERSIBLE", "RK4", "RK38", "SPLITTINGS",
-    "SYMPLECTIC_EULER", "TABLEAUX", "TSIT5", "YOSHIDA4", "AdaptiveGrid", "AsynchronousLeapfrog", "ButcherTableau",
+    "SYMPLECTIC_EULER", "TABLEAUX", "TSIT5", "YOSHIDA4", "AdaptiveGrid", "LeastAction", "SOLVERS", "diffeqsolve", "AsynchronousLeapfrog", "ButcherTableau",
     "Checkpoint", "Cost", "Discretisation", "MEMORIES", "Memory", "Reversible", "ReversibleHeun",
     "ReversibleRungeKutta", "RungeKutta", "CoupledPullback", "reversible_name",
     "Solution", "Splitting", "SplittingTableau", "StagePullback", "StoreAll", "StoreStages", "adaptive_grid", "discretise", "forward",

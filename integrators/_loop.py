@@ -57,6 +57,26 @@ def run(system: LayerMaps, theta: PyTree, z, k0, length: int, masked: bool = Fal
     return z
 
 
+def finite(tree: PyTree):
+    """Whether every floating-point value of `tree` is finite (a traced boolean)."""
+    leaves = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree) if eqx.is_inexact_array(leaf)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
+
+
+def first_nonfinite(system: LayerMaps, theta: PyTree, z0):
+    """The first index `k` whose state `z_k` holds a non-finite value (`-1` if none): the forward
+    steps run once more, keeping one state, to name where a failed solve went wrong."""
+
+    def body(carry, _):
+        z, k, first = carry
+        z_next = forward_step(system, theta, k, z)
+        return (z_next, k + 1, jnp.where((first < 0) & ~finite(z_next), k + 1, first)), None
+
+    start = jnp.where(finite(z0), -1, 0)
+    (_, _, first), _ = scan(system, body, (z0, 0, start), length=system.depth)
+    return first
+
+
 class Carry(NamedTuple):
     """What the conjugate steps carry: `p_k`, the cotangent of `theta`, and the cotangent
     of the time grid `ts` (`None` unless the grid is differentiated)."""

@@ -30,7 +30,7 @@ from jaxtyping import Array, PyTree
 
 from lagrangian import LayerMaps, batched
 
-from ._loop import pull_back_embed
+from ._loop import finite, first_nonfinite, pull_back_embed
 from .discretisation import Discretisation
 from .memory import Memory, StoreAll
 from .stationary import check_memory
@@ -42,6 +42,7 @@ def solve(
     x0: Array,
     memory: Memory = StoreAll(),
     saveat: tuple[int, ...] | None = None,
+    throw: bool = True,
 ):
     """The forward map, differentiable by the least-action sweep.
 
@@ -52,6 +53,9 @@ def solve(
         memory: the strategy of `integrators.memory` for the backward pass.
         saveat: layer indices `k` (0..N) whose states to return: stacked along a
             leading axis (a tuple when the widths change); `None` returns `x_N`.
+        throw: raise (through `equinox.error_if`, so also under `jax.jit`) when a state
+            is non-finite, naming the first such layer index, or when the conjugate
+            field or a gradient of the backward sweep is non-finite.
 
     Example:
         >>> field = lagrangian.NeuralODE(2)
@@ -79,7 +83,17 @@ def solve(
         msg=f"solve differentiates theta, x0 and the time grid only; the arrays held by "
         f"{type(system).__name__} are constants",
     )
-    return _solve((theta, jnp.asarray(x0), grid), system, memory, saveat)
+    return _solve((_as_arrays(theta), jnp.asarray(x0), grid), system, memory, saveat, throw)
+
+
+def _as_arrays(theta: PyTree) -> PyTree:
+    """Floating-point leaves as arrays: `equinox.filter_custom_vjp` drops the cotangent of a
+    weakly typed input that `jax.grad` traced directly (`jax.grad(f)(0.7)` gave 0)."""
+    def convert(leaf):
+        inexact = eqx.is_array_like(leaf) and not isinstance(leaf, bool) and jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)
+        return jnp.asarray(leaf) if inexact else leaf
+
+    return jax.tree.map(convert, theta)
 
 
 def _with_grid(system, grid, x0):
@@ -106,27 +120,43 @@ def _outputs(system, z_final, saved, saveat):
     return jax.vmap(system.project)(saved[jnp.asarray(positions)])
 
 
-def _forward(params, system, memory, saveat, grid=False):
+def _forward(params, system, memory, saveat, throw, grid=False):
     theta, x0, ts = params
     system = _with_grid(system, ts, x0)
     z0 = system.embed(x0, theta)
     unique = None if saveat is None else _unique(saveat)[0]
     z_final, residuals, saved = memory.forward(system, theta, z0, unique, grid)
-    return _outputs(system, z_final, saved, saveat), (z0, z_final, residuals, saved)
+    outputs = _outputs(system, z_final, saved, saveat)
+    if throw:
+        outputs = _raise_if_nonfinite(outputs, system, theta, z0)
+    return outputs, (z0, z_final, residuals, saved)
+
+
+def _raise_if_nonfinite(outputs, system, theta, z0):
+    """`outputs`, raising at run time if they or `z_N` are non-finite; the message names the first
+    non-finite state, found by running the steps again only when the check fails."""
+    ok = finite(outputs)
+    first = jax.lax.cond(ok, lambda: jnp.asarray(-1), lambda: first_nonfinite(system, theta, z0))
+    messages = ["solve: x0 (or its embedding z_0) holds a non-finite value (NaN or inf)"] + [
+        f"solve: the state is non-finite (NaN or inf) from layer index {k} on, after step {k - 1} "
+        f"(steps 0..{system.depth - 1}); the inputs were finite" for k in range(1, system.depth + 1)
+    ] + ["solve: a saved state is non-finite (NaN or inf)"]
+    index = jnp.where(first < 0, system.depth + 1, first)
+    return eqx.branched_error_if(outputs, ~ok, index, messages)
 
 
 @eqx.filter_custom_vjp
-def _solve(params, system, memory, saveat):
-    return _forward(params, system, memory, saveat)[0]
+def _solve(params, system, memory, saveat, throw):
+    return _forward(params, system, memory, saveat, throw)[0]
 
 
 @_solve.def_fwd
-def _solve_fwd(perturbed, params, system, memory, saveat):
-    return _forward(params, system, memory, saveat, grid=params[2] is not None and perturbed[2])
+def _solve_fwd(perturbed, params, system, memory, saveat, throw):
+    return _forward(params, system, memory, saveat, throw, grid=params[2] is not None and perturbed[2])
 
 
 @_solve.def_bwd
-def _solve_bwd(residuals, cotangent, perturbed, params, system, memory, saveat):
+def _solve_bwd(residuals, cotangent, perturbed, params, system, memory, saveat, throw):
     """`p_N` from the output cotangent, jumps from the saved-state cotangents, then the sweep."""
     theta, x0, ts = params
     system = _with_grid(system, ts, x0)
@@ -154,4 +184,10 @@ def _solve_bwd(residuals, cotangent, perturbed, params, system, memory, saveat):
     grid = ts is not None and perturbed[2]
     back = memory.backward(system, theta, z0, z_final, kept, p_final, jumps, grid=grid)
     grad_x0, grads, grad_ts = pull_back_embed(system, theta, x0, back)
-    return grads, grad_x0, grad_ts if grid else None
+    out = grads, grad_x0, grad_ts if grid else None
+    if throw:
+        messages = ("solve: the cotangent of its output is non-finite (NaN or inf): the loss around solve "
+                    "produced it", "solve: the backward sweep produced a non-finite conjugate field or gradient "
+                    "(NaN or inf) from a finite forward pass and finite output cotangents")
+        out = eqx.branched_error_if(out, ~finite(out), jnp.where(finite(cotangent), 1, 0), messages)
+    return out

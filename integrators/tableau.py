@@ -117,6 +117,19 @@ def _from_diffrax(name, solver, order, embedded_order, aliases=()):
     return _explicit(name, [list(r) for r in t.a_lower], list(t.b_sol), order, aliases, list(t.b_error), embedded_order)
 
 
+def _from_diffrax_implicit(name, solver, order, embedded_order, aliases=()):
+    """A diagonally implicit tableau read from a diffrax solver (strictly lower part, diagonal, weights)."""
+    t = solver.tableau
+    s = len(t.b_sol)
+    a = [[0.0] * s for _ in range(s)]
+    for i, row in enumerate(t.a_lower, start=1):
+        a[i][: len(row)] = [float(v) for v in row]
+    for i, v in enumerate(t.a_diagonal):
+        a[i][i] = float(v)
+    return ButcherTableau(name, tuple(map(tuple, a)), tuple(float(v) for v in t.b_sol), tuple(sum(r) for r in a),
+                          order, tuple(float(v) for v in t.b_error), embedded_order, tuple(aliases))
+
+
 def _implicit(name, a, b, order, aliases=()):
     a = tuple(tuple(float(v) for v in row) for row in a)
     return ButcherTableau(name, a, tuple(float(v) for v in b), tuple(sum(r) for r in a), order, aliases=tuple(aliases))
@@ -154,6 +167,9 @@ DOPRI5 = _from_diffrax("dopri5", diffrax.Dopri5, 5, 4, ("dormand-prince",))
 TSIT5 = _from_diffrax("tsit5", diffrax.Tsit5, 5, 4, ("tsitouras",))
 """Tsitouras 5(4), seven stages (FSAL: `b_7 = 0`)."""
 
+DOPRI8 = _from_diffrax("dopri8", diffrax.Dopri8, 8, 7, ("dormand-prince-8",))
+"""Dormand-Prince 8(7), fourteen stages; diffrax's `Dopri8`."""
+
 _S3 = np.sqrt(3.0)
 _S15 = np.sqrt(15.0)
 
@@ -187,11 +203,23 @@ partner is Lobatto IIIB; the pair on `(x, p)` is the Stormer-Verlet scheme."""
 LOBATTO_IIIB = _implicit("lobatto-iiib", [[0.5, 0.0], [0.5, 0.0]], [0.5, 0.5], 2)
 """Lobatto IIIB with two stages, order 2: the partner of Lobatto IIIA."""
 
+IMPLICIT_EULER = _implicit("implicit-euler", [[1.0]], [1.0], 1, ("backward-euler",))
+"""Implicit (backward) Euler, order 1, one stage; A- and L-stable."""
+
+KVAERNO3 = _from_diffrax_implicit("kvaerno3", diffrax.Kvaerno3(), 3, 2)
+"""Kvaerno's ESDIRK 3(2), four stages (explicit first stage, stiffly accurate); diffrax's `Kvaerno3`."""
+
+KVAERNO4 = _from_diffrax_implicit("kvaerno4", diffrax.Kvaerno4(), 4, 3)
+"""Kvaerno's ESDIRK 4(3), five stages; diffrax's `Kvaerno4`."""
+
+KVAERNO5 = _from_diffrax_implicit("kvaerno5", diffrax.Kvaerno5(), 5, 4)
+"""Kvaerno's ESDIRK 5(4), seven stages; diffrax's `Kvaerno5`."""
+
 TABLEAUX: dict[str, ButcherTableau] = {
     t.name: t
     for t in (
-        EULER, HEUN, MIDPOINT, RALSTON, KUTTA3, RK4, RK38, BOSH3, DOPRI5, TSIT5,
-        GAUSS1, GAUSS2, GAUSS3, LOBATTO_IIIA, LOBATTO_IIIB,
+        EULER, HEUN, MIDPOINT, RALSTON, KUTTA3, RK4, RK38, BOSH3, DOPRI5, TSIT5, DOPRI8,
+        GAUSS1, GAUSS2, GAUSS3, LOBATTO_IIIA, LOBATTO_IIIB, IMPLICIT_EULER, KVAERNO3, KVAERNO4, KVAERNO5,
     )
 }
 """Every registered Butcher tableau by name (explicit and implicit Runge-Kutta)."""

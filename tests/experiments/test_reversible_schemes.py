@@ -67,7 +67,7 @@ def test_the_linear_theory():
 def test_config_and_scheme_list():
     schemes = every_scheme()
     assert "reversible-rk4" in schemes and "reversible-tsit5" in schemes and "gauss-legendre-3" in schemes
-    assert "leapfrog" in schemes and "yoshida4" in schemes and len(schemes) == 17
+    assert "leapfrog" in schemes and "yoshida4" in schemes and len(schemes) == 18   # 11 coupled explicit tableaux, 5 symmetric implicit ones, 2 splittings
     assert ReversibleSchemesConfig(quick=True).sizes()[0] == ("reversible-rk4", "leapfrog")
     for bad, match in [({"schemes": "rk4-typo"}, "unknown"), ({"couplings": "0.5,1.5"}, "couplings"),
                        ({"coupling": 0.0}, "coupling"), ({"quick": True, "steps": "10,20"}, "quick")]:

@@ -27,7 +27,7 @@ from tests.helpers import rel_l2
 EXPLICIT = [t for t in I.TABLEAUX.values() if t.explicit]
 COUPLED = [I.reversible_name(t) for t in EXPLICIT]
 COUPLED_FAST = ["reversible-euler", "reversible-midpoint", "reversible-rk4", "reversible-dopri5"]
-SYMMETRIC_IMPLICIT = sorted(n for n, t in I.TABLEAUX.items() if not t.explicit)
+SYMMETRIC_IMPLICIT = sorted(n for n, t in I.TABLEAUX.items() if not t.explicit and t.symmetric)
 SPLITTINGS = sorted(I.SPLITTINGS)
 
 

@@ -9,7 +9,10 @@ def test_registry_names_and_orders():
     orders = {name: t.order for name, t in I.TABLEAUX.items()}
     assert orders["euler"] == 1 and orders["rk4"] == 4 and orders["bosh3"] == 3
     explicit = {name for name, t in I.TABLEAUX.items() if t.explicit}
-    assert explicit == {"euler", "heun", "midpoint", "ralston", "kutta3", "rk4", "rk38", "bosh3", "dopri5", "tsit5"}
+    assert explicit == {"euler", "heun", "midpoint", "ralston", "kutta3", "rk4", "rk38", "bosh3", "dopri5", "tsit5", "dopri8"}
+    assert {name for name, t in I.TABLEAUX.items() if not t.explicit and not t.symmetric} == {
+        "implicit-euler", "kvaerno3", "kvaerno4", "kvaerno5"}
+    assert (orders["dopri8"], orders["kvaerno3"], orders["kvaerno4"], orders["kvaerno5"]) == (8, 3, 4, 5)
     assert {name for name, t in I.TABLEAUX.items() if t.symplectic} == {
         "gauss-legendre-1", "gauss-legendre-2", "gauss-legendre-3"
     }

@@ -1,0 +1,316 @@
+"""`diffeqsolve` with diffrax's signature and types, differentiated by the least-action sweep.
+
+A diffrax user switches by changing one import: `terms` is a `diffrax.ODETerm`
+with `f(t, y, args)`, `solver` a diffrax solver, `saveat` a `diffrax.SaveAt`, the
+step-size controller a diffrax controller, and the result a `diffrax.Solution`.
+The solve runs the project's own scheme for the solver's tableau (`RungeKutta`,
+`ReversibleHeun`) on the grid the controller gives; under `jax.grad` its backward
+pass is the conjugate sweep of `integrators.solve` with the memory strategy of the
+adjoint `LeastAction(memory=...)`: the exact gradient of the discrete map, with
+respect to `y0` (any pytree of arrays of one dtype), `args` (any pytree,
+equinox modules included), the arrays the term holds, `t0`, `t1` and `SaveAt(ts=...)`.
+
+Save times between grid points are read from the solver's own dense interpolant
+(diffrax's interpolation class for that solver, evaluated on the project's step),
+as diffrax does; its gradient is `jax.vjp` of that one step's interpolant, whose
+cotangent on `y_k` enters the conjugate field as a jump. The steps are not split
+at the save times, so the discrete map is diffrax's.
+
+With `PIDController` the accepted grid comes from diffrax's own controller on the
+forward solve (its step-size choices are not differentiated, as in diffrax, which
+stops their gradient); the gradient is exact for the accepted steps, as diffrax's
+`RecursiveCheckpointAdjoint` is.
+"""
+
+import math
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, PyTree
+
+from lagrangian import VectorField
+
+from .differentiable import solve
+from .memory import Memory, StoreAll
+from .schemes import discretise
+from .tableau import (
+    BOSH3, DOPRI5, DOPRI8, EULER, HEUN, IMPLICIT_EULER, KVAERNO3, KVAERNO4, KVAERNO5, MIDPOINT, RALSTON, TSIT5,
+)
+
+SOLVERS = {
+    diffrax.Euler: EULER, diffrax.Heun: HEUN, diffrax.Midpoint: MIDPOINT, diffrax.Ralston: RALSTON,
+    diffrax.Bosh3: BOSH3, diffrax.Tsit5: TSIT5, diffrax.Dopri5: DOPRI5, diffrax.Dopri8: DOPRI8,
+    diffrax.ImplicitEuler: IMPLICIT_EULER, diffrax.Kvaerno3: KVAERNO3, diffrax.Kvaerno4: KVAERNO4,
+    diffrax.Kvaerno5: KVAERNO5, diffrax.ReversibleHeun: "reversible-heun",
+}
+"""The diffrax solvers `diffeqsolve` accepts, and the project's scheme for each."""
+
+
+class LeastAction(eqx.Module):
+    """The adjoint of `integrators.diffeqsolve`: the least-action conjugate sweep, with the
+    memory strategy `memory` (`StoreAll()`, `StoreStages()`, `Checkpoint(...)`, `Reversible()`
+    for `diffrax.ReversibleHeun`).
+
+    Example:
+        >>> term = diffrax.ODETerm(lambda t, y, a: -a * y)
+        >>> def loss(a):
+        ...     sol = integrators.diffeqsolve(term, diffrax.Tsit5(), 0.0, 1.0, 0.1, jnp.array(1.0), a,
+        ...                                   adjoint=integrators.LeastAction(integrators.StoreStages()))
+        ...     return sol.ys[-1]
+        >>> bool(jnp.allclose(jax.grad(loss)(2.0), -jnp.exp(-2.0), rtol=1e-7))   # d/da e^{-a} at a = 2
+        True
+    """
+
+    memory: Memory = StoreAll()
+
+
+class _TermField(VectorField):
+    """A diffrax `ODETerm` as a `VectorField` on the flattened state: `theta = (arrays of the
+    term, args)`, `f(t, y, theta) = ravel(term.vf(t, unravel(y), args))`."""
+
+    term: PyTree = eqx.field(static=True)   # the term's non-array part
+    treedef: PyTree = eqx.field(static=True)
+    shapes: tuple[tuple[int, ...], ...] = eqx.field(static=True)
+
+    @property
+    def state_dim(self) -> int:
+        return sum(math.prod(s) for s in self.shapes)
+
+    def init(self, key, dtype=jnp.float64):
+        raise TypeError("the parameters of diffeqsolve's field are the arrays of its ODETerm and the args of diffeqsolve")
+
+    def unravel(self, y: Array) -> PyTree:
+        sizes = np.cumsum([math.prod(s) for s in self.shapes])[:-1]
+        leaves = [part.reshape(shape) for part, shape in zip(jnp.split(y, sizes), self.shapes)]
+        return jax.tree.unflatten(self.treedef, leaves)
+
+    def __call__(self, t, y, theta):
+        arrays, args = theta
+        vf = eqx.combine(arrays, self.term).vf(t, self.unravel(y), args)
+        return jnp.concatenate([jnp.ravel(leaf) for leaf in jax.tree.leaves(vf)]).astype(y.dtype)
+
+
+def _refuse_unsupported(terms, solver, saveat, event, stepsize_controller):
+    if not isinstance(terms, diffrax.ODETerm):
+        raise TypeError(f"integrators.diffeqsolve solves ODEs: terms must be a diffrax.ODETerm; got "
+                        f"{type(terms).__name__} (SDE terms, MultiTerm and control terms are not supported)")
+    if type(solver) not in SOLVERS:
+        raise TypeError(f"integrators.diffeqsolve has no scheme for the solver {type(solver).__name__}; supported: "
+                        f"{', '.join(sorted(s.__name__ for s in SOLVERS))}")
+    if event is not None:
+        raise ValueError("integrators.diffeqsolve does not support events")
+    if saveat.dense:
+        raise ValueError("integrators.diffeqsolve does not support SaveAt(dense=True); save at times with SaveAt(ts=...)")
+    subs = saveat.subs
+    if not isinstance(subs, diffrax.SubSaveAt):
+        raise ValueError("integrators.diffeqsolve supports one SubSaveAt, not a pytree of them")
+    if subs.fn is not diffrax.SaveAt(t1=True).subs.fn:
+        raise ValueError("integrators.diffeqsolve saves the state y only (SaveAt(fn=...) is not supported)")
+    if subs.ts is not None and subs.steps:
+        raise ValueError("integrators.diffeqsolve saves at SaveAt(ts=...) or at SaveAt(steps=True), not both")
+    if not isinstance(stepsize_controller, (diffrax.ConstantStepSize, diffrax.StepTo, diffrax.PIDController)):
+        raise TypeError(f"integrators.diffeqsolve supports ConstantStepSize, StepTo and PIDController; got "
+                        f"{type(stepsize_controller).__name__}")
+
+
+def _value(x, name: str) -> float:
+    if isinstance(x, (int, float, np.number, np.ndarray)):
+        return float(x)
+    try:
+        return float(jax.lax.stop_gradient(x))
+    except jax.errors.ConcretizationTypeError:
+        raise ValueError(f"integrators.diffeqsolve needs a concrete {name} to fix the number of steps (not a value "
+                         "traced under jax.jit); close over it or pass it as a static value") from None
+
+
+def _grid(t0, t1, dt0, controller, max_steps, refine):
+    """`(ts, grid, steps)`: the step grid `t_0 .. t_N` as an array (differentiable in `t0`, `t1`),
+    as numpy values when they are concrete (else `None`), and `N`. Where the number of steps is
+    not known when tracing, the grid has `max_steps` steps, those past `t1` of zero length."""
+    if isinstance(controller, diffrax.StepTo):
+        ts = jnp.asarray(controller.ts)
+        return ts, _concrete(ts), ts.shape[0] - 1
+    if isinstance(controller, diffrax.PIDController):
+        ends = refine()                     # t_1 .. t_n, then inf up to max_steps
+        start = jnp.reshape(jnp.asarray(t0, ends.dtype), (1,))
+        grid = _concrete(ends)
+        if grid is not None:
+            accepted = int(np.sum(np.isfinite(grid)))
+            ts = jnp.concatenate([start, ends[:accepted]])
+            return ts, _concrete(ts), accepted
+        return jnp.concatenate([start, jnp.where(jnp.isfinite(ends), ends, t1)]), None, ends.shape[0]
+    if dt0 is None:
+        raise ValueError("ConstantStepSize needs dt0")
+    step = _value(dt0, "dt0")
+    try:
+        start, end = _value(t0, "t0"), _value(t1, "t1")
+    except ValueError:
+        if max_steps is None:
+            raise ValueError("with t0 or t1 traced under jax.jit, ConstantStepSize needs a max_steps") from None
+        steps = jnp.ceil((t1 - t0) / jnp.nextafter(dt0, jnp.inf))
+        return _constant_grid(t0, t1, dt0, jnp.arange(max_steps + 1), steps), None, max_steps
+    if step == 0 or (end - start) * step < 0:
+        raise ValueError(f"dt0 = {step} must be non-zero and have the sign of t1 - t0 = {end - start}")
+    steps = max(1, math.ceil((end - start) / np.nextafter(step, np.inf)))
+    if max_steps is not None and steps > max_steps:
+        raise ValueError(f"{steps} steps of dt0 = {step} exceed max_steps = {max_steps}")
+    k = np.arange(steps + 1)
+    return _constant_grid(t0, t1, dt0, k, steps), _constant_grid(start, end, step, k, steps, np), steps
+
+
+def _constant_grid(t0, t1, dt0, k, steps, xp=jnp):
+    """diffrax's `ConstantStepSize` grid: `t_1 = t0 + dt0`, then `t_k = t0 + (t1 - t0) k / N`
+    (fractions of the interval, not sums of `dt0`), and `t_N = t1`; `t_k = t1` past `N`."""
+    interior = xp.where(k == 1, t0 + dt0, t0 + (t1 - t0) * (k / steps))
+    return xp.where(k == 0, t0, xp.where(k < steps, interior, t1))
+
+
+def _concrete(x):
+    """`x` as numpy values, or `None` when it is traced."""
+    try:
+        return np.asarray(jax.lax.stop_gradient(x))
+    except jax.errors.TracerArrayConversionError:
+        return None
+
+
+def _step_of(grid, s, steps: int):
+    """The step `k` whose interval `(t_k, t_{k+1}]` holds the save time `s` (clipped to
+    `0..N-1`; `grid` increasing or decreasing; numpy or traced): as in diffrax, a time on the
+    grid is read at the end of the step that reaches it."""
+    xp = np if isinstance(grid, np.ndarray) and isinstance(s, (float, np.ndarray)) else jnp
+    direction = 1.0 if steps == 0 else xp.sign(grid[-1] - grid[0])
+    return xp.clip(xp.searchsorted(direction * grid, direction * s, side="left") - 1, 0, steps - 1)
+
+
+def _interpolant(system, solver, k, y, y_next, theta, s):
+    """The solver's dense output at time `s` in step `k` (from `y = y_k`, `y_next = y_{k+1}`): diffrax's
+    interpolation class for `solver` on the project's stage values (`k_i = h K_i`)."""
+    t0, t1 = system.ts[k], system.ts[k + 1]
+    if solver.interpolation_cls is diffrax.LocalLinearInterpolation:
+        return diffrax.LocalLinearInterpolation(t0=t0, t1=t1, y0=y, y1=y_next).evaluate(s)
+    _, slopes = system.stages(k, y, theta)
+    interp = solver.interpolation_cls(t0=t0, t1=t1, y0=y, y1=y_next, k=(t1 - t0) * slopes)
+    return interp.evaluate(s)
+
+
+def _saved(system, solver, theta, y0, memory, subs, ts, grid, steps, max_steps, throw):
+    """`(times, ys)` as diffrax's `SaveAt(t0, ts, steps, t1)` orders them, with `ys` flattened.
+
+    Grid states come from `solve` (`saveat` takes their layer indices), so memory stays that
+    of the strategy. A time of `SaveAt(ts=...)` is read from the solver's dense interpolant in
+    the step that holds it, as diffrax does; when those times or the grid are traced (under
+    `jax.jit`, or differentiated) the step is located while tracing and every grid state is kept.
+    """
+    save_ts = None if subs.ts is None else jnp.asarray(subs.ts, y0.dtype)
+    concrete = None if save_ts is None else _concrete(save_ts)
+    located = concrete is not None and grid is not None
+    if save_ts is not None and located:
+        k_ts = [int(_step_of(grid, float(s), steps)) for s in concrete]
+        wanted = {j for k in k_ts for j in (k, k + 1)}
+    else:
+        wanted = set(range(steps + 1)) if save_ts is not None else set()
+    if subs.t0:
+        wanted.add(0)
+    if subs.steps:
+        wanted.update(range(1, steps + 1))
+    if subs.t1:
+        wanted.add(steps)
+    indices = tuple(sorted(wanted))
+    states = solve(system, theta, y0, memory=memory, saveat=indices, throw=throw) if indices else None
+    position = {k: i for i, k in enumerate(indices)}
+    times, ys = [], []
+    if subs.t0:
+        times.append(ts[:1])
+        ys.append(states[position[0]][None])
+    if save_ts is not None:
+        if located:
+            y_k = states[jnp.asarray([position[k] for k in k_ts])]
+            y_next = states[jnp.asarray([position[k + 1] for k in k_ts])]
+            k_ts = jnp.asarray(k_ts)
+        else:
+            k_ts = _step_of(ts, save_ts, steps)
+            y_k, y_next = states[k_ts], states[k_ts + 1]
+        dense = jax.vmap(lambda k, y, y1, s: _interpolant(system, solver, k, y, y1, theta, s))
+        times.append(save_ts)
+        ys.append(dense(k_ts, y_k, y_next, save_ts))
+    if subs.steps:                      # diffrax pads the saved steps to max_steps with inf
+        pad = (max_steps or steps) - steps
+        rows = jnp.asarray([position[k] for k in range(1, steps + 1)], dtype=int)
+        times.append(jnp.concatenate([ts[1:], jnp.full((pad,), jnp.inf, ts.dtype)]))
+        ys.append(jnp.concatenate([states[rows], jnp.full((pad,) + y0.shape, jnp.inf, y0.dtype)]))
+    if subs.t1:
+        times.append(ts[-1:])
+        ys.append(states[position[steps]][None])
+    if not times:
+        return None, None
+    return jnp.concatenate(times).astype(y0.dtype), jnp.concatenate(ys)
+
+
+def _result(ts, ys):
+    """diffrax's `RESULTS.successful`, or `RESULTS.nonfinite` when a saved state is NaN or inf
+    (reached with `throw=False`; with `throw=True` `solve` raises first). The inf padding of
+    `SaveAt(steps=True)` past the last step is not a failure."""
+    if ys is None:
+        return diffrax.RESULTS.successful
+    padding = jnp.isinf(ts).reshape((-1,) + (1,) * (ys.ndim - 1))
+    ok = jnp.all(jnp.isfinite(ys) | padding)
+    return diffrax.RESULTS.where(ok, diffrax.RESULTS.successful, diffrax.RESULTS.nonfinite)
+
+
+def diffeqsolve(
+    terms,
+    solver,
+    t0,
+    t1,
+    dt0,
+    y0: PyTree,
+    args: PyTree = None,
+    *,
+    saveat: diffrax.SaveAt = diffrax.SaveAt(t1=True),
+    stepsize_controller=diffrax.ConstantStepSize(),
+    adjoint: LeastAction = LeastAction(),
+    event=None,
+    max_steps: int | None = 4096,
+    throw: bool = True,
+) -> diffrax.Solution:
+    """Solve `dy/dt = f(t, y, args)` as `diffrax.diffeqsolve` does, differentiable by the least-action sweep.
+
+    Example:
+        >>> term = diffrax.ODETerm(lambda t, y, args: {"q": y["v"], "v": -args * y["q"]})
+        >>> y0 = {"q": jnp.array(1.0), "v": jnp.array(0.0)}
+        >>> sol = integrators.diffeqsolve(term, diffrax.Dopri5(), 0.0, 1.0, 0.01, y0, 1.0,
+        ...                               saveat=diffrax.SaveAt(ts=jnp.array([0.255, 1.0])))
+        >>> bool(jnp.allclose(sol.ys["q"], jnp.cos(sol.ts), atol=1e-9))          # off-grid save times
+        True
+    """
+    _refuse_unsupported(terms, solver, saveat, event, stepsize_controller)
+    if not isinstance(adjoint, LeastAction):
+        raise TypeError(f"adjoint must be integrators.LeastAction(memory=...); got {type(adjoint).__name__}")
+    leaves, treedef = jax.tree.flatten(y0)
+    if not leaves or len({jnp.result_type(leaf) for leaf in leaves}) != 1:
+        raise ValueError("y0 must be a pytree of arrays of one floating-point dtype")
+    y0_flat = jnp.concatenate([jnp.ravel(jnp.asarray(leaf)) for leaf in leaves])
+    arrays, static = eqx.partition(terms, eqx.is_array)
+    field = _TermField(term=static, treedef=treedef, shapes=tuple(jnp.shape(leaf) for leaf in leaves))
+    theta = (arrays, args)
+
+    def refine():
+        controlled = diffrax.diffeqsolve(
+            terms, solver, t0, t1, dt0, y0, jax.tree.map(lambda a: jax.lax.stop_gradient(a) if eqx.is_array(a) else a, args),
+            saveat=diffrax.SaveAt(steps=True),
+            stepsize_controller=stepsize_controller, max_steps=max_steps, throw=throw,
+        )
+        return jax.lax.stop_gradient(controlled.ts)
+
+    ts, grid, steps = _grid(t0, t1, dt0, stepsize_controller, max_steps, refine)
+    system = discretise(field, ts.astype(y0_flat.dtype), SOLVERS[type(solver)])
+    ts_out, ys = _saved(system, solver, theta, y0_flat, adjoint.memory, saveat.subs, ts, grid, steps, max_steps, throw)
+    return diffrax.Solution(
+        t0=t0, t1=t1, ts=ts_out, ys=None if ys is None else jax.vmap(field.unravel)(ys), interpolation=None,
+        stats={"num_steps": steps, "num_accepted_steps": steps, "num_rejected_steps": 0, "max_steps": max_steps},
+        result=_result(ts_out, ys), solver_state=None, controller_state=None, made_jump=None,
+        event_mask=None,
+    )
