@@ -1,5 +1,5 @@
 """Experiment folders: an `Experiment` run from a resolved config into a folder
-that holds everything needed to read, re-run and verify it (DESIGN.md 4).
+that holds everything needed to read, re-run and verify it (docs/design.md 4).
 
     DIR/config.toml      the full resolved configuration and the experiment name
     DIR/manifest.json    versions, platform, git commit, seed, timings, SHA-256 of every file

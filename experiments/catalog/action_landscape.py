@@ -20,7 +20,7 @@ What is measured:
    pure-`p` perturbation (`S_d` is linear in `p` and the forward residual
    vanishes at `z*`); its second difference matches `u . Hess u`. A 2-D slice
    through the top and bottom eigenvectors shows the saddle.
-3. What this means for solvers (DESIGN.md 2.6). A stationary point with `M`
+3. What this means for solvers (docs/design.md 2.6). A stationary point with `M`
    negative directions cannot be reached by minimising `S_d`: plain descent
    `dz/dtau = -grad S_d` has Jacobian `-Hess`, with `M` eigenvalues of positive
    real part, and runs away from `z*` along the `p`-rich negative directions
@@ -29,7 +29,7 @@ What is measured:
    saddle flow. The Arrow-Hurwicz flow (descend in `x`, ascend in `p`) is
    the classical one, but its Jacobian `diag(-I, I) Hess` has purely
    rotational parts when `A` is indefinite and may even be unstable, which is
-   why it needs an augmented-Lagrangian penalty. The relaxation of DESIGN.md
+   why it needs an augmented-Lagrangian penalty. The relaxation of docs/design.md
    2.6 moves each variable along the derivative with respect to its
    *conjugate*, `dx_{k+1}/dtau = dS/dp_{k+1}`, `dp_k/dtau = dS/dx_k`, i.e.
    `dz/dtau = K grad S_d` with `K = [[0, I], [I, 0]]`: its Jacobian

@@ -1,4 +1,4 @@
-"""The beta sweep of the doubled action (DESIGN.md 2.2, Galley's doubled variables).
+"""The beta sweep of the doubled action (docs/design.md 2.2, Galley's doubled variables).
 
 System: the 2-D neural ODE `dx/dt = tanh(W x + b)` on `steps` steps of the
 explicit Runge-Kutta `method` up to `t_final` (parameters from `seed`), a

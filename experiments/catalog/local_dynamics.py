@@ -1,4 +1,4 @@
-"""Local, simultaneous dynamics (DESIGN.md 2.6): inference and credit assignment
+"""Local, simultaneous dynamics (docs/design.md 2.6): inference and credit assignment
 unfolding together, measured against `jax.grad`.
 
 1. Conjugate relaxation (`integrators.relax`): every `(x_k, p_k)` moves at once

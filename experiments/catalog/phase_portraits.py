@@ -15,7 +15,7 @@ against `jax.grad` through the forward map. Then, per system:
 
 - `H = p . f(x)` along each trajectory (conserved by the continuous flow; its
   drift on the grid, `max_t |H(t) - H(0)| / max_t |H(t)|`, is discretisation error);
-- the doubled copies (DESIGN.md 2.2): `integrators.tension` at each `beta` in
+- the doubled copies (docs/design.md 2.2): `integrators.tension` at each `beta` in
   `betas` gives `x+` and `x-`; the identities `x+ = x` (the forward pass does
   not move) and `x- = beta p` are measured, and the copies
   `x1 = x+ + x-/2`, `x2 = x+ - x-/2` are drawn separating;

@@ -5,7 +5,7 @@ The flow-map Jacobian `M_k = dz_k/dz_0` of every step is the tangent sweep of
 the discretised flow (`integrators.tangent_sweep`, `jax.jvp` of one step map)
 started from the identity; `log det M_k` is computed with `slogdet`.
 
-1. The doubled system (DESIGN.md 2.1): `z = (x, p)`, Hamilton's equations of
+1. The doubled system (docs/design.md 2.1): `z = (x, p)`, Hamilton's equations of
    `H = p . f(x)` for a neural ODE `f(x) = tanh(W x + b)` in `dim` dimensions
    (`lagrangian.HamiltonFlow`). The continuous flow has divergence
    `tr(df/dx) - tr(df/dx) = 0`, so `det M(t) = 1`. Symplectic Gauss-Legendre

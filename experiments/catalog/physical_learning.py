@@ -1,4 +1,4 @@
-"""Physical learning rules side by side (issue 12): equilibrium propagation, predictive coding and
+"""Physical learning rules side by side: equilibrium propagation, predictive coding and
 dual propagation against the exact least-action gradient, on the same networks and reference.
 
 Network: `lagrangian.MLP(widths)` with `tanh` on every layer, weights drawn with `scale`, a batch

@@ -24,7 +24,7 @@
    the last 20) against backprop from the same seed (full-batch adam): loss curves and test accuracy.
 
 Not done here: the saddle flow in continuous time with heterogeneous time constants, DP under
-noise, and the deep (128-layer) saddle flow of issue 27's item 4.
+noise, and the deep (128-layer) saddle flow, which is not yet built.
 """
 
 from __future__ import annotations

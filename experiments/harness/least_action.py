@@ -62,15 +62,19 @@ def _refusal(memory: integrators.Memory, system) -> str | None:
 
 
 class Tension(Method):
-    """The doubled-variable tension (DESIGN.md 2.2): the two copies are nudged apart by
-    `x-_N = beta grad l(x+_N)`, and `dl/dtheta = (dS_beta/dtheta) / beta` exactly."""
+    """The doubled-variable tension (docs/design.md 2.2): the two copies are nudged apart by
+    `x-_N = beta grad l(x+_N)`, and `dl/dtheta = (dS_beta/dtheta) / beta` exactly.
+
+    `integrators.tension` is the sweep with the loss scaled by `beta`, so this method is an
+    alias of the sweep, not an independent computation; `tension-copies` (`TensionCopies`)
+    reaches the same stationary point by relaxing two copies, with no call of the sweep."""
 
     kind = "project"
 
     def __init__(self, beta: float = 1e-3):
         self.beta = float(beta)
         self.name = "tension"
-        self.description = f"tension x-/beta of the doubled action, beta = {self.beta:g}"
+        self.description = f"tension x-/beta, beta = {self.beta:g} (alias of the sweep; independent: tension-copies)"
 
     def prepare(self, problem):
         beta = self.beta
@@ -123,7 +127,7 @@ class LeastActionScheme(LeastAction):
 
 
 class Relaxation(Method):
-    """The local solver of DESIGN.md 2.6 (`integrators.relax`): every `(x_k, p_k)` moves at
+    """The local solver of docs/design.md 2.6 (`integrators.relax`): every `(x_k, p_k)` moves at
     once, reading only its neighbours, along the derivative of the action with respect to
     its conjugate. At `eta = 1` (Jacobi) the fixed point is reached after `2N + 1` steps;
     this method runs `2N + 2`, strictly (`on_unconverged="raise"`: an unconverged relaxation is
@@ -177,7 +181,7 @@ class TensionCopies(Method):
 
 
 class SaddleFlow(Method):
-    """The augmented-Lagrangian saddle flow of DESIGN.md 2.6 (`integrators.saddle_flow`):
+    """The augmented-Lagrangian saddle flow of docs/design.md 2.6 (`integrators.saddle_flow`):
     descent in `x`, ascent in `p` on `S_d + (rho/2) sum |c_k|^2`, every layer updated at
     once from its neighbours, for a fixed budget of iterations. Its slowest mode diffuses
     along the depth (pseudo-time ~ N^2), so at a fixed budget it is approximate: its error
@@ -222,7 +226,7 @@ def _per_sample(loss: lagrangian.Loss):
 
 class NewtonInTime(Method):
     """Parallel-in-time Newton over the whole trajectory (`integrators.newton_in_time`,
-    DESIGN.md 2.6): linearised forward recurrences and the conjugate recurrence solved
+    docs/design.md 2.6): linearised forward recurrences and the conjugate recurrence solved
     by associative scans (depth O(log N)); one sample at a time, averaged over the batch. Strict
     (`on_unconverged="raise"`), with the largest final residual over the batch recorded."""
 

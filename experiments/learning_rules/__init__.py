@@ -1,4 +1,4 @@
-"""Physical learning rules side by side (issue 12), each an estimate of `dl/dtheta` that the comparison
+"""Physical learning rules side by side, each an estimate of `dl/dtheta` that the comparison
 harness judges against `jax.grad`, next to the exact least-action methods.
 
 - `inference`: equilibria of the layered energy (Newton, sweeps, gradient-descent relaxation);

@@ -21,7 +21,7 @@ output, then `K - 1` up-and-down sweeps). The weight estimate is the contrastive
 
     dl/dW_k ~ -delta_{k+1} s_bar_k^T / beta,   dl/db_k ~ -delta_{k+1} / beta   (batch-averaged).
 
-Dyads against the doubled copies of DESIGN.md 2.2 (`dyads_and_copies`): the copies
+Dyads against the doubled copies of docs/design.md 2.2 (`dyads_and_copies`): the copies
 `x1 = x+ + x-/2`, `x2 = x+ - x-/2` have `x+` on the forward pass and `x- = beta p` at every
 `beta` (the doubled action is linear in `x-`). The dyads have `s_bar = x+ + O(beta^2)` at
 `alpha = 1/2` (DP) or for every `alpha` (DP-top), but `O(beta)` for DP at `alpha != 1/2`; and

@@ -16,7 +16,7 @@ At `beta = 0` the equilibrium is the forward pass. The estimates of `dl/dtheta` 
 with `dF/dtheta_k = -(dPhi_k/dtheta_k)^T e_{k+1}` at the equilibrium
 (`inference.energy_theta_gradient`). Why it works: at `x^beta` the prediction errors obey
 `e_k = J_k^T e_{k+1}`, `e_N = -beta grad l(x_N) + O(beta^2)`, so `-e / beta` is the conjugate
-field `p` of DESIGN.md 2.3 up to `O(beta)`, while the tension `x- / beta` of DESIGN.md 2.2 is
+field `p` of docs/design.md 2.3 up to `O(beta)`, while the tension `x- / beta` of docs/design.md 2.2 is
 `p` exactly.
 
 Classic EP (Scellier & Bengio 2017: their Hopfield-like energy `E(u)`, the squared cost, and the

@@ -230,7 +230,7 @@ def echo_and_conjugate_field(
 
 def conjugate_field(system: integrators.Discretisation, theta: PyTree, x0: Array, loss: lagrangian.Loss) -> Array:
     """`p_k`, `k = 0..N`, shape `(N + 1, [B,] 2n)`: the tension `x-_k / beta` of the doubled action
-    (`integrators.tension`, DESIGN.md 2.2) at `beta = 1`, i.e. `p_N = grad l`, `p_k = (dPhi/dx)^T p_{k+1}`.
+    (`integrators.tension`, docs/design.md 2.2) at `beta = 1`, i.e. `p_N = grad l`, `p_k = (dPhi/dx)^T p_{k+1}`.
 
     Example:
         >>> chain = lagrangian.OscillatorChain(oscillators=3)

@@ -239,7 +239,7 @@ def test_wrong_method_makes_compare_exit_nonzero(cli, tmp_path, monkeypatch):
     assert "sign-error on resnet (fail)" in result.output
     results = json.loads((out / "results.json").read_text())
     assert results["summary"]["failed_cells"] == ["sign-error on resnet (fail)"]
-    for name in correct:  # the local and parallel-in-time solvers of DESIGN.md 2.6 included
+    for name in correct:  # the local and parallel-in-time solvers of docs/design.md 2.6 included
         assert _cell(results, name, "resnet")["status"] == "pass"
     assert _cell(results, "sign-error", "resnet")["errors"]["relative_l2_error"] > 1e-3
 

@@ -1,4 +1,4 @@
-"""The physical-learning experiment: the quick run (about 30 s on one idle core; issue 12 asks for
+"""The physical-learning experiment: the quick run (about 30 s on one idle core; kept
 under a minute in the test suite) and its pieces."""
 
 from __future__ import annotations

@@ -58,7 +58,7 @@ def test_zero_curvature_spectrum_is_plus_minus_the_singular_values_of_b():
 
 
 def test_relaxation_is_stable_and_descent_is_not():
-    """`dz/dtau = swap grad S` (DESIGN.md 2.6) linearises to `[[B^T, 0], [A, B]]`: `J + I` is
+    """`dz/dtau = swap grad S` (docs/design.md 2.6) linearises to `[[B^T, 0], [A, B]]`: `J + I` is
     nilpotent (all eigenvalues -1); plain descent has M unstable directions."""
     net = L.MLP((2, 3, 3, 2), activation="tanh")
     theta = net.init(jax.random.key(2))

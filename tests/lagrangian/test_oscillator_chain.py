@@ -12,7 +12,7 @@ import lagrangian as L
 from tests.helpers import reference_grad, rel_l2
 
 CHAIN = L.OscillatorChain(oscillators=6)
-T_FINAL, STEPS = 10.0, 200  # h = 0.05, the configuration of issue 12
+T_FINAL, STEPS = 10.0, 200  # h = 0.05, the configuration of the physical-learning experiment
 
 
 @pytest.fixture(scope="module")

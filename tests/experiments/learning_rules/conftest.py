@@ -1,4 +1,4 @@
-"""The acceptance network of issue 12: a 4-layer tanh MLP 5-8-8-8-3, weight scale 1.5, squared error."""
+"""The acceptance network of the physical learning rules: a 4-layer tanh MLP 5-8-8-8-3, weight scale 1.5, squared error."""
 
 from __future__ import annotations
 

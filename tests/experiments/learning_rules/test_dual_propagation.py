@@ -1,4 +1,4 @@
-"""Dual propagation: orders in beta, alpha, and the dyads against the doubled copies of DESIGN.md 2.2."""
+"""Dual propagation: orders in beta, alpha, and the dyads against the doubled copies of docs/design.md 2.2."""
 
 from __future__ import annotations
 

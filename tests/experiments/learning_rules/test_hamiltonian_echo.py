@@ -1,4 +1,4 @@
-"""Hamiltonian echo learning on the oscillator chain (issue 12, item 4).
+"""Hamiltonian echo learning on the oscillator chain.
 
 The echo's gradient error against `jax.grad` through the same leapfrog map falls like eps^2
 (symmetric) and eps (one-sided); the echo perturbation / eps is the conjugate field with its
