@@ -43,6 +43,7 @@ import numpy as np
 
 from .. import plots
 from ..correspondences import forward_mode as fm
+from ..harness.metrics import relative_max_error
 from ..runner import Experiment, Progress, RunFolder
 from ..tables import Table
 
@@ -79,11 +80,6 @@ class AutodiffModesConfig:
         return 20 if self.quick else self.chains
 
 
-def relative(a, b) -> float:
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
-
-
 def _worked_jax(x, y):
     return y * jnp.log(x) + jnp.sqrt(y * jnp.log(x))
 
@@ -115,8 +111,8 @@ def dual_checks(config: AutodiffModesConfig) -> dict:
     for _ in range(config.tangents):
         v = rng.normal(size=MLP_WIDTHS[0])
         _, ref = jax.jvp(lambda x: mlp(x, jnp.tanh), (jnp.asarray(x0),), (jnp.asarray(v),))
-        mlp_errors.append(relative(fm.jvp_dual(lambda x: mlp(x, fm.tanh), (x0,), (v,))[1], ref))
-        same_primitives.append(relative(fm.jvp_dual(lambda x: mlp(x, xla_tanh), (x0,), (v,))[1], ref))
+        mlp_errors.append(relative_max_error(fm.jvp_dual(lambda x: mlp(x, fm.tanh), (x0,), (v,))[1], ref))
+        same_primitives.append(relative_max_error(fm.jvp_dual(lambda x: mlp(x, xla_tanh), (x0,), (v,))[1], ref))
     return {"worked_example": worked,
             "worked_example_max_relative_error": max(w["relative_error"] for w in worked),
             "mlp": {"widths": list(MLP_WIDTHS), "tangents": config.tangents, "relative_error": mlp_errors,
@@ -145,7 +141,7 @@ def worked_trace() -> dict:
         "reverse_df_d": [float(rev[n]) for n in nodes],
         "passes": {"forward_mode": 2, "reverse_mode": 1},
         "gradients": gradients,
-        "max_relative_error_vs_closed_form": max(relative(v, closed) for v in gradients.values()),
+        "max_relative_error_vs_closed_form": max(relative_max_error(v, closed) for v in gradients.values()),
     }
 
 
@@ -190,7 +186,7 @@ def chain_checks(config: AutodiffModesConfig) -> dict:
             "widths": widths, "scalar_output": widths[-1] == 1,
             "formula": formulas, "counted": counted, "xla": xla,
             "enumerated_minimum": min(c.cost for c in fm.all_chains(widths)),
-            "products_max_relative_difference": max(relative(p, products["forward"]) for p in products.values()),
+            "products_max_relative_difference": max(relative_max_error(p, products["forward"]) for p in products.values()),
         })
     def worst(a: str, b: str) -> int:
         return int(max(abs(r[a][k] - r[b][k]) for r in rows for k in ("forward", "reverse", "optimal")))

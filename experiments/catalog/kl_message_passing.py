@@ -40,6 +40,7 @@ import numpy as np
 from .. import plots
 from ..config import check_quick, numbers
 from ..correspondences import elementary_mlp, fitted_order, linearised, projection_differential, richardson
+from ..harness.metrics import relative_max_error
 from ..runner import Experiment, Progress, RunFolder
 from ..tables import Table
 
@@ -93,11 +94,6 @@ class KLMessagePassingConfig:
         return [numbers("networks", t) for t in texts]
 
 
-def relative(a, b) -> float:
-    """`max |a - b| / max |b|`."""
-    return float(np.max(np.abs(np.asarray(a) - b)) / np.max(np.abs(b)))
-
-
 def measure_network(widths: tuple[int, ...], config: KLMessagePassingConfig) -> dict:
     """Differentials at every width, the Richardson limits, the linearised check, convergence."""
     graph = elementary_mlp(widths, seed=config.seed, target=config.target)
@@ -107,17 +103,17 @@ def measure_network(widths: tuple[int, ...], config: KLMessagePassingConfig) -> 
     diffs = [projection_differential(graph, s, points=config.points) for s in s_values]
     weights = [d.weight_gradients for d in diffs]
     nodes = [d.node_adjoints for d in diffs]
-    raw_w = [relative(w, reference[clamped]) for w in weights]
-    raw_n = [relative(a, reference) for a in nodes]
+    raw_w = [relative_max_error(w, reference[clamped]) for w in weights]
+    raw_n = [relative_max_error(a, reference) for a in nodes]
     windows = range(len(s_values) - LEVELS + 1)
-    rich_w = [relative(richardson(weights[k:k + LEVELS]), reference[clamped]) for k in windows]
-    rich_n = [relative(richardson(nodes[k:k + LEVELS]), reference) for k in windows]
+    rich_w = [relative_max_error(richardson(weights[k:k + LEVELS]), reference[clamped]) for k in windows]
+    rich_n = [relative_max_error(richardson(nodes[k:k + LEVELS]), reference) for k in windows]
     limit = richardson(weights[-LEVELS:])
     lin = linearised(graph)
     lin_errors = []
     for s in (s_values[0], s_values[-1]):
         d = projection_differential(lin, s, points=config.points)
-        lin_errors.append(max(relative(d.weight_gradients, reference[clamped]), relative(d.node_adjoints, reference)))
+        lin_errors.append(max(relative_max_error(d.weight_gradients, reference[clamped]), relative_max_error(d.node_adjoints, reference)))
     return {
         "widths": list(widths),
         "computed_nodes": len(graph.computed),
