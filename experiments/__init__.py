@@ -7,7 +7,7 @@ experiment measures gradient errors at double precision.
     record = run(CATALOG["quickstart"], {"steps": 20}, out="runs/qs")
     record.results["gradient"]["relative_l2_error"]
     experiments.verify(record.folder).ok   # files against manifest.json; re-run, compare within [verify]
-    experiments.sweep.sweep(CATALOG["quickstart"], {"steps": [10, 20]})   # on a Dask LocalCluster
+    experiments.sweep.run_sweep(CATALOG["quickstart"], {"steps": [10, 20]})   # on a Dask LocalCluster
 """
 
 import jax

@@ -456,7 +456,7 @@ def sweep(
         raise _fail(str(error)) from None
     announce = (lambda message: None) if quiet else (
         lambda message: _console(stderr=True).print(message, markup=False))
-    record = _with_progress(f"sweep {name}", quiet, lambda show: sweeps.sweep(
+    record = _with_progress(f"sweep {name}", quiet, lambda show: sweeps.run_sweep(
         experiment, parsed, base, out=out, force=force, scheduler=scheduler, workers=workers, threads=threads,
         progress=show, dashboard=dashboard, announce=announce))
     console = _console()

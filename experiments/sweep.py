@@ -184,7 +184,7 @@ def _client(scheduler: str | None, workers: int, threads: int, dashboard: bool, 
     return Client(cluster), cluster
 
 
-def sweep(
+def run_sweep(
     experiment: Experiment,
     grid: Mapping[str, Sequence[Any]],
     base: Mapping[str, Any] | None = None,
@@ -218,7 +218,7 @@ def sweep(
     Example:
         >>> import tempfile, pathlib
         >>> out = pathlib.Path(tempfile.mkdtemp()) / "sweep"
-        >>> record = experiments.sweep.sweep(experiments.CATALOG["quickstart"], {"seed": [0, 1]},
+        >>> record = experiments.sweep.run_sweep(experiments.CATALOG["quickstart"], {"seed": [0, 1]},
         ...                                  {"steps": 4, "batch": 2}, out=out, workers=1, dashboard=False)
         >>> [row["status"] for row in record.rows], sorted(p.name for p in out.iterdir())[:2]
         (['ok', 'ok'], ['000-seed=0', '001-seed=1'])
@@ -301,4 +301,4 @@ def sweep(
     return SweepRecord(folder=out, rows=rows)
 
 
-__all__ = ["PROGRESS_TOPIC", "Point", "SweepRecord", "grid_points", "parse_grid", "run_point", "summary_table", "sweep"]
+__all__ = ["PROGRESS_TOPIC", "Point", "SweepRecord", "grid_points", "parse_grid", "run_point", "run_sweep", "summary_table"]

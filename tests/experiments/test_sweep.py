@@ -111,7 +111,7 @@ def test_sweep_shows_its_dashboard_and_progress_within_points_and_cleans_up(tmp_
     monkeypatch.setattr(tempfile, "tempdir", str(root))
     monkeypatch.setenv("DASK_TEMPORARY_DIRECTORY", str(default))
     announced, steps = [], []
-    record = sweeps.sweep(CATALOG["quickstart"], {"seed": [0, 1]}, {"steps": 6, "batch": 4, "t_final": 1.5},
+    record = sweeps.run_sweep(CATALOG["quickstart"], {"seed": [0, 1]}, {"steps": 6, "batch": 4, "t_final": 1.5},
                           out=tmp_path / "sweep", workers=1, announce=announced.append,
                           progress=lambda done, total, text: steps.append((done, total, text)))
     assert [row["status"] for row in record.rows] == ["ok", "ok"]
