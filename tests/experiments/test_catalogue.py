@@ -15,7 +15,8 @@ import math
 import pytest
 
 from experiments import CATALOG
-from experiments.runner import run, verify
+from experiments.folders import verify
+from experiments.runner import run
 
 QUICK = {
     "quickstart": {"steps": 6, "batch": 4, "t_final": 1.5},

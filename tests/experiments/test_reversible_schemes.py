@@ -12,7 +12,8 @@ import integrators
 from experiments.catalog.reversible_schemes import (
     EXPERIMENT, ReversibleSchemesConfig, coupled_step_matrix, every_scheme, predicted,
 )
-from experiments.runner import run, verify
+from experiments.folders import verify
+from experiments.runner import run
 
 
 @pytest.fixture(scope="module")
