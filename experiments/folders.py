@@ -224,7 +224,7 @@ def verify(
     Example:
         >>> import tempfile, pathlib
         >>> out = pathlib.Path(tempfile.mkdtemp()) / "qs"
-        >>> record = experiments.run("quickstart", {"steps": 5, "batch": 2}, out=out)
+        >>> record = experiments.run(experiments.CATALOG["quickstart"], {"steps": 5, "batch": 2}, out=out)
         >>> experiments.verify(out).ok                 # `leastaction verify DIR`
         True
     """
