@@ -12,7 +12,7 @@ as diffrax's adjoints carry their `loop`:
   and arithmetic of `jax.grad` through the scan.
 - `Checkpoint(levels)`: keep `m` states per level, `m = ceil(N^(1/levels))`, and
   recompute the others segment by segment (recursive checkpointing). Memory
-  O(levels N^(1/levels)) states; `Checkpoint.logarithmic()` (`levels = ceil(log2 N)`)
+  O(levels N^(1/levels)) states; `Checkpoint.logarithmic()` (the bisection schedule)
   gives O(log N) states for O(N log N) recomputation.
 - `Reversible()`: keep nothing; reconstruct `x_k` from `x_{k+1}` with the scheme's
   algebraic inverse (`system.inverse`, or `system.unstep`, which also returns the
@@ -24,6 +24,7 @@ differs.
 """
 
 import abc
+import functools
 import math
 from typing import NamedTuple
 
@@ -52,7 +53,7 @@ class Cost(NamedTuple):
 
     Example:
         >>> integrators.StoreAll().cost(100).stored, integrators.Checkpoint.logarithmic().cost(1024).stored
-        (101, 20)
+        (101, 11)
     """
 
     evaluations: int
@@ -139,31 +140,70 @@ class StoreStages(Memory):
         return Cost(evaluations=steps, relinearisations=0, pullbacks=steps, stored=steps)
 
     def forward(self, system, theta, z0, saveat=None, grid=False):
+        shared = jax.tree.leaves((theta, system))
+
         def record(k, z):
             z_next, pullback = system.linearise(k, z, system.theta_at(theta, k))
-            return z_next, (pullback, z if grid else None)
+            return z_next, (StoredPullback.split(pullback, shared), z if grid else None)
 
         return forward_pass(system, theta, z0, record, saveat)
 
     def backward(self, system, theta, z0, z_final, residuals, p_final, jumps=None, grid=False):
+        shared = jax.tree.leaves((theta, system))
+
         def body(state, step):
             carry, k = state
             k = k - 1
-            pullback, z = step
-            return (conjugate_step(system, theta, k, carry, pullback, z, jumps), k), None
+            stored, z = step
+            return (conjugate_step(system, theta, k, carry, stored.rebuild(shared), z, jumps), k), None
 
         carry = zero_carry(system, theta, p_final, grid)
         (carry, _), _ = scan(system, body, (carry, system.depth), residuals, reverse=True)
         return Backward.of(carry)
 
 
-class Checkpoint(Memory):
-    """Recursive checkpointing with `levels` levels of segments.
+class StoredPullback(eqx.Module):
+    """A step's pullback as `StoreStages` keeps it: its leaves that vary with the step
+    (stage values, activations), and for each leaf the same object as a leaf of `theta` or
+    of the system, if it is one. Those (a weight matrix the pullback multiplies by) are
+    the same at every step; stacked with the others they would store the parameters once
+    per stage and step. `rebuild` puts them back from the one copy.
+    """
 
-    `levels=None` means `ceil(log2 N)` (logarithmic memory). Level 1 stores its `m`
-    states and sweeps back; level `l > 1` stores the `m` start states of its
-    sub-segments and recurses into them in reverse order. The `m ** levels >= N`
-    steps are run masked: steps past `N` are identity maps.
+    varying: tuple
+    structure: jax.tree_util.PyTreeDef = eqx.field(static=True)
+    shared_at: tuple = eqx.field(static=True)
+
+    @classmethod
+    def split(cls, pullback, shared: list) -> "StoredPullback":
+        leaves, structure = jax.tree.flatten(pullback)
+        shared_at = tuple(next((j for j, s in enumerate(shared) if leaf is s), None) for leaf in leaves)
+        varying = tuple(leaf for leaf, at in zip(leaves, shared_at) if at is None)
+        return cls(varying, structure, shared_at)
+
+    def rebuild(self, shared: list):
+        """The pullback, with the shared leaves read from `shared` (the leaves of `theta` and
+        the system the forward pass split it against)."""
+        varying = iter(self.varying)
+        leaves = [next(varying) if at is None else shared[at] for at in self.shared_at]
+        return jax.tree.unflatten(self.structure, leaves)
+
+
+class Checkpoint(Memory):
+    """Checkpointing: keep a few states, recompute the others from the nearest one.
+
+    `levels=L` (default 2): recursive checkpointing with `L` levels of segments. Level 1
+    stores its `m` states and sweeps back; level `l > 1` stores the `m` start states of
+    its sub-segments and recurses into them in reverse order, `m = ceil(N^(1/L))`. The
+    `m ** L >= N` steps are run masked: steps past `N` are identity maps. Memory
+    `L m` states, `L` extra forward passes.
+
+    `levels=None` (`Checkpoint.logarithmic()`): the bisection schedule, in one loop. To
+    reach `x_k` from the latest stored `x_j`, it steps to the midpoint `j + (k - j + 1) // 2`,
+    stores it, and repeats until it stands on `x_k`; after the conjugate step `k` that state
+    is dropped. At most `ceil(log2 N) + 1` states are held, each step is recomputed about
+    `log2(N) / 2` times, and the program is the same size for every `N` (the compile time
+    does not grow with `N`, as nested levels' would).
 
     Example:
         >>> net = lagrangian.ResNet(dim=2, depth=16)
@@ -175,17 +215,22 @@ class Checkpoint(Memory):
     """
 
     levels: int | None = eqx.field(static=True, default=2)
+
     def __check_init__(self):
         if self.levels is not None and int(self.levels) < 1:
             raise ValueError(f"Checkpoint needs levels >= 1 (or None for log2 N); got {self.levels}")
 
     @classmethod
     def logarithmic(cls) -> "Checkpoint":
+        """The bisection schedule: `ceil(log2 N) + 1` states, `O(N log N)` recomputation."""
         return cls(levels=None)
 
     def segment(self, steps: int) -> tuple[int, int]:
-        """`(levels, m)` with `m ** levels >= steps`: the segment length per level."""
-        levels = self.levels if self.levels is not None else max(1, math.ceil(math.log2(max(steps, 2))))
+        """`(levels, m)` with `m ** levels >= steps`: the segment length per level (recursive
+        checkpointing; the bisection schedule has no fixed segments)."""
+        if self.levels is None:
+            raise ValueError("Checkpoint.logarithmic() bisects; it has no fixed segments (see cost)")
+        levels = self.levels
         m = max(1, math.ceil(steps ** (1.0 / levels)))
         while m**levels < steps:
             m += 1
@@ -197,6 +242,9 @@ class Checkpoint(Memory):
         _unrolled(self, system)
 
     def cost(self, steps):
+        if self.levels is None:
+            recomputed, stored = _bisection(steps)
+            return Cost(evaluations=steps + recomputed, relinearisations=steps, pullbacks=steps, stored=stored)
         levels, m = self.segment(steps)
 
         def recomputed(level):
@@ -213,9 +261,43 @@ class Checkpoint(Memory):
                                   saveat)
 
     def backward(self, system, theta, z0, z_final, residuals, p_final, jumps=None, grid=False):
-        levels, m = self.segment(system.depth)
         carry = zero_carry(system, theta, p_final, grid)
+        if self.levels is None:
+            return Backward.of(self._bisect(system, theta, z0, carry, jumps))
+        levels, m = self.segment(system.depth)
         return Backward.of(self._segment(system, theta, z0, carry, 0, levels, m, jumps))
+
+    def _bisect(self, system, theta, z0, carry, jumps):
+        """The conjugate steps `N-1 .. 0` under the bisection schedule: a stack of stored
+        `(j, x_j)`, topped up by midpoints until its top is the state the step needs."""
+        steps = system.depth
+        size = _bisection(steps)[1]
+        stack = jnp.zeros((size,) + z0.shape, z0.dtype).at[0].set(z0)
+        at = jnp.zeros(size, jnp.int32)
+
+        def advance(state, k):
+            """Push midpoints from the top `(j, x_j)` until the top is `(k, x_k)`."""
+
+            def push(state):
+                stack, at, top = state
+                j = at[top]
+                mid = j + (k - j + 1) // 2
+                z = jax.lax.fori_loop(j, mid, lambda i, z: forward_step(system, theta, i, z), stack[top])
+                return stack.at[top + 1].set(z), at.at[top + 1].set(mid), top + 1
+
+            return jax.lax.while_loop(lambda state: state[1][state[2]] < k, push, state)
+
+        def body(state, _):
+            stack, at, top, carry, k = state
+            k = k - 1
+            stack, at, top = advance((stack, at, top), k)
+            z = stack[top]
+            _, pullback = system.linearise(k, z, system.theta_at(theta, k))
+            carry = conjugate_step(system, theta, k, carry, pullback, z, jumps)
+            return (stack, at, top - 1, carry, k), None
+
+        (_, _, _, carry, _), _ = jax.lax.scan(body, (stack, at, 0, carry, steps), None, length=steps)
+        return carry
 
     def _segment(self, system, theta, z_start, carry, k0, level, m, jumps):
         """The conjugate pass over the `m ** level` steps from step `k0`, starting at `z_start`."""
@@ -237,6 +319,20 @@ class Checkpoint(Memory):
 
         (carry, _), _ = jax.lax.scan(body, (carry, k0 + m * sub), starts, reverse=True)
         return carry
+
+
+@functools.cache
+def _bisection(steps: int) -> tuple[int, int]:
+    """`(recomputed, stored)` of the bisection schedule over `steps` steps from a stored
+    first state: forward steps re-run, and the most states held at once. Reversing `n`
+    steps steps `n // 2` to the midpoint, reverses the upper `n - n // 2` steps from there
+    (one more state held) and then the lower `n // 2` from the first state."""
+    if steps <= 1:
+        return 0, 1
+    lower = steps // 2
+    upper_recomputed, upper_stored = _bisection(steps - lower)
+    lower_recomputed, lower_stored = _bisection(lower)
+    return lower + upper_recomputed + lower_recomputed, max(1 + upper_stored, lower_stored)
 
 
 def irreversible(system) -> str:

@@ -65,6 +65,15 @@ class RungeKutta(Discretisation):
     def stages(self, k, x, theta):
         """The stage values `X_i` and slopes `K_i` of step `k`, each of shape `(s, n)`
         (explicit recursion, or a Newton solve of `K_i = f(t + c_i h, X_i)`)."""
+        xs, ks, _ = self._stages(k, x, theta)
+        return jnp.stack(xs), jnp.stack(ks)
+
+    def _stages(self, k, x, theta, evaluate=None):
+        """`stages`, and the `extra` of each stage when `evaluate(i, X_i) -> (K_i, extra)`
+        replaces the evaluation of `f` at an explicit stage (`linearise` takes each stage's
+        `jax.vjp` there, so `f` is evaluated once per stage); `None` for implicit tableaux.
+        Lists of the `s` stages: the step reads them one by one (stacking them into one
+        array would put a concatenation and its transpose into every step)."""
         tab = self.tableau
         a, c, s = tab.a, tab.c, tab.stages
         t, h = self.time(k, x.dtype)
@@ -77,22 +86,26 @@ class RungeKutta(Discretisation):
             return xi
 
         if tab.explicit:
-            xs, ks = [], []
+            if evaluate is None:
+                evaluate = lambda i, xi: (self.field(t + c[i] * h, xi, theta), None)   # noqa: E731
+            xs, ks, extras = [], [], []
             for i in range(s):
                 xs.append(stage_input(i, ks))
-                ks.append(self.field(t + c[i] * h, xs[i], theta))
-            return jnp.stack(xs), jnp.stack(ks)
+                ki, extra = evaluate(i, xs[i])
+                ks.append(ki)
+                extras.append(extra)
+            return xs, ks, extras
 
         def residual(ks):
             return jnp.stack([ks[i] - self.field(t + c[i] * h, stage_input(i, ks), theta) for i in range(s)])
 
         guess = jnp.broadcast_to(self.field(t, x, theta), (s,) + x.shape)
         ks = newton_root(residual, guess, self.rtol, self.atol, self.max_newton_steps)
-        return jnp.stack([stage_input(i, ks) for i in range(s)]), ks
+        return [stage_input(i, ks) for i in range(s)], list(ks), None
 
     def layer(self, k, x, theta):
         _, h = self.time(k, x.dtype)
-        _, ks = self.stages(k, x, theta)
+        _, ks, _ = self._stages(k, x, theta)
         b = self.tableau.b
         return x + h * sum(b[i] * ks[i] for i in range(self.tableau.stages) if b[i] != 0.0)
 
@@ -112,16 +125,19 @@ class RungeKutta(Discretisation):
         return self.on_grid(k, pair[::-1]).layer(0, x_next, theta)
 
     def linearise(self, k, x, theta):
-        """The step and its stage-wise pullback (`StagePullback`): one `jax.vjp` of `f` per stage."""
+        """The step and its stage-wise pullback (`StagePullback`): one `jax.vjp` of `f` per stage,
+        taken where the stage is evaluated (explicit tableaux), or at the Newton-solved stages."""
         t, h = self.time(k, x.dtype)
-        xs, ks = self.stages(k, x, theta)
-        c, b = self.tableau.c, self.tableau.b
-        pullbacks = tuple(
-            eqx.filter_vjp(lambda x_, th, i=i: self.field(t + c[i] * h, x_, th), xs[i], theta)[1]
-            for i in range(self.tableau.stages)
-        )
-        x_next = x + h * sum(b[i] * ks[i] for i in range(self.tableau.stages) if b[i] != 0.0)
-        return x_next, StagePullback(self.tableau, h, pullbacks)
+        c, b, s = self.tableau.c, self.tableau.b, self.tableau.stages
+
+        def evaluate(i, xi):
+            return eqx.filter_vjp(lambda x_, th: self.field(t + c[i] * h, x_, th), xi, theta)
+
+        xs, ks, pullbacks = self._stages(k, x, theta, evaluate)
+        if pullbacks is None:
+            pullbacks = [evaluate(i, xs[i])[1] for i in range(s)]
+        x_next = x + h * sum(b[i] * ks[i] for i in range(s) if b[i] != 0.0)
+        return x_next, StagePullback(self.tableau, h, tuple(pullbacks))
 
 
 class StagePullback(eqx.Module):

@@ -6,7 +6,7 @@ forward Euler, or the asynchronous leapfrog for reversible memory) is taken by
 
     StoreAll               N + 1 stored states, no recomputation
     Checkpoint(levels=2)   2 m states, m = ceil(sqrt N); 2 extra forward passes
-    Checkpoint.logarithmic levels = ceil(log2 N), m = 2: 2 log2 N states, log2 N extra passes
+    Checkpoint.logarithmic bisection: log2 N + 1 states, each step re-run about log2(N) / 2 times
     Reversible             1 state; every x_k reconstructed by the scheme's inverse
 
 Recomputation is counted, not modelled: the field is wrapped in
@@ -70,7 +70,7 @@ def scheme_for(strategy: str) -> str:
 
 def stored_states(strategy: str, steps: int) -> int:
     """States the strategy keeps alive at once, by its own cost model (`Memory.cost(N).stored`):
-    `N + 1`, `levels * m`, or 1 (`reversible`).
+    `N + 1`, `levels * m` (recursive), `ceil(log2 N) + 1` (bisection), or 1 (`reversible`).
 
     Example:
         >>> stored_states("store-all", 1000), stored_states("reversible", 1000)

@@ -125,6 +125,7 @@ def test_sweep_shows_its_dashboard_and_progress_within_points_and_cleans_up(tmp_
     assert os.listdir(root) == [] and not default.exists()
 
 
+@pytest.mark.slow  # a third local cluster (about 30 s); run_sweep's announced link is checked above
 def test_sweep_cli_prints_the_dashboard_link(cli, tmp_path):
     result = cli.invoke(app, ["sweep", "quickstart", "--grid", "seed=0", "--set", "steps=6", "--set", "batch=4",
                               "--set", "t_final=1.5", "--workers", "1", "--out", str(tmp_path / "s")])

@@ -47,11 +47,22 @@ def test_checkpointing_is_exact(name, strategy, key):
 
 @pytest.mark.parametrize("steps", [1, 2, 7, 64, 100])
 def test_segment_lengths_cover_the_steps(steps):
-    for levels in (1, 2, 3, None):
+    for levels in (1, 2, 3):
         got_levels, m = I.Checkpoint(levels=levels).segment(steps)
         assert m**got_levels >= steps
         assert m == 1 or (m - 1) ** got_levels < steps
-    assert I.Checkpoint.logarithmic().segment(1024) == (10, 2)
+    with pytest.raises(ValueError, match="bisects"):
+        I.Checkpoint.logarithmic().segment(steps)
+
+
+@pytest.mark.parametrize("power", [0, 1, 4, 10, 17])
+def test_bisection_holds_log2_n_states_and_recomputes_half_log2_n_per_step(power):
+    """For `N = 2^p` the bisection schedule holds `p + 1` states and re-runs `p N / 2` steps
+    (each halving steps half of its segment once): closed forms of the schedule."""
+    steps = 2**power
+    cost = I.Checkpoint.logarithmic().cost(steps)
+    assert cost.stored == power + 1
+    assert cost.evaluations - steps == power * steps // 2
 
 
 def test_strategy_errors(key):

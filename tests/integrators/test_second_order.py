@@ -25,7 +25,8 @@ X0 = jnp.array([0.3, -0.5, 0.8])
 SLOW = pytest.mark.slow   # each case compiles three second-order programs of both sides
 CASES = [
     pytest.param("rk4", I.StoreAll(), marks=SLOW),
-    ("rk4", I.StoreStages()),
+    pytest.param("rk4", I.StoreStages(), marks=SLOW),
+    ("midpoint", I.StoreStages()),
     pytest.param("rk4", I.Checkpoint(levels=2), marks=SLOW),
     pytest.param("gauss-legendre-2", I.StoreStages(), marks=SLOW),
     ("reversible-heun", I.Reversible()),
