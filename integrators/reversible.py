@@ -2,14 +2,15 @@
 
 With `integrators.Reversible()` memory the backward sweep inverts each step
 instead of storing it, so the exact gradient of the scheme's own discrete map
-costs O(1) memory in the number of steps. Both schemes live on an augmented
+costs O(1) memory in the number of steps. The schemes live on an augmented
 state `z = (x, y)` of size `2n`; `embed` builds `z_0` from `x_0` and `project`
 reads `x` back.
 
-Reversible Heun (Kidger, Foster, Li, Lyons 2021), `z = (y, y_hat)`:
+Reversible Heun (Kidger, Foster, Li, Lyons 2021), `z = (y, y_hat, v)` with
+`v = f(t, y_hat)` carried from the step before (as diffrax's solver state carries it),
+so each step evaluates `f` once:
 
-    y_hat' = 2 y - y_hat + h f(t, y_hat)
-    y'     = y + h/2 (f(t, y_hat) + f(t + h, y_hat'))
+    y_hat' = 2 y - y_hat + h v,   v' = f(t + h, y_hat'),   y' = y + h/2 (v + v')
 
 Asynchronous leapfrog (MALI; Zhuang et al. 2021), `z = (x, v)`, `v_0 = f(t_0, x_0)`:
 
@@ -48,8 +49,14 @@ def _halves(z):
     return z[:n], z[n:]
 
 
+def _thirds(z):
+    n = z.shape[0] // 3
+    return z[:n], z[n : 2 * n], z[2 * n :]
+
+
 class ReversibleHeun(Discretisation):
-    """Reversible Heun on `z = (y, y_hat)`, order 2 for `y`; `z_0 = (x_0, x_0)`.
+    """Reversible Heun on `z = (y, y_hat, v)`, order 2 for `y`; `z_0 = (x_0, x_0, f(t_0, x_0))`.
+    `v = f(t_k, y_hat_k)` is carried, so a step (and its inverse) evaluates `f` once.
 
     Example:
         >>> field = lagrangian.MLPField(state_dim=2)
@@ -62,27 +69,25 @@ class ReversibleHeun(Discretisation):
     """
 
     def embed(self, x0, theta):
-        return jnp.concatenate([x0, x0])
+        return jnp.concatenate([x0, x0, self.field(self.ts[0].astype(x0.dtype), x0, theta)])
 
     def project(self, z):
-        return _halves(z)[0]
+        return _thirds(z)[0]
 
     def layer(self, k, z, theta):
         t, h = self.time(k, z.dtype)
-        y, y_hat = _halves(z)
-        f0 = self.field(t, y_hat, theta)
-        y_hat_next = 2 * y - y_hat + h * f0
-        f1 = self.field(t + h, y_hat_next, theta)
-        return jnp.concatenate([y + 0.5 * h * (f0 + f1), y_hat_next])
+        y, y_hat, v = _thirds(z)
+        y_hat_next = 2 * y - y_hat + h * v
+        v_next = self.field(t + h, y_hat_next, theta)
+        return jnp.concatenate([y + 0.5 * h * (v + v_next), y_hat_next, v_next])
 
     def inverse(self, k, z_next, theta):
-        """`z_k` from `z_{k+1}`: `y_hat = 2 y' - y_hat' - h f(t + h, y_hat')`, then `y`."""
+        """`y_hat = 2 y' - y_hat' - h v'`, `v = f(t, y_hat)`, `y = y' - h/2 (v + v')`."""
         t, h = self.time(k, z_next.dtype)
-        y_next, y_hat_next = _halves(z_next)
-        f1 = self.field(t + h, y_hat_next, theta)
-        y_hat = 2 * y_next - y_hat_next - h * f1
-        f0 = self.field(t, y_hat, theta)
-        return jnp.concatenate([y_next - 0.5 * h * (f0 + f1), y_hat])
+        y_next, y_hat_next, v_next = _thirds(z_next)
+        y_hat = 2 * y_next - y_hat_next - h * v_next
+        v = self.field(t, y_hat, theta)
+        return jnp.concatenate([y_next - 0.5 * h * (v + v_next), y_hat, v])
 
 
 class AsynchronousLeapfrog(Discretisation):
