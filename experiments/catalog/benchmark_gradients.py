@@ -536,16 +536,19 @@ def targets_table(targets: dict) -> Table:
 
 
 STYLES = {
-    "store-all": ("C0", "s", "-"),
-    "store-stages": ("C1", "<", "-"),
-    "checkpoint-sqrt": ("C2", "^", "-"),
-    "checkpoint-log": ("C3", "v", "-"),
-    "reversible-heun": ("C4", "D", "-"),
-    "diffrax-recursive-checkpoint": ("C5", "x", "--"),
-    "diffrax-backsolve": ("C6", "*", "--"),
-    "diffrax-reversible-heun": ("C9", "d", "--"),
-    "torchdiffeq": ("C7", "P", ":"),
+    "store-all": ("#1f77b4", "s", "-"),
+    "store-stages": ("#17becf", "<", "-"),
+    "checkpoint-sqrt": ("#2ca02c", "^", "-"),
+    "checkpoint-log": ("#98df8a", "v", "-"),
+    "reversible-heun": ("#9467bd", "D", "-"),
+    "diffrax-recursive-checkpoint": ("#d62728", "x", "--"),
+    "diffrax-backsolve": ("#ff9896", "*", "--"),
+    "diffrax-reversible-heun": ("#8c564b", "d", "--"),
+    "torchdiffeq": ("#7f7f7f", "P", ":"),
+    "jax-grad": ("k", "o", "-"),
+    "jax-grad-reversible-heun": ("0.4", "o", ":"),
 }
+"""Colour, marker and line of each row in the figures (peers dashed or dotted)."""
 
 
 def ratio_figure(runs: list[dict], sizes: Sizes):
@@ -568,7 +571,7 @@ def ratio_figure(runs: list[dict], sizes: Sizes):
             ax.set_xlabel("steps $N$")
             ax.set_ylabel("CPU time / jax.grad (same map)")
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside upper center", ncol=min(5, len(labels)), fontsize=7)
+    fig.legend(handles, labels, loc="outside upper center", ncol=3 if len(sizes.dims) == 1 else 5, fontsize=7)
     return fig
 
 
@@ -579,7 +582,7 @@ def memory_figure(memory: dict):
     for j, state in enumerate(states):
         top, bottom = axes[j], axes[len(states) + j]
         for name, entry in memory["states"][state].items():
-            colour, marker, line = STYLES.get(name, ("k", "o", "-"))
+            colour, marker, line = STYLES[name]
             for ax, values in ((top, entry["temp_bytes"]), (bottom, entry["compile_seconds"])):
                 ax.loglog(memory["steps"], values, color=colour, marker=marker, ls=line, ms=4,
                           label=BY_NAME[name].label)
