@@ -547,6 +547,7 @@ STYLES = {
     "torchdiffeq": ("#7f7f7f", "P", ":"),
     "jax-grad": ("k", "o", "-"),
     "jax-grad-reversible-heun": ("0.4", "o", ":"),
+    "jax-grad-rk38": ("0.7", "o", ":"),
 }
 """Colour, marker and line of each row in the figures (peers dashed or dotted)."""
 
