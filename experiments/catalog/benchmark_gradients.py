@@ -589,7 +589,8 @@ def memory_figure(memory: dict):
         bottom.set_title(f"compile seconds, d = {memory['d']}, {state}", fontsize=9)
         for ax in (top, bottom):
             ax.set_xlabel("steps $N$")
-    axes[0].legend(fontsize=6, loc="upper left")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right upper", fontsize=7)
     return fig
 
 
