@@ -297,7 +297,7 @@ def measure_cell(config: BenchmarkConfig, cell: dict, history: dict, report) -> 
             first_call_seconds=timing.warmup_seconds,
             time_to_first_gradient_seconds=(entries[name]["compile_seconds"] or 0.0) + timing.warmup_seconds,
             # reversible memory: the reconstruction error of x_0; diffrax: the steps it took
-            **{k: float(v) for k, v in aux.items()})
+            diagnostics={k: float(v) for k, v in aux.items()})
     tolerance = EXACT[cell["dtype"]]
     for row in ROWS:
         entry, reference = entries[row.name], entries[row.reference]
