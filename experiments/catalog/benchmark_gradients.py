@@ -660,7 +660,7 @@ def run(config: BenchmarkConfig, folder: RunFolder, progress: Progress) -> dict:
                                           "ReversibleHeun is differentiated by RecursiveCheckpointAdjoint",
             "torch_threads": TORCH_THREADS,
             "jax_version": jax.__version__, "diffrax_version": diffrax.__version__,
-            "torch_version": torch.__version__, "torchdiffeq_version": torchdiffeq.__version__,
+            "torch_version": str(torch.__version__), "torchdiffeq_version": torchdiffeq.__version__,
             "devices": [str(device) for device in jax.devices()],
         },
         "methods": [{"name": row.name, "label": row.label, "harness_method": row.method, "scheme": row.scheme,
