@@ -394,10 +394,12 @@ def figures(
     ] = None,
     quick: Annotated[bool, typer.Option("--quick", help="quick presets (to test the pipeline, not for the README)")
                      ] = False,
-    list_: Annotated[bool, typer.Option("--list", help="list which experiment makes which figure, then exit")] = False,
+    list_: Annotated[bool, typer.Option("--list", help="list which experiment makes which figure and README table, "
+                                                       "then exit")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress")] = False,
 ) -> None:
-    """Regenerate every README figure under figures/ from fresh runs of the experiments that make them."""
+    """Regenerate every README figure under figures/, and every README table block of README.md, from fresh runs
+    of the experiments that make them."""
     from . import readme_figures
 
     try:
@@ -412,6 +414,10 @@ def figures(
         for s in sources:
             table.add_row(f"{s.target}.png|pdf", s.experiment, f"figures/{s.stem}",
                           " ".join(f"{k}={v!r}" for k, v in s.overrides.items()) or "(defaults)")
+        for name, experiment in sorted(CATALOG.items()):
+            for block, stem in sorted(experiment.readme_tables.items()):
+                table.add_row(f"README.md <!-- {block} -->", name, f"tables/{stem}.md",
+                              " ".join(f"{k}={v!r}" for k, v in experiment.figures_config.items()) or "(defaults)")
         console.print(table)
         return
     written = _with_progress("figures", quiet, lambda show: readme_figures.regenerate(

@@ -1,10 +1,14 @@
-"""The figures under `figures/` that the README shows, and how to remake them.
+"""The figures under `figures/` and the tables of README.md, and how to remake them.
 
 Each experiment declares the README figures it makes (`Experiment.figures`,
-`{stem under figures/: stem in the run's figures/}`) and the config overrides
-of the run that makes them (`Experiment.figures_config`). `regenerate` runs
-each such experiment afresh and copies the named figures (every format the
-run wrote, PNG and PDF) into `figures/`.
+`{stem under figures/: stem in the run's figures/}`), the README tables it makes
+(`Experiment.readme_tables`, `{block name: stem in the run's tables/}`) and the
+config overrides of the run that makes them (`Experiment.figures_config`).
+`regenerate` runs each such experiment afresh, copies the named figures (every
+format the run wrote, PNG and PDF) into `figures/`, and rewrites each table's
+block of README.md, the lines between `<!-- NAME -->` and `<!-- /NAME -->`,
+with the run's Markdown table (`rewrite_block`); the rest of the README is
+left as it is, byte for byte.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .runner import FIGURES, Experiment, Progress, no_progress, run
+from .runner import FIGURES, TABLES, Experiment, Progress, no_progress, run
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,41 @@ def registry(catalog: Mapping[str, Experiment] | None = None) -> list[FigureSour
     return sources
 
 
+def rewrite_block(text: str, name: str, content: str) -> str:
+    """`text` with everything between the lines `<!-- name -->` and `<!-- /name -->` replaced
+    by `content` (the markers kept; a `ValueError` unless each appears once, in that order).
+
+    Example:
+        >>> from experiments.readme_figures import rewrite_block
+        >>> rewrite_block("intro\n<!-- t -->\nold\n<!-- /t -->\nend\n", "t", "| new |\n")
+        'intro\n<!-- t -->\n| new |\n<!-- /t -->\nend\n'
+    """
+    start, end = f"<!-- {name} -->\n", f"<!-- /{name} -->"
+    if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
+        raise ValueError(f"README needs one block `<!-- {name} -->` ... `<!-- /{name} -->` (in that order) to "
+                         "hold the table")
+    head, rest = text.split(start)
+    _, tail = rest.split(end)
+    return f"{head}{start}{content.rstrip()}\n{end}{tail}"
+
+
+def write_readme_tables(readme: Path | str, experiment: Experiment, folder: Path | str) -> Path:
+    """Rewrite every README block `experiment` declares (`readme_tables`) with the Markdown
+    table of the run in `folder` (`tables/STEM.md`); returns the README's path."""
+    readme, folder = Path(readme), Path(folder)
+    text = readme.read_text(encoding="utf-8")
+    for name, stem in sorted(experiment.readme_tables.items()):
+        table = folder / TABLES / f"{stem}.md"
+        if not table.is_file():
+            raise ValueError(f"{experiment.name} did not write tables/{stem}.md (declared for the README block "
+                             f"{name!r})")
+        text = rewrite_block(text, name, table.read_text(encoding="utf-8"))
+    tmp = readme.with_name(f".{readme.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, readme)
+    return readme
+
+
 def regenerate(
     directory: Path | str = "figures",
     only: Iterable[str] | None = None,
@@ -51,15 +90,17 @@ def regenerate(
     runs: Path | str | None = None,
     catalog: Mapping[str, Experiment] | None = None,
     progress: Progress = no_progress,
+    readme: Path | str = "README.md",
 ) -> list[Path]:
-    """Re-run every experiment with README figures (or those in `only`) and copy its
-    figures into `directory`. With `quick`, experiments that have a `quick` preset run
-    it (for checking the pipeline, not for the README). The runs go to `runs/NAME`
-    if `runs` is given, else to a temporary folder. Returns the files written."""
+    """Re-run every experiment with README figures or tables (or those in `only`), copy its
+    figures into `directory` and rewrite its tables' blocks of `readme`. With `quick`,
+    experiments that have a `quick` preset run it (for checking the pipeline, not for the
+    README). The runs go to `runs/NAME` if `runs` is given, else to a temporary folder.
+    Returns the files written."""
     if catalog is None:
         from .catalog import CATALOG as catalog
     sources = registry(catalog)
-    names = sorted({s.experiment for s in sources})
+    names = sorted({s.experiment for s in sources} | {n for n, e in catalog.items() if e.readme_tables})
     if only is not None:
         only = list(only)
         unknown = [n for n in only if n not in catalog]
@@ -67,7 +108,8 @@ def regenerate(
             raise ValueError(f"unknown experiment {unknown[0]!r}; valid names: {', '.join(sorted(catalog))}")
         without = [n for n in only if n not in names]
         if without:
-            raise ValueError(f"experiment {without[0]!r} makes no README figure; those that do: {', '.join(names)}")
+            raise ValueError(f"experiment {without[0]!r} makes no README figure or table; those that do: "
+                             f"{', '.join(names)}")
         names = [n for n in names if n in only]
     plans = []
     for name in names:
@@ -77,6 +119,11 @@ def regenerate(
             overrides["quick"] = True
         experiment.resolve(overrides)
         plans.append((experiment, overrides))
+    blocks = [name for experiment, _ in plans for name in experiment.readme_tables]
+    if blocks:
+        text = Path(readme).read_text(encoding="utf-8")
+        for name in blocks:  # a missing block is an error before anything runs
+            rewrite_block(text, name, "")
     directory = Path(directory)
     written: list[Path] = []
     with tempfile.TemporaryDirectory(prefix="leastaction-figures-") as scratch:
@@ -96,8 +143,10 @@ def regenerate(
                     shutil.copyfile(file, tmp)
                     os.replace(tmp, target)
                     written.append(target)
+            if experiment.readme_tables:
+                written.append(write_readme_tables(readme, experiment, record.folder))
         progress(len(plans), len(plans), "done")
     return written
 
 
-__all__ = ["FigureSource", "regenerate", "registry"]
+__all__ = ["FigureSource", "regenerate", "registry", "rewrite_block", "write_readme_tables"]

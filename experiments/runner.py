@@ -132,6 +132,10 @@ class Experiment:
             `{stem under figures/: stem of the run's figures/}`; `leastaction
             figures` regenerates them from a fresh run with `figures_config`.
         figures_config: the config overrides of that run.
+        readme_tables: the README tables this experiment makes, `{block name: stem of
+            the run's tables/}`: `leastaction figures` rewrites the lines between
+            `<!-- NAME -->` and `<!-- /NAME -->` of README.md with the run's
+            `tables/STEM.md` (same run as the figures).
 
     Example:
         >>> from dataclasses import dataclass
@@ -157,13 +161,14 @@ class Experiment:
     verify_atol: float = DEFAULT_ATOL
     figures: Mapping[str, str] = field(default_factory=dict)
     figures_config: Mapping[str, Any] = field(default_factory=dict)
+    readme_tables: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
         if not self.name or not all(ch.isalnum() or ch in "-_" for ch in self.name):
             raise ValueError(f"experiment names are non-empty [A-Za-z0-9_-]; got {self.name!r}")
         configs.check_defaults(self.config)
         self.tolerances  # validates the verify fields
-        if self.figures:
+        if self.figures or self.readme_tables:
             self.resolve(self.figures_config)
 
     @property

@@ -21,7 +21,9 @@ what it gets for it:
 - `sweep` needs nothing more; `headline=(...)` (dotted results keys) are the
   summary table's columns.
 - `figures={"name under figures/": "stem the run saves"}` and optionally
-  `figures_config={...}` register README figures for `leastaction figures`.
+  `figures_config={...}` register README figures for `leastaction figures`;
+  `readme_tables={"block": "stem of tables/"}` registers a README table (the lines
+  between `<!-- block -->` and `<!-- /block -->` of README.md), remade by the same run.
 """
 
 from __future__ import annotations

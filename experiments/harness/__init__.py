@@ -8,9 +8,10 @@
 - `shipped`: the registered problems, and `neural_ode_problem` of any size;
 - `methods`: the method interface, its registry (`METHODS`) and the references;
 - `least_action`: the project's methods under test (the sweep with each memory strategy...);
-- `peers`: diffrax adjoints and torch autograd, implementations independent of the project;
+- `peers`: diffrax adjoints, torch autograd and torchdiffeq, implementations independent of the project;
 - `rules`: the physical learning rules and Hamiltonian echo learning;
-- `metrics`: gradient agreement (`relative_error`, `gradient_errors`) and timing (`run_timed`);
+- `metrics`: gradient agreement (`relative_error`, `gradient_errors`) and timing (`run_timed`, and
+  `metrics.time_interleaved` for several functions timed round-robin by CPU and wall time);
 - `comparison`: the loop (`compare`) and its result (`Comparison`);
 - `report`: the terminal table, the Markdown/LaTeX tables and the heat map.
 

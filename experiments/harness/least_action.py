@@ -237,6 +237,8 @@ class NewtonInTime(Method):
     def applies(self, problem):
         if problem.system.layout == "unrolled":
             return f"layers change shape ({type(problem.system).__name__}); associative scans need one shape"
+        if problem.single_state:
+            return "one state (n,), not a batch: this method maps over the samples of a batch"
         if _per_sample(problem.loss) is None:
             return f"no per-sample form of the loss {type(problem.loss).__name__}"
         return None

@@ -8,20 +8,27 @@ structure, all leaves concatenated, compared in float64):
     cosine similarity   g . r / (|g|_2 |r|_2)
     norm ratio          |g|_2 / |r|_2
 
-Wall time is that of a compiled, warm call: the method's function is compiled
+Time is that of a compiled, warm call: the method's function is compiled
 once (`jax.jit(...).lower(...).compile()`, whose compile time and XLA memory
 statistics are recorded), called once to warm up, then called up to `repeats`
-times; the median is reported. Expensive methods stop early once `budget`
-seconds have been spent timing them (at least one timed call; a warm-up call
-slower than `budget` counts as that call). Every experiment that times a
-gradient uses `run_timed` (or `time_calls` for a function it compiled itself).
+times; the median is reported. Each call is timed by two clocks side by side:
+wall time (`time.perf_counter`) and the CPU time of this process, all its
+threads (`time.process_time`). Expensive methods stop early once `budget`
+seconds of wall time have been spent timing them (at least one timed call; a
+warm-up call slower than `budget` counts as that call). Several functions
+timed together are called round-robin (`time_interleaved`: one call of each,
+repeated), so a drift in the machine's load reaches all of them alike. Every
+experiment that times a gradient uses `run_timed` (or `time_calls` /
+`time_interleaved` for functions it compiled itself).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import jax
@@ -118,24 +125,40 @@ def compare_gradients(candidate: PyTree, reference: PyTree) -> dict:
 
 @dataclass(frozen=True)
 class Timing:
-    """Seconds: compile (None when not compiled by XLA), median and all timed calls; XLA's
-    memory statistics of the compiled program (`xla_memory`; None when not compiled)."""
+    """Seconds: compile (None when not compiled by XLA), median and all timed calls by wall
+    time (`calls`) and by process CPU time (`cpu_calls`, the same calls), the warm-up call by
+    both clocks; XLA's memory statistics of the compiled program (`xla_memory`; None when not
+    compiled); `cut_by_budget` when fewer calls than asked for were timed."""
 
     compile_seconds: float | None
     median_seconds: float
     calls: tuple[float, ...]
     memory: dict | None = None
+    cpu_calls: tuple[float, ...] = ()
+    warmup_seconds: float | None = None
+    warmup_cpu_seconds: float | None = None
+    cut_by_budget: bool = False
 
     @property
     def temp_bytes(self) -> int | None:
         return None if self.memory is None else self.memory["temp_bytes"]
 
+    @property
+    def median_cpu_seconds(self) -> float | None:
+        """The median process CPU time of the timed calls."""
+        return statistics.median(self.cpu_calls) if self.cpu_calls else None
+
     def as_dict(self) -> dict:
         return {
             "compile_seconds": self.compile_seconds,
             "median_seconds": self.median_seconds,
+            "median_cpu_seconds": self.median_cpu_seconds,
             "timed_calls": len(self.calls),
             "all_seconds": list(self.calls),
+            "all_cpu_seconds": list(self.cpu_calls),
+            "warmup_seconds": self.warmup_seconds,
+            "warmup_cpu_seconds": self.warmup_cpu_seconds,
+            "cut_by_budget": self.cut_by_budget,
             "xla_temp_bytes": self.temp_bytes,
             "xla_memory": self.memory,
         }
@@ -176,26 +199,73 @@ def compile_lowered(lowered):
     return executable, seconds, None if memory is None else memory["temp_bytes"]
 
 
+def _clocked(call: Callable, args: tuple) -> tuple[object, float, float]:
+    """`(output, wall seconds, process CPU seconds)` of one call, output ready."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    out = _block(call(*args))
+    return out, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def time_interleaved(calls: Mapping[str, tuple[Callable, tuple]], *, repeats: int = 7,
+                     budget: float = math.inf) -> dict[str, tuple[object, Timing]]:
+    """Time several functions together, round-robin: `{name: (call, args)}` -> `{name: (first
+    output, Timing)}`.
+
+    Every `call(*args)` is called once to warm up, in the order given; then rounds follow,
+    each calling every function still being timed once, in the same order, until each has
+    `repeats` timed calls. A function stops early once its timed calls have taken `budget`
+    seconds of wall time (at least one timed call); one whose warm-up call took longer than
+    `budget` is timed by that call alone. Each call is timed by wall time and by the CPU time
+    of the process, side by side; the medians of both are in the `Timing`
+    (`median_seconds`, `median_cpu_seconds`).
+
+    Example:
+        >>> from experiments.harness.metrics import time_interleaved
+        >>> order = []
+        >>> timed = time_interleaved({"a": (lambda: order.append("a"), ()), "b": (lambda: order.append("b"), ())},
+        ...                          repeats=2)
+        >>> "".join(order), len(timed["a"][1].calls), len(timed["b"][1].cpu_calls)
+        ('ababab', 2, 2)
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1; got {repeats}")
+    first, warm, wall, cpu = {}, {}, {name: [] for name in calls}, {name: [] for name in calls}
+    for name, (call, args) in calls.items():
+        first[name], seconds, cpu_seconds = _clocked(call, args)
+        warm[name] = (seconds, cpu_seconds)
+        if seconds > budget:
+            wall[name].append(seconds)
+            cpu[name].append(cpu_seconds)
+
+    def timing_continues(name):
+        return len(wall[name]) < repeats and (not wall[name] or sum(wall[name]) < budget)
+
+    active = [name for name in calls if timing_continues(name)]
+    while active:
+        for name in active:
+            call, args = calls[name]
+            _, seconds, cpu_seconds = _clocked(call, args)
+            wall[name].append(seconds)
+            cpu[name].append(cpu_seconds)
+        active = [name for name in active if timing_continues(name)]
+    return {name: (first[name], Timing(None, statistics.median(wall[name]), tuple(wall[name]),
+                                       cpu_calls=tuple(cpu[name]), warmup_seconds=warm[name][0],
+                                       warmup_cpu_seconds=warm[name][1], cut_by_budget=len(wall[name]) < repeats))
+            for name in calls}
+
+
 def time_calls(call: Callable, args: tuple, *, repeats: int = 5, budget: float = 1.0,
                compile_seconds: float | None = None, memory: dict | None = None) -> tuple[object, Timing]:
     """`call(*args)` once to warm up, then up to `repeats` timed calls (stopping after `budget`
-    seconds, at least one); returns the first output and the `Timing`.
+    seconds, at least one); returns the first output and the `Timing` (`time_interleaved`
+    of one function).
 
     A warm-up call slower than `budget` is itself the one timed call: `call` is
     already compiled, so it measures the method, not the compiler. With
     `budget=math.inf`, exactly `repeats` calls are timed.
     """
-    start = time.perf_counter()
-    out = _block(call(*args))
-    first = time.perf_counter() - start
-    calls: list[float] = [first] if first > budget else []
-    spent = sum(calls)
-    while len(calls) < max(1, repeats) and (not calls or spent < budget):
-        start = time.perf_counter()
-        _block(call(*args))
-        calls.append(time.perf_counter() - start)
-        spent += calls[-1]
-    return out, Timing(compile_seconds, statistics.median(calls), tuple(calls), memory)
+    out, timing = time_interleaved({"call": (call, args)}, repeats=max(1, repeats), budget=budget)["call"]
+    return out, dataclasses.replace(timing, compile_seconds=compile_seconds, memory=memory)
 
 
 def run_timed(

@@ -1,4 +1,5 @@
-"""Independent peers: diffrax's adjoints on the same vector field, and torch autograd.
+"""Independent peers: diffrax's adjoints on the same vector field, torch autograd, and
+torchdiffeq.
 
 Neither shares code with the least-action sweep; each reads only numbers from
 a `Problem` (the parameters, the batch, the grid, the tableau coefficients).
@@ -8,7 +9,10 @@ solved with `diffrax.diffeqsolve` on exactly the problem's grid
 (`StepTo(ts)`), with the solver matching the problem's scheme: `diffrax.Euler`
 for Euler, otherwise an `AbstractERK` built from the same Butcher tableau
 (`diffrax_solver`). diffrax has no classical RK4 solver, so this is how RK4
-is matched.
+is matched. A problem stepped by ``reversible-heun`` is solved by diffrax's own
+`diffrax.ReversibleHeun` (Kidger et al. 2021: the same map, which carries
+`f(t_{k+1}, y_hat_{k+1})` to the next step and so evaluates `f` once per step).
+diffrax 0.7 has no `ReversibleAdjoint`: `RecursiveCheckpointAdjoint` differentiates it.
 
 - `RecursiveCheckpointAdjoint` differentiates the discrete solve (reverse mode
   with treeverse checkpointing): the gradient of the same discrete map, exact
@@ -26,6 +30,13 @@ ResNet, the recurrent network and the neural ODE `tanh(W x + b)` on the
 problem's grid and tableau, differentiated by `torch.autograd.grad` with the
 same weights. Skipped, with the reason shown, when torch is not importable
 (install the `peers` extra).
+
+torchdiffeq (peer, neural ODEs): `torchdiffeq.odeint(f, x0, [t_0, T], method="rk4")`
+on the problem's grid (its `grid_constructor` returns the grid), differentiated by
+plain torch autograd through the solver's steps (not `odeint_adjoint`).
+torchdiffeq's ``rk4`` is Kutta's 3/8 rule (`rk4_alt_step_func`), so the method
+solves the problem re-discretised by ``rk38`` (`TorchDiffEq.target`) and is judged
+against `jax.grad` of that map.
 """
 
 from __future__ import annotations
@@ -82,10 +93,23 @@ def diffrax_solver(tab: integrators.ButcherTableau):
     return solver()
 
 
-def _batched_term(field):
+def _term(field, single_state: bool):
+    """The diffrax term of `field` on one state, or vmapped over a batch `(B, n)`."""
     import diffrax
 
+    if single_state:
+        return diffrax.ODETerm(field)
     return diffrax.ODETerm(lambda t, y, args: jax.vmap(lambda x: field(t, x, args))(y))
+
+
+def _solver_for(problem: Problem):
+    """The diffrax solver of `problem`'s scheme: `diffrax.ReversibleHeun` for
+    ``reversible-heun``, else `diffrax_solver` of its tableau (`None` if there is none)."""
+    import diffrax
+
+    if problem.scheme == "reversible-heun":
+        return diffrax.ReversibleHeun()
+    return None if problem.tableau is None else diffrax_solver(problem.tableau)
 
 
 class DiffraxAdjoint(Method):
@@ -106,19 +130,20 @@ class DiffraxAdjoint(Method):
             return f"diffrax not importable ({error})"
         if not problem.is_ode:
             return "not an ODE problem (no vector field)"
-        if problem.tableau is None:
-            return f"scheme {problem.scheme!r} is not a Runge-Kutta tableau; no matching diffrax solver"
-        if diffrax_solver(problem.tableau) is None:
+        if problem.tableau is None and problem.scheme != "reversible-heun":
+            return (f"scheme {problem.scheme!r} is neither a Runge-Kutta tableau nor reversible-heun; "
+                    "no matching diffrax solver")
+        if _solver_for(problem) is None:
             return f"tableau {problem.tableau.name!r} is implicit; no matching explicit diffrax solver"
         return None
 
     def prepare(self, problem):
         import diffrax
 
-        solver = diffrax_solver(problem.tableau)
+        solver = _solver_for(problem)
         ts = jnp.asarray(problem.ts).astype(problem.dtype)
         adjoint = self.make_adjoint(ts)
-        term, n = _batched_term(problem.field), problem.steps
+        term, n = _term(problem.field, problem.single_state), problem.steps
 
         def fn(theta, x0):
             def loss(th):
@@ -234,9 +259,7 @@ def _torch_forward(problem: Problem, dtype):
         steps = [float(ts[k + 1] - ts[k]) for k in range(len(ts) - 1)]
 
         def node(theta, x):
-            def f(y):
-                return torch.tanh(y @ theta["W"].T + theta["b"])
-
+            f = _torch_neural_ode(theta)
             for h in steps:
                 slopes = []
                 for i in range(tab.stages):
@@ -254,6 +277,42 @@ def _torch_forward(problem: Problem, dtype):
             + " (torch peers: MLP, ResNet, Recurrent, NeuralODE)")
 
 
+def _torch_neural_ode(theta):
+    """`y -> tanh(y W^T + b)` in torch: `lagrangian.NeuralODE` on one state or a batch."""
+    import torch
+
+    def f(y):
+        return torch.tanh(y @ theta["W"].T + theta["b"])
+
+    return f
+
+
+def _torch_dtype(problem: Problem):
+    import torch
+
+    return torch.float64 if problem.dtype_name == "float64" else torch.float32
+
+
+def _torch_gradient(problem: Problem, forward):
+    """`fn() -> (dl/dtheta, {})`: fresh leaf tensors holding `theta`, `l = loss(forward(theta, x0))`
+    and `torch.autograd.grad` of it, returned as numpy arrays in the structure of `theta`."""
+    import torch
+
+    dtype = _torch_dtype(problem)
+    loss = _torch_loss(problem.loss, dtype)
+    leaves, treedef = jax.tree.flatten(problem.theta)
+    values = [np.array(leaf) for leaf in leaves]
+    x0 = torch.tensor(np.asarray(problem.x0), dtype=dtype)
+
+    def fn():
+        params = [torch.tensor(v, dtype=dtype, requires_grad=True) for v in values]
+        value = loss(forward(jax.tree.unflatten(treedef, params), x0))
+        grads = torch.autograd.grad(value, params)
+        return jax.tree.unflatten(treedef, [g.detach().numpy() for g in grads]), {}
+
+    return fn
+
+
 class TorchAutograd(Method):
     """torch autograd on an independent torch implementation of the same network and weights."""
 
@@ -266,9 +325,7 @@ class TorchAutograd(Method):
         missing = torch_missing()
         if missing:
             return missing
-        import torch
-
-        dtype = torch.float64 if problem.dtype_name == "float64" else torch.float32
+        dtype = _torch_dtype(problem)
         program = _torch_forward(problem, dtype)
         if isinstance(program, str):
             return program
@@ -277,22 +334,73 @@ class TorchAutograd(Method):
         return None
 
     def prepare(self, problem):
-        import torch
-
-        dtype = torch.float64 if problem.dtype_name == "float64" else torch.float32
-        program, loss = _torch_forward(problem, dtype), _torch_loss(problem.loss, dtype)
-        leaves, treedef = jax.tree.flatten(problem.theta)
-        values = [np.array(leaf) for leaf in leaves]
-        x0 = torch.tensor(np.asarray(problem.x0), dtype=dtype)
-
-        def fn():
-            params = [torch.tensor(v, dtype=dtype, requires_grad=True) for v in values]
-            value = loss(program(jax.tree.unflatten(treedef, params), x0))
-            grads = torch.autograd.grad(value, params)
-            return jax.tree.unflatten(treedef, [g.detach().numpy() for g in grads]), {}
-
+        fn = _torch_gradient(problem, _torch_forward(problem, _torch_dtype(problem)))
         n = problem.steps * problem.stages
         return Prepared(fn, (), {"unit": unit(problem), "f": n, "vjp": n, "jvp": 0}, compiled=False)
+
+
+def torchdiffeq_missing() -> str | None:
+    """Why torchdiffeq cannot be used (`None` when it can)."""
+    missing = torch_missing()
+    if missing:
+        return missing
+    try:
+        import torchdiffeq  # noqa: F401
+    except ImportError as error:
+        return f"torchdiffeq not importable ({error}); install the peers extra: pip install -e '.[peers]'"
+    return None
+
+
+class TorchDiffEq(Method):
+    """torchdiffeq's fixed-grid ``rk4`` on the same neural ODE, grid and weights, differentiated
+    by torch autograd through the solver's steps (`torchdiffeq.odeint`, not `odeint_adjoint`).
+
+    torchdiffeq's ``rk4`` is Kutta's 3/8 rule (`rk4_alt_step_func`), so the method solves the
+    problem re-discretised by ``rk38`` (`target`) and its reference is `jax.grad` of that map.
+    `odeint` is given the span `[t_0, T]` and a `grid_constructor` returning the problem's
+    grid, so it steps exactly the problem's steps and keeps only the two end states.
+
+    Example:
+        >>> from experiments import harness
+        >>> method = harness.method_named("torchdiffeq")
+        >>> method.target(harness.problem_named("node-d2-rk4")).scheme
+        'rk38'
+    """
+
+    name = "torchdiffeq"
+    kind = "peer"
+    description = "torchdiffeq odeint, method rk4 (Kutta's 3/8 rule), autograd through the solver, same grid"
+    tolerance = EXACT
+    scheme = "rk38"
+
+    def applies(self, problem):
+        missing = torchdiffeq_missing()
+        if missing:
+            return missing
+        if not problem.is_ode or not isinstance(problem.field, lagrangian.NeuralODE):
+            return "the torchdiffeq peer solves neural ODEs tanh(W x + b) only"
+        if _torch_loss(problem.loss, _torch_dtype(problem)) is None:
+            return f"no torch twin of the loss {type(problem.loss).__name__}"
+        return None
+
+    def target(self, problem):
+        return problem.rediscretise(self.scheme, lambda field, ts: integrators.discretise(field, ts, self.scheme))
+
+    def prepare(self, problem):
+        import torch
+        import torchdiffeq
+
+        grid = torch.tensor(np.asarray(problem.ts, dtype=np.float64))
+        span = grid[[0, -1]]
+        options = {"grid_constructor": lambda func, y0, t: grid}
+
+        def forward(theta, x0):
+            field = _torch_neural_ode(theta)
+            return torchdiffeq.odeint(lambda t, y: field(y), x0, span, method="rk4", options=options)[-1]
+
+        n = problem.steps * problem.stages
+        return Prepared(_torch_gradient(problem, forward), (), {"unit": unit(problem), "f": n, "vjp": n, "jvp": 0},
+                        compiled=False)
 
 
 def default_methods() -> list[Method]:
@@ -304,4 +412,5 @@ def default_methods() -> list[Method]:
                        "diffrax BacksolveAdjoint (continuous adjoint solved backward), same solver and grid",
                        {"float64": None, "float32": None}, backward_vjps=True),
         TorchAutograd(),
+        TorchDiffEq(),
     ]

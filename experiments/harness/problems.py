@@ -2,7 +2,7 @@
 
 A `Problem` is everything a gradient method needs to compute `dl/dtheta`:
 
-    l(theta) = loss( x_N ),   x_N = output(system, theta, x0)   (x0 of shape (B, n))
+    l(theta) = loss( x_N ),   x_N = output(system, theta, x0)   (x0 of shape (B, n), or (n,))
 
 and, for problems that come from an ODE `dx/dt = f(t, x, theta)`, the vector
 field, the time grid `ts` and the scheme that turned it into layer maps, so
@@ -85,7 +85,8 @@ class Problem:
         description: one line for tables and `compare --list`.
         system: the layer maps `Phi_k` whose composed map is differentiated.
         theta: the parameters (pytree, in `dtype`).
-        x0: the batch of initial states, shape `(B, n)`.
+        x0: the batch of initial states, shape `(B, n)`, or one state `(n,)` (the core's
+            unbatched path, no `vmap`; see `single_state`).
         loss: the terminal loss (batch-averaged).
         field: the vector field `f(t, x, theta)` for ODE problems, else `None`.
         ts: the time grid `t_0 < ... < t_N` of the discretisation (ODE problems).
@@ -120,8 +121,9 @@ class Problem:
         if not self.family:
             object.__setattr__(self, "family", self.name)
         x0 = jnp.asarray(self.x0)
-        if x0.ndim != 2:
-            raise ValueError(f"problem {self.name!r}: x0 must be a batch of shape (B, n); got {x0.shape}")
+        if x0.ndim not in (1, 2):
+            raise ValueError(f"problem {self.name!r}: x0 must be a batch of shape (B, n) or one state (n,); "
+                             f"got {x0.shape}")
         self.system.check(self.theta, x0)
 
     @property
@@ -160,8 +162,19 @@ class Problem:
         return int(sum(np.size(leaf) for leaf in jax.tree.leaves(self.theta)))
 
     @property
+    def single_state(self) -> bool:
+        """True when `x0` is one state `(n,)` rather than a batch `(B, n)`."""
+        return jnp.ndim(self.x0) == 1
+
+    @property
     def batch(self) -> int:
-        return int(jnp.asarray(self.x0).shape[0])
+        """The number of initial states (1 for a single state)."""
+        return 1 if self.single_state else int(jnp.asarray(self.x0).shape[0])
+
+    @property
+    def state_dim(self) -> int:
+        """`n`, the dimension of one state."""
+        return int(jnp.asarray(self.x0).shape[-1])
 
     def loss_at(self, theta: PyTree, x0: Array | None = None):
         """`l(theta) = loss(output(system, theta, x0))`: plain JAX, differentiable end to end."""
@@ -200,8 +213,9 @@ class Problem:
             "steps": self.steps,
             "stages": self.stages,
             "batch": self.batch,
+            "single_state": self.single_state,
             "parameters": self.parameters,
-            "state_dim": int(jnp.asarray(self.x0).shape[1]),
+            "state_dim": self.state_dim,
             "dtype": self.dtype_name,
             "continuous_reference": self.continuous_source or None,
         }
@@ -277,6 +291,8 @@ class AdjointODEReference:
 
         def f(t, x, theta_flat):
             theta = unravel(theta_flat)
+            if p.single_state:
+                return field(t, x, theta)
             return jax.vmap(lambda x_: field(t, x_, theta))(x.reshape(shape)).reshape(-1)
 
         def solve(rhs, t_span, y0):

@@ -11,6 +11,8 @@ a chain of anharmonic oscillators stepped by leapfrog.
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -166,29 +168,37 @@ def _register_defaults() -> None:
                      _oscillator_chain, family="oscillator-chain", is_ode=True)
 
 
-def neural_ode_problem(dim: int, steps: int, *, batch: int = 8, t_final: float = 1.0, scale: float = 1.0,
-                       seed: int = 0, scheme: str = "heun") -> Problem:
+def neural_ode_problem(dim: int, steps: int, *, batch: int | None = 8, t_final: float = 1.0, scale: float = 1.0,
+                       seed: int = 0, scheme: str = "heun", targets: bool = True) -> Problem:
     """The neural ODE `dx/dt = tanh(W x + b)` in `dim` dimensions (`lagrangian.NeuralODE`,
     weight scale `scale`) on `steps` uniform steps of `[0, t_final]`, stepped by `scheme`;
-    `batch` standard-normal initial states and targets, `l = (1/B) sum_b 0.5 |x_N^b - y^b|^2`,
-    float64. Weights, states and targets depend on `seed` and `dim` only, not on `steps`
-    or `scheme`, so a convergence study in `steps` differentiates one function. Named
-    ``node-d{dim}-{scheme}``; its continuous reference is the adjoint ODE (scipy).
+    `batch` standard-normal initial states (`batch=None`: one state of shape `(dim,)`, the
+    core's unbatched path) and, with `targets`, standard-normal targets `y`:
+    `l = (1/B) sum_b 0.5 |x_N^b - y^b|^2` (without: `y = 0`, `l = (1/B) sum_b 0.5 |x_N^b|^2`),
+    float64. Weights, states and targets depend on `seed`, `dim` and `batch` only, not on
+    `steps` or `scheme`, so a convergence study in `steps` differentiates one function.
+    Named ``node-d{dim}-{scheme}``; its continuous reference is the adjoint ODE (scipy).
 
     Example:
         >>> from experiments.harness.shipped import neural_ode_problem
         >>> problem = neural_ode_problem(4, 100)
         >>> problem.name, problem.steps, problem.x0.shape
         ('node-d4-heun', 100, (8, 4))
+        >>> neural_ode_problem(4, 100, batch=None, scheme="rk4", targets=False).x0.shape
+        (4,)
     """
     k_theta, k_x0, k_target = jax.random.split(jax.random.fold_in(jax.random.key(seed), dim), 3)
     field = lagrangian.NeuralODE(state_dim=dim, scale=scale)
-    x0 = jax.random.normal(k_x0, (batch, dim), jnp.float64)
-    target = jax.random.normal(k_target, (batch, dim), jnp.float64)
-    return custom_problem(f"node-d{dim}-{scheme}", field, x0, lagrangian.SquaredError(target=target),
-                          field.init(k_theta), ts=integrators.uniform_grid(t_final, steps), scheme=scheme,
-                          description=f"neural ODE tanh(W x + b), d = {dim}, batch {batch}, T = {t_final:g}, "
-                                      f"{steps} steps; {scheme}")
+    shape = (dim,) if batch is None else (batch, dim)
+    x0 = jax.random.normal(k_x0, shape, jnp.float64)
+    loss = lagrangian.SquaredError(target=jax.random.normal(k_target, shape, jnp.float64) if targets else None)
+    states = "one state" if batch is None else f"batch {batch}"
+    problem = custom_problem(f"node-d{dim}-{scheme}", field, x0, loss, field.init(k_theta),
+                             ts=integrators.uniform_grid(t_final, steps), scheme=scheme,
+                             description=f"neural ODE tanh(W x + b), d = {dim}, {states}, T = {t_final:g}, "
+                                         f"{steps} steps; {scheme}")
+    # custom_problem promotes one state to a batch of one; keep it unbatched
+    return dataclasses.replace(problem, x0=x0) if batch is None else problem
 
 
 _register_defaults()

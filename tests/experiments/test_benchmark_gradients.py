@@ -1,112 +1,136 @@
-"""The gradient benchmark, run once with its quick preset through the experiment runner."""
+"""The gradient benchmark: its config, and its quick preset run once through the experiment runner.
+
+Timing decides no test here: the quick run's times and ratios are checked for being
+recorded (present, positive, one per method and cell), never for their values.
+"""
 
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
 from experiments.catalog.benchmark_gradients import (
     BENCHMARK_GRADIENTS,
-    ROWS,
     QUICK,
     QUICK_SIZES,
+    ROWS,
     BenchmarkConfig,
+    Sizes,
 )
 from experiments.runner import run
 
-# The quick run of this experiment takes 10-60 s of CPU; with the other catalogue runs
-# it would push the default suite past its time budget, so it runs with `pytest -m slow`.
-pytestmark = pytest.mark.slow
+
+def test_quick_preset_and_defaults():
+    assert QUICK == BENCHMARK_GRADIENTS.resolve({"quick": "true"})
+    assert QUICK.sizes() == Sizes((16,), (100,), ("single",), ("float64", "float32"), (100,))
+    assert BenchmarkConfig().sizes() == Sizes((16, 64, 256), (100, 1000, 10000), ("single", "batch"),
+                                              ("float64", "float32"), (1000, 10000, 100000))
+    assert set(QUICK_SIZES) == {"dims", "steps", "states", "dtypes", "memory_steps"}
+    subset = BENCHMARK_GRADIENTS.resolve({"dims": "64,16", "states": "batch", "dtypes": "float32"}).sizes()
+    assert (subset.dims, subset.states, subset.dtypes) == ((16, 64), ("batch",), ("float32",))
+
+
+@pytest.mark.parametrize("bad, key", [
+    ({"steps": "10,x"}, "steps"), ({"dims": "16,16"}, "dims"), ({"dims": "0"}, "dims"),
+    ({"states": "double"}, "states"), ({"dtypes": "float16"}, "dtypes"), ({"repeats": "5"}, "repeats"),
+    ({"budget": "0"}, "budget"), ({"batch": "0"}, "batch"), ({"t_final": "0"}, "t_final"),
+    ({"quick": "true", "dims": "8"}, "quick"), ({"method": "rk4"}, "method"),
+])
+def test_bad_configs_are_rejected_naming_the_key(bad, key):
+    with pytest.raises(ValueError, match=key):
+        BENCHMARK_GRADIENTS.resolve(bad)
 
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
-    """`(folder, results, CPU seconds)` of one quick benchmark run.
-
-    CPU time of this process (all its threads, XLA's included) rather than wall
-    time: on 2 otherwise idle cores the wall time is at most about the CPU time,
-    and unlike wall time it does not grow when other processes share the machine.
-    """
+    """`(folder, results, progress steps)` of one quick benchmark run (about a minute of CPU)."""
     out = tmp_path_factory.mktemp("runs") / "benchmark"
     steps = []
-    start = time.process_time()
     record = run(BENCHMARK_GRADIENTS, {"quick": True}, out=out, progress=lambda d, t, s: steps.append((d, t, s)))
-    cpu = time.process_time() - start
+    return record.folder, record.results, steps
+
+
+@pytest.mark.slow
+def test_quick_run_writes_tables_figures_results(quick_run):
+    folder, results, steps = quick_run
     assert steps and steps[-1][0] == steps[-1][1], "progress must reach its total"
-    return record.folder, record.results, cpu
-
-
-def test_quick_preset_is_the_second_config():
-    assert QUICK == BENCHMARK_GRADIENTS.resolve({"quick": "true"})
-    assert QUICK.sizes() == ((16,), (100,), (100, 10000))
-    assert BenchmarkConfig().sizes() == ((16, 64), (100, 1000, 10000), (1000, 10000, 100000))
-    assert set(QUICK_SIZES) == {"dims", "steps", "memory_steps"}
-
-
-@pytest.mark.parametrize("bad", [{"steps": "10,x"}, {"repeats": "3"}, {"quick": "true", "dims": "8"},
-                                 {"t_final": "0"}])
-def test_bad_configs_are_rejected(bad):
-    with pytest.raises(ValueError):
-        BENCHMARK_GRADIENTS.resolve(bad)
-
-
-def test_run_writes_tables_figures_results_in_under_a_minute(quick_run):
-    folder, results, cpu = quick_run
-    for name in ("benchmark.md", "benchmark.tex", "memory.md", "memory.tex"):
-        assert (folder / "tables" / name).stat().st_size > 0, name
-    for stem in ("time_vs_steps", "memory_vs_steps", "error_vs_steps"):
-        assert (folder / "figures" / f"{stem}.png").stat().st_size > 0, stem
+    for stem in ("ratios", "timings", "memory", "targets"):
+        for suffix in ("md", "tex"):
+            assert (folder / "tables" / f"{stem}.{suffix}").stat().st_size > 0, (stem, suffix)
+    for stem in ("ratios_vs_steps", "memory_vs_steps"):
+        for suffix in ("png", "pdf"):
+            assert (folder / "figures" / f"{stem}.{suffix}").stat().st_size > 0, (stem, suffix)
     on_disk = json.loads((folder / "results.json").read_text())
     assert on_disk["targets"].keys() == results["targets"].keys()
-    assert "temp_size_in_bytes" in (folder / "tables" / "memory.tex").read_text().replace(r"\_", "_")
-    assert cpu < 60, f"the quick preset took {cpu:.1f} s of CPU time"
+    ratios = (folder / "tables" / "ratios.md").read_text()
+    assert "d in {16}, N in {100}" in ratios, "the table must say which sizes it covers"
 
 
-def test_every_method_measured_with_positive_times_and_memory(quick_run):
+@pytest.mark.slow
+def test_quick_run_records_every_method_in_every_cell(quick_run):
     _, results, _ = quick_run
     runs = results["runs"]
-    assert {r["method"] for r in runs} >= {r.name for r in ROWS}
+    cells = {(r["d"], r["steps"], r["state"], r["dtype"]) for r in runs}
+    assert cells == {(16, 100, "single", "float64"), (16, 100, "single", "float32")}
+    for cell in cells:
+        assert sorted(r["method"] for r in runs if (r["d"], r["steps"], r["state"], r["dtype"]) == cell) == \
+            sorted(row.name for row in ROWS)
     for r in runs:
-        assert r["forward_seconds"] > 0 and r["gradient_seconds"] > 0, r["method"]
-        assert len(r["gradient_all_seconds"]) >= 5
-        assert r["memory"]["temp_bytes"] > 0 and r["memory"]["total_bytes"] > r["memory"]["temp_bytes"]
-    for entry in results["memory_vs_steps"]["methods"].values():
-        assert all(b > 0 for b in entry["temp_bytes"])
-    store_all = results["memory_vs_steps"]["methods"]["least-action-store-all"]["temp_bytes"]
-    assert store_all[-1] > 50 * store_all[0], "store-all memory must grow with N"
+        assert r["status"] == "measured", r["method"]
+        assert r["timed_calls"] >= 7 and len(r["all_cpu_seconds"]) == len(r["all_wall_seconds"]) == r["timed_calls"]
+        assert r["cpu_seconds"] > 0 and r["wall_seconds"] > 0, r["method"]
+        assert r["cpu_ratio"] > 0 and r["wall_ratio"] > 0, r["method"]
+        assert r["time_to_first_gradient_seconds"] >= r["first_call_seconds"] > 0
+        if r["family"] != "torchdiffeq":
+            assert r["compile_seconds"] > 0 and r["xla_temp_bytes"] > 0, r["method"]
+    memory = results["memory_vs_steps"]["states"]["single"]
+    assert set(memory) == {row.name for row in ROWS if row.family != "torchdiffeq"}
+    assert all(m["temp_bytes"][0] > 0 and m["compile_seconds"][0] > 0 for m in memory.values())
 
 
-def test_least_action_is_exact_for_its_discrete_map(quick_run):
+@pytest.mark.slow
+def test_quick_run_errors_within_the_acceptance(quick_run):
+    """Exact methods: relative L2 error against jax.grad of the same map <= 1e-12 in float64
+    (rounding: measured ~1e-15) and <= 1e-5 in float32 (measured ~5e-7); BacksolveAdjoint's is
+    reported, not judged (it solves the continuous adjoint, not the discrete map's)."""
     _, results, _ = quick_run
+    bound = {"float64": 1e-12, "float32": 1e-5}
     for r in results["runs"]:
-        if r["family"] == "least-action":
-            tolerance = 1e-10 if r["memory_strategy"] == "reversible" else 1e-12
-            assert r["error_vs_discrete"] <= tolerance, (r["method"], r["error_vs_discrete"])
-        if r["memory_strategy"] == "reversible":
-            assert r["reconstruction_error"] < 1e-10
-        if r["method"] == "diffrax-recursive-checkpoint":
-            assert r["error_vs_discrete"] <= 1e-12
+        if r["family"] == "reference":
+            assert r["error"] == 0.0
+        elif r["method"] == "diffrax-backsolve":
+            assert r["error_judged"] is False and r["error"] > 0
+        else:
+            assert r["error_judged"] and r["error"] <= bound[r["dtype"]], (r["method"], r["dtype"], r["error"])
+    assert results["targets"]["errors"]["pass"] is True
 
 
-def test_backsolve_is_not_exact_and_both_errors_are_reported(quick_run):
-    _, results, _ = quick_run
-    exactness = results["targets"]["least_action_exact_backsolve_not"]
-    for size in exactness["per_size"]:
-        assert size["backsolve_error_vs_discrete"] > 1e-10
-        assert size["least_action_error_vs_discrete"] <= 1e-12
-        # both converge to the continuous gradient only at the rate of Heun's method
-        assert 1e-9 < size["least_action_error_vs_continuous"] < 1e-2
-        assert 1e-9 < size["backsolve_error_vs_continuous"] < 1e-2
-    assert exactness["pass"] is True
-
-
-def test_targets_report_values_and_flags(quick_run):
+@pytest.mark.slow
+def test_quick_run_targets_have_values_and_flags(quick_run):
     _, results, _ = quick_run
     targets = results["targets"]
-    for key in ("store_all_time_vs_jax_grad", "reversible_heun_time_vs_store_all", "reversible_heun_memory_growth",
-                "store_all_memory_linear"):
-        assert isinstance(targets[key]["value"], float), key
-        assert isinstance(targets[key]["pass"], bool), key
-    assert targets["store_all_time_vs_jax_grad"]["as_specified"] is False  # quick sizes, not d=64, N=1000
+    for name in ("store_stages_vs_jax_grad", "store_all_vs_jax_grad", "reversible_heun_vs_jax_grad_same_map",
+                 "float32_not_slower", "ahead_of_diffrax_recursive_checkpoint",
+                 "ahead_of_diffrax_recursive_checkpoint_5x", "ahead_of_torchdiffeq_20x", "errors"):
+        target = targets[name]
+        assert isinstance(target["value"], float) and isinstance(target["value_wall"], float), name
+        assert isinstance(target["pass"], bool) and isinstance(target["pass_wall"], bool), name
+        assert target["cells_measured"] >= 1, name
+    # sizes the quick preset does not run are reported as not measured, never dropped
+    for name in ("checkpoint_log_vs_store_all_at_10000", "checkpoint_log_compile_vs_store_all_at_1e5"):
+        assert targets[name]["pass"] is None and targets[name]["cells_measured"] == 0, name
+
+
+def test_a_peer_predicted_over_the_budget_is_not_run_and_says_so():
+    """The prediction scales the median at the largest smaller N of the same d, state and
+    dtype linearly in N; the table shows a skipped row as 'over budget'."""
+    from experiments.catalog.benchmark_gradients import BY_NAME, _pair, _predicted_call
+
+    history = {("torchdiffeq", 16, "single", "float64", 100): 0.5, ("torchdiffeq", 16, "single", "float64", 1000): 3.0,
+               ("torchdiffeq", 64, "single", "float64", 1000): 100.0}
+    cell = {"d": 16, "steps": 10000, "state": "single", "dtype": "float64"}
+    assert _predicted_call(history, BY_NAME["torchdiffeq"], cell) == (30.0, 1000)
+    assert _predicted_call(history, BY_NAME["torchdiffeq"], {**cell, "dtype": "float32"}) is None
+    assert _pair({"status": "not measured: over budget"}) == "over budget"
+    assert _pair({"status": "measured", "cpu_ratio": 1.234, "wall_ratio": 2.0, "cut_by_budget": True}) == "1.23 / 2*"

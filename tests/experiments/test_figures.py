@@ -72,3 +72,68 @@ def test_unknown_or_figureless_experiment_is_refused(cli, tmp_path):
     result = cli.invoke(app, ["figures", "--only", "nope", "--dir", str(tmp_path / "f")])
     assert result.exit_code == 2 and "unknown experiment 'nope'" in result.output
     assert not (tmp_path / "f").exists()
+
+
+# --- README tables -----------------------------------------------------------------------------
+
+
+def test_rewrite_block_replaces_only_the_block():
+    from experiments.readme_figures import rewrite_block
+
+    text = "# title\n\nintro\n<!-- t -->\nold | table\nmore\n<!-- /t -->\n\ntail <!-- t2 -->\n"
+    out = rewrite_block(text, "t", "| new |\n|---|\n")
+    assert out == "# title\n\nintro\n<!-- t -->\n| new |\n|---|\n<!-- /t -->\n\ntail <!-- t2 -->\n"
+    assert rewrite_block(out, "t", "| new |\n|---|\n") == out  # rewriting is idempotent
+    for broken in ("no markers\n", "<!-- /t -->\n<!-- t -->\n", "<!-- t -->\n<!-- t -->\n<!-- /t -->\n"):
+        with pytest.raises(ValueError, match="<!-- t -->"):
+            rewrite_block(broken, "t", "x")
+
+
+def _toy_table_run(config, folder, progress):
+    from experiments import Table
+
+    folder.save_table(Table(["slope", "2 x slope"], [[config.slope, 2 * config.slope]], caption="toy"), "numbers")
+    return {"slope": config.slope}
+
+
+def test_regenerate_rewrites_the_readme_block_and_nothing_else(tmp_path):
+    """`leastaction figures` writes the run's Markdown table between the markers; every byte
+    of the README outside the block stays as it was."""
+    from experiments import Experiment
+
+    toy = Experiment(name="toy", description="a table", config=ToyConfig(), run=_toy_table_run,
+                     readme_tables={"toy-table": "numbers"}, figures_config={"slope": 3.0})
+    before, after = "# Toy\n\nSome text | with a pipe.\n\n<!-- toy-table -->\n", "<!-- /toy-table -->\n\n## More\n"
+    readme = tmp_path / "README.md"
+    readme.write_text(before + "| stale | numbers |\n" + after)
+    runs = tmp_path / "runs"
+    written = regenerate(tmp_path / "figures", catalog={"toy": toy}, runs=runs, readme=readme)
+    assert written == [readme]
+    table = (runs / "toy" / "tables" / "numbers.md").read_text()
+    assert "| 3 | 6 |" in table
+    assert readme.read_text() == before + table + after
+
+
+def test_a_missing_readme_block_is_an_error_before_anything_runs(tmp_path):
+    from experiments import Experiment
+
+    toy = Experiment(name="toy", description="a table", config=ToyConfig(), run=_toy_table_run,
+                     readme_tables={"toy-table": "numbers"})
+    readme = tmp_path / "README.md"
+    readme.write_text("# no block here\n")
+    with pytest.raises(ValueError, match="toy-table"):
+        regenerate(tmp_path / "figures", catalog={"toy": toy}, runs=tmp_path / "runs", readme=readme)
+    assert not (tmp_path / "runs").exists() and readme.read_text() == "# no block here\n"
+
+
+def test_the_readme_performance_table_is_the_benchmark_s_table():
+    """The README's performance block holds the table benchmark-gradients writes (its caption
+    and its header), not numbers typed by hand."""
+    from experiments.catalog.benchmark_gradients import BENCHMARK_GRADIENTS, ROWS
+
+    assert BENCHMARK_GRADIENTS.readme_tables == {"benchmark-gradients": "ratios"}
+    text = (ROOT / "README.md").read_text()
+    block = text.split("<!-- benchmark-gradients -->\n")[1].split("<!-- /benchmark-gradients -->")[0]
+    assert block.startswith("**Gradient time / jax.grad through lax.scan of the same discrete map")
+    assert "| d | N | state | dtype | jax.grad CPU ms | " + " | ".join(
+        row.label for row in ROWS if row.family != "reference") + " |" in block

@@ -80,7 +80,8 @@ def test_every_default_pair_is_applicable_or_has_a_reason():
     for method in harness.METHODS.values():
         reasons = [method.applies(problem) for problem in built]
         assert all(r is None or (isinstance(r, str) and r) for r in reasons), method.name
-        if method.name == "torch" and peers.torch_missing():
+        if (method.name == "torch" and peers.torch_missing()) or (
+                method.name == "torchdiffeq" and peers.torchdiffeq_missing()):
             continue
         assert any(r is None for r in reasons), f"{method.name} applies to no default problem"
     torch = harness.METHODS["torch"]
@@ -302,6 +303,88 @@ def test_timing_calls_and_budget(seconds, budget, repeats, calls):
     _, timing = time_calls(call, (), repeats=repeats, budget=budget)
     assert len(made) == calls
     assert len(timing.calls) == (1 if seconds > budget else repeats)
+
+
+def test_interleaved_timer_calls_round_robin():
+    """One warm-up call of each function in order, then rounds of one call of each, until each
+    has `repeats` timed calls; a function whose warm-up call exceeds the budget is timed by
+    that call alone and left out of the rounds."""
+    import time
+
+    from experiments.harness.metrics import time_interleaved
+
+    order = []
+
+    def named(name, seconds=0.0):
+        def call():
+            order.append(name)
+            time.sleep(seconds)
+            return name
+
+        return call, ()
+
+    timed = time_interleaved({"a": named("a"), "b": named("b"), "slow": named("slow", 0.05)}, repeats=3, budget=0.02)
+    assert "".join(n[0] for n in order) == "abs" + "ab" * 3
+    assert {name: out for name, (out, _) in timed.items()} == {"a": "a", "b": "b", "slow": "slow"}
+    assert [len(timed[n][1].calls) for n in ("a", "b", "slow")] == [3, 3, 1]
+    assert [timed[n][1].cut_by_budget for n in ("a", "b", "slow")] == [False, False, True]
+    assert timed["slow"][1].calls == (timed["slow"][1].warmup_seconds,)
+
+
+def test_interleaved_timer_reports_medians_of_wall_and_process_cpu_time():
+    """A sleeping call costs wall time and (almost) no CPU time; a call spinning until the
+    process has used 10 ms of CPU costs at least that much of both. The medians are those of
+    the recorded calls. (Which clock is which is checked, not how fast anything is.)"""
+    import statistics
+    import time
+
+    from experiments.harness.metrics import time_interleaved
+
+    def spin():
+        start = time.process_time()
+        while time.process_time() - start < 0.01:
+            pass
+
+    timed = time_interleaved({"sleep": (time.sleep, (0.02,)), "spin": (spin, ())}, repeats=7)
+    sleep, busy = timed["sleep"][1], timed["spin"][1]
+    for timing in (sleep, busy):
+        assert len(timing.calls) == len(timing.cpu_calls) == 7
+        assert timing.median_seconds == statistics.median(timing.calls)
+        assert timing.median_cpu_seconds == statistics.median(timing.cpu_calls)
+    assert sleep.median_seconds >= 0.02 and sleep.median_cpu_seconds < 0.01
+    assert busy.median_cpu_seconds >= 0.01 and busy.median_seconds >= 0.01
+
+
+@pytest.mark.skipif(peers.torchdiffeq_missing() is not None, reason=str(peers.torchdiffeq_missing()))
+@pytest.mark.parametrize("batch", [None, 3])
+def test_torchdiffeq_is_the_gradient_of_the_rk38_map(batch):
+    """torchdiffeq's rk4 (the 3/8 rule) with autograd equals jax.grad through the project's rk38
+    map to rounding (float64: <= 1e-12 relative L2; measured ~5e-16), for one state and a batch."""
+    from experiments.harness.shipped import neural_ode_problem
+
+    problem = neural_ode_problem(4, 20, batch=batch, scheme="rk4", targets=False)
+    method = harness.method_named("torchdiffeq")
+    target = method.target(problem)
+    assert target.scheme == "rk38" and method.applies(target) is None
+    grad, _ = method.prepare(target).fn()
+    reference = jax.grad(target.loss_at)(target.theta)
+    assert harness.relative_error(grad, reference) <= 1e-12
+    assert method.applies(harness.problem_named("pendulum-rk4")) is not None
+
+
+def test_diffrax_reversible_heun_is_the_gradient_of_the_project_map():
+    """`diffrax.ReversibleHeun` steps the project's reversible-Heun map: its gradient by
+    `RecursiveCheckpointAdjoint` equals jax.grad through that map to rounding (float64 <= 1e-12)."""
+    from experiments.harness.shipped import neural_ode_problem
+
+    problem = neural_ode_problem(4, 20, batch=None, scheme="rk4", targets=False).rediscretise(
+        "reversible-heun", lambda field, ts: integrators.discretise(field, ts, "reversible-heun"))
+    method = harness.method_named("diffrax-checkpoint")
+    assert method.applies(problem) is None
+    ready = method.prepare(problem)
+    grad, aux = jax.jit(ready.fn)(*ready.args)
+    assert int(aux["steps"]) == 20
+    assert harness.relative_error(grad, jax.grad(problem.loss_at)(problem.theta)) <= 1e-12
 
 
 # --- bad names ---------------------------------------------------------------------------------
