@@ -48,7 +48,9 @@ def test_swept_key_also_set_is_refused(cli, tmp_path):
 
 
 @pytest.mark.parametrize("steps, workers", [
-    ("6", 1),  # 2 points of one shape: the second reuses the worker's compiled programs
+    # 2 points of one shape, the second reusing the worker's compiled programs (about 40 s; the
+    # default suite runs a local cluster through run_sweep in the dashboard test below)
+    pytest.param("6", 1, marks=pytest.mark.slow),
     pytest.param("4,6", 2, marks=pytest.mark.slow),  # 4 points over 2 processes: about 70 s on 2 cores
 ])
 def test_sweep_on_a_local_cluster(cli, tmp_path, quickstart_folder, steps, workers):

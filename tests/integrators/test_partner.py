@@ -62,8 +62,11 @@ def test_partner_tableau_steps_p_exactly_like_the_conjugate(method, key):
     np.testing.assert_allclose(p_project, p, rtol=1e-13, atol=1e-14)
 
 
-STEP_METHODS = ["euler", "rk4", "dopri5", "gauss-legendre-2", "leapfrog", "reversible-heun"]
-MORE_STEP_METHODS = sorted(set(I.scheme_names()) - set(STEP_METHODS))
+STEP_METHODS = ["euler", "rk4", "dopri5", "gauss-legendre-2", "leapfrog", "asynchronous-leapfrog"]
+MORE_STEP_METHODS = sorted(set(I.scheme_names()) - set(STEP_METHODS) - {"reversible-heun"})
+"""Every scheme whose step is a diffeomorphism of its state space. Reversible Heun's step on
+`(y, y_hat, v)` is not: its image is the manifold `v = f(t, y_hat)` (rank 2n of 3n), so the
+doubled step has no inverse conjugate matrix; it is exact on its trajectories (test_methods)."""
 
 
 @pytest.mark.parametrize("method", STEP_METHODS)

@@ -29,7 +29,7 @@ CASES = [
     ("midpoint", I.StoreStages()),
     pytest.param("rk4", I.Checkpoint(levels=2), marks=SLOW),
     pytest.param("gauss-legendre-2", I.StoreStages(), marks=SLOW),
-    ("reversible-heun", I.Reversible()),
+    pytest.param("reversible-heun", I.Reversible(), marks=SLOW),
 ]
 
 
