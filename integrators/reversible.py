@@ -3,8 +3,8 @@
 With `integrators.Reversible()` memory the backward sweep inverts each step
 instead of storing it, so the exact gradient of the scheme's own discrete map
 costs O(1) memory in the number of steps. The schemes live on an augmented
-state `z = (x, y)` of size `2n`; `embed` builds `z_0` from `x_0` and `project`
-reads `x` back.
+state (`2n` values; `3n` for reversible Heun); `embed` builds `z_0` from `x_0` and
+`project` reads `x` back.
 
 Reversible Heun (Kidger, Foster, Li, Lyons 2021), `z = (y, y_hat, v)` with
 `v = f(t, y_hat)` carried from the step before (as diffrax's solver state carries it),
