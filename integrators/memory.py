@@ -144,7 +144,7 @@ class StoreStages(Memory):
 
         def record(k, z):
             z_next, pullback = system.linearise(k, z, system.theta_at(theta, k))
-            return z_next, (StoredPullback.split(pullback, shared), z if grid else None)
+            return z_next, (_StoredPullback.split(pullback, shared), z if grid else None)
 
         return forward_pass(system, theta, z0, record, saveat)
 
@@ -162,7 +162,7 @@ class StoreStages(Memory):
         return Backward.of(carry)
 
 
-class StoredPullback(eqx.Module):
+class _StoredPullback(eqx.Module):
     """A step's pullback as `StoreStages` keeps it: its leaves that vary with the step
     (stage values, activations), and for each leaf the same object as a leaf of `theta` or
     of the system, if it is one. Those (a weight matrix the pullback multiplies by) are
@@ -175,7 +175,7 @@ class StoredPullback(eqx.Module):
     shared_at: tuple = eqx.field(static=True)
 
     @classmethod
-    def split(cls, pullback, shared: list) -> "StoredPullback":
+    def split(cls, pullback, shared: list) -> "_StoredPullback":
         leaves, structure = jax.tree.flatten(pullback)
         shared_at = tuple(next((j for j, s in enumerate(shared) if leaf is s), None) for leaf in leaves)
         varying = tuple(leaf for leaf, at in zip(leaves, shared_at) if at is None)
