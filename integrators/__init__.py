@@ -17,6 +17,7 @@ from .schemes import REVERSIBLE, discretise, scheme_names
 from .memory import MEMORIES, Checkpoint, Cost, Memory, Reversible, StoreAll, StoreStages, irreversible, memory_named
 from .newton import newton_root
 from .partner import partner_tableau
+from .raveled import RaveledField, Raveling
 from .parallel_in_time import NewtonInTimeResult, newton_in_time
 from .relax import (
     RelaxedTraining,
@@ -68,7 +69,7 @@ __all__ = [
     "LOBATTO_IIIA", "LOBATTO_IIIB", "MIDPOINT", "RALSTON", "REVERSIBLE", "RK4", "RK38", "SPLITTINGS",
     "SYMPLECTIC_EULER", "TABLEAUX", "TSIT5", "YOSHIDA4", "AdaptiveGrid", "LeastAction", "SOLVERS", "diffeqsolve", "AsynchronousLeapfrog", "ButcherTableau",
     "Checkpoint", "Cost", "Discretisation", "MEMORIES", "Memory", "Reversible", "ReversibleHeun",
-    "ReversibleRungeKutta", "RungeKutta", "CoupledPullback", "reversible_name",
+    "ReversibleRungeKutta", "RaveledField", "Raveling", "RungeKutta", "CoupledPullback", "reversible_name",
     "Solution", "Splitting", "SplittingTableau", "StagePullback", "StoreAll", "StoreStages", "adaptive_grid", "discretise", "forward",
     "irreversible", "memory_named", "scheme_names", "NewtonInTimeResult", "newton_in_time", "newton_root", "output", "partner_tableau",
     "learn_while_relaxing", "relax", "RelaxedTraining", "RelaxationResult", "relaxation_step", "saddle_flow", "SaddleFlowResult", "saddle_flow_step", "solve", "sweep", "tableau",

@@ -35,6 +35,7 @@ from lagrangian import VectorField
 
 from .differentiable import solve
 from .memory import Memory, StoreAll
+from .raveled import RaveledField, Raveling
 from .schemes import discretise
 from .tableau import (
     BOSH3, DOPRI5, DOPRI8, EULER, HEUN, IMPLICIT_EULER, KVAERNO3, KVAERNO4, KVAERNO5, MIDPOINT, RALSTON, TSIT5,
@@ -68,29 +69,18 @@ class LeastAction(eqx.Module):
 
 
 class _TermField(VectorField):
-    """A diffrax `ODETerm` as a `VectorField` on the flattened state: `theta = (arrays of the
-    term, args)`, `f(t, y, theta) = ravel(term.vf(t, unravel(y), args))`."""
+    """A diffrax `ODETerm` as a `VectorField` on its pytree state: `theta = (arrays of the
+    term, args)`, `f(t, y, theta) = term.vf(t, y, args)` (stepped raveled, `RaveledField`)."""
 
     term: PyTree = eqx.field(static=True)   # the term's non-array part
-    treedef: PyTree = eqx.field(static=True)
-    shapes: tuple[tuple[int, ...], ...] = eqx.field(static=True)
-
-    @property
-    def state_dim(self) -> int:
-        return sum(math.prod(s) for s in self.shapes)
+    state_dim: int = eqx.field(static=True)
 
     def init(self, key, dtype=jnp.float64):
         raise TypeError("the parameters of diffeqsolve's field are the arrays of its ODETerm and the args of diffeqsolve")
 
-    def unravel(self, y: Array) -> PyTree:
-        sizes = np.cumsum([math.prod(s) for s in self.shapes])[:-1]
-        leaves = [part.reshape(shape) for part, shape in zip(jnp.split(y, sizes), self.shapes)]
-        return jax.tree.unflatten(self.treedef, leaves)
-
     def __call__(self, t, y, theta):
         arrays, args = theta
-        vf = eqx.combine(arrays, self.term).vf(t, self.unravel(y), args)
-        return jnp.concatenate([jnp.ravel(leaf) for leaf in jax.tree.leaves(vf)]).astype(y.dtype)
+        return eqx.combine(arrays, self.term).vf(t, y, args)
 
 
 def _refuse_unsupported(terms, solver, saveat, event, stepsize_controller):
@@ -289,12 +279,10 @@ def diffeqsolve(
     _refuse_unsupported(terms, solver, saveat, event, stepsize_controller)
     if not isinstance(adjoint, LeastAction):
         raise TypeError(f"adjoint must be integrators.LeastAction(memory=...); got {type(adjoint).__name__}")
-    leaves, treedef = jax.tree.flatten(y0)
-    if not leaves or len({jnp.result_type(leaf) for leaf in leaves}) != 1:
-        raise ValueError("y0 must be a pytree of arrays of one floating-point dtype")
-    y0_flat = jnp.concatenate([jnp.ravel(jnp.asarray(leaf)) for leaf in leaves])
+    raveling = Raveling.of(y0, name="y0")
+    y0_flat = raveling.ravel(y0)
     arrays, static = eqx.partition(terms, eqx.is_array)
-    field = _TermField(term=static, treedef=treedef, shapes=tuple(jnp.shape(leaf) for leaf in leaves))
+    field = RaveledField(field=_TermField(term=static, state_dim=raveling.size), raveling=raveling)
     theta = (arrays, args)
 
     def refine():
@@ -309,7 +297,7 @@ def diffeqsolve(
     system = discretise(field, ts.astype(y0_flat.dtype), SOLVERS[type(solver)])
     ts_out, ys = _saved(system, solver, theta, y0_flat, adjoint.memory, saveat.subs, ts, grid, steps, max_steps, throw)
     return diffrax.Solution(
-        t0=t0, t1=t1, ts=ts_out, ys=None if ys is None else jax.vmap(field.unravel)(ys), interpolation=None,
+        t0=t0, t1=t1, ts=ts_out, ys=None if ys is None else raveling.unravel_stacked(ys), interpolation=None,
         stats={"num_steps": steps, "num_accepted_steps": steps, "num_rejected_steps": 0, "max_steps": max_steps},
         result=_result(ts_out, ys), solver_state=None, controller_state=None, made_jump=None,
         event_mask=None,

@@ -33,13 +33,14 @@ from lagrangian import LayerMaps, batched
 from ._loop import finite, first_nonfinite, pull_back_embed
 from .discretisation import Discretisation
 from .memory import Memory, StoreAll
+from .raveled import ravel_state
 from .stationary import check_memory
 
 
 def solve(
     system: LayerMaps,
     theta: PyTree,
-    x0: Array,
+    x0: Array | PyTree,
     memory: Memory = StoreAll(),
     saveat: tuple[int, ...] | None = None,
     throw: bool = True,
@@ -49,7 +50,9 @@ def solve(
     Args:
         system: the layer maps (a network, or a field discretised by `discretise`).
         theta: parameters (any pytree; an equinox module works).
-        x0: initial state `(n,)` or batch `(B, n)`.
+        x0: initial state `(n,)`, batch `(B, n)`, or one state that is a pytree of arrays of
+            one dtype (a discretised field whose `f` takes and returns that pytree; it is
+            stepped as the flat vector of its leaves, `integrators.raveled`).
         memory: the strategy of `integrators.memory` for the backward pass.
         saveat: layer indices `k` (0..N) whose states to return: stacked along a
             leading axis (a tuple when the widths change); `None` returns `x_N`.
@@ -67,6 +70,7 @@ def solve(
         ['W', 'b']
     """
     check_memory(system, memory)
+    system, x0, raveling = ravel_state(system, x0)
     if saveat is not None:
         saveat = tuple(saveat)
         bad = [i for i in saveat if isinstance(i, bool) or not float(i).is_integer()]
@@ -83,7 +87,10 @@ def solve(
         msg=f"solve differentiates theta, x0 and the time grid only; the arrays held by "
         f"{type(system).__name__} are constants",
     )
-    return _solve((_as_arrays(theta), jnp.asarray(x0), grid), system, memory, saveat, throw)
+    out = _solve((_as_arrays(theta), x0, grid), system, memory, saveat, throw)
+    if raveling is None:
+        return out
+    return raveling.unravel(out) if saveat is None else raveling.unravel_stacked(out)
 
 
 def _as_arrays(theta: PyTree) -> PyTree:

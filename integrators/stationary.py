@@ -24,6 +24,7 @@ from lagrangian import LayerMaps, Loss, batched
 
 from ._loop import append, pull_back_embed, scan
 from .memory import Memory, StoreAll
+from .raveled import Raveling, ravel_state
 
 
 class Solution(eqx.Module):
@@ -89,7 +90,7 @@ def check_memory(system: LayerMaps, memory: Memory) -> None:
 def sweep(
     system: LayerMaps,
     theta: PyTree,
-    x0: Array,
+    x0: Array | PyTree,
     loss: Loss,
     memory: Memory = StoreAll(),
     loss_weight: float = 1.0,
@@ -100,8 +101,11 @@ def sweep(
     Args:
         system: the layer maps `Phi_k` (an MLP, a ResNet, a discretised field...).
         theta: parameters, a pytree matching `system.init`.
-        x0: initial state `(n,)` or batch `(B, n)`.
-        loss: the terminal loss `l(x_N)` (batch-averaged).
+        x0: initial state `(n,)`, batch `(B, n)`, or one state that is a pytree of arrays
+            (a discretised field on that pytree, stepped as the flat vector of its leaves:
+            `x_final`, `grad_x0` and, where the layer state is `x` itself, `xs` and `ps`
+            come back as pytrees, the last two with a leading axis `N + 1`).
+        loss: the terminal loss `l(x_N)` (batch-averaged), or any function of the final state.
         memory: a strategy of `integrators.memory` (default `StoreAll()`).
         loss_weight: `w` in `p_N = w grad l`; the sweep then returns `w dl/dtheta`.
         check: validate shapes and finiteness first (a clear `ValueError` otherwise).
@@ -112,11 +116,31 @@ def sweep(
         >>> len(sol.grad), sorted(sol.grad[0])    # dl/dtheta, one dict per layer
         (2, ['W', 'b'])
     """
-    x0 = jnp.asarray(x0)
+    system, x0, raveling = ravel_state(system, x0)
     if check:
         system.check(theta, x0)
     check_memory(system, memory)
-    return _sweep(system, theta, x0, loss, loss_weight, memory)
+    if raveling is None:
+        return _sweep(system, theta, x0, loss, loss_weight, memory)
+    solution = _sweep(system, theta, x0, _RaveledLoss(loss, raveling), loss_weight, memory)
+    layer_states = solution.xs is not None and solution.xs.shape[-1] == raveling.size
+    return eqx.tree_at(
+        lambda s: (s.xs, s.ps, s.grad_x0, s.x_final), solution,
+        (raveling.unravel_stacked(solution.xs) if layer_states else solution.xs,
+         raveling.unravel_stacked(solution.ps) if layer_states else solution.ps,
+         raveling.unravel(solution.grad_x0), raveling.unravel(solution.x_final)),
+        is_leaf=lambda x: x is None,
+    )
+
+
+class _RaveledLoss(eqx.Module):
+    """`l(unravel(x))`: a loss of a pytree final state, read on the flat state."""
+
+    loss: Loss
+    raveling: Raveling
+
+    def __call__(self, x):
+        return self.loss(self.raveling.unravel(x))
 
 
 @eqx.filter_jit
