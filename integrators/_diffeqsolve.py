@@ -14,7 +14,9 @@ Save times between grid points are read from the solver's own dense interpolant
 (diffrax's interpolation class for that solver, evaluated on the project's step),
 as diffrax does; its gradient is `jax.vjp` of that one step's interpolant, whose
 cotangent on `y_k` enters the conjugate field as a jump. The steps are not split
-at the save times, so the discrete map is diffrax's.
+at the save times, so the discrete map is diffrax's. `SaveAt(dense=True)` returns
+diffrax's `DenseInterpolation` built on the same per-step interpolants (every grid
+state kept), so `sol.evaluate(t)` and its gradient are those of diffrax.
 
 With `PIDController` the accepted grid comes from diffrax's own controller on the
 forward solve (its step-size choices are not differentiated, as in diffrax, which
@@ -23,6 +25,7 @@ stops their gradient); the gradient is exact for the accepted steps, as diffrax'
 """
 
 import math
+import types
 
 import diffrax
 import equinox as eqx
@@ -92,18 +95,22 @@ def _refuse_unsupported(terms, solver, saveat, event, stepsize_controller):
                         f"{', '.join(sorted(s.__name__ for s in SOLVERS))}")
     if event is not None:
         raise ValueError("integrators.diffeqsolve does not support events")
-    if saveat.dense:
-        raise ValueError("integrators.diffeqsolve does not support SaveAt(dense=True); save at times with SaveAt(ts=...)")
+    if not isinstance(stepsize_controller, (diffrax.ConstantStepSize, diffrax.StepTo, diffrax.PIDController)):
+        raise TypeError(f"integrators.diffeqsolve supports ConstantStepSize, StepTo and PIDController; got "
+                        f"{type(stepsize_controller).__name__}")
     subs = saveat.subs
+    if subs is None and saveat.dense:
+        return
     if not isinstance(subs, diffrax.SubSaveAt):
         raise ValueError("integrators.diffeqsolve supports one SubSaveAt, not a pytree of them")
     if subs.fn is not diffrax.SaveAt(t1=True).subs.fn:
         raise ValueError("integrators.diffeqsolve saves the state y only (SaveAt(fn=...) is not supported)")
     if subs.ts is not None and subs.steps:
         raise ValueError("integrators.diffeqsolve saves at SaveAt(ts=...) or at SaveAt(steps=True), not both")
-    if not isinstance(stepsize_controller, (diffrax.ConstantStepSize, diffrax.StepTo, diffrax.PIDController)):
-        raise TypeError(f"integrators.diffeqsolve supports ConstantStepSize, StepTo and PIDController; got "
-                        f"{type(stepsize_controller).__name__}")
+
+
+_NOTHING = types.SimpleNamespace(t0=False, t1=False, ts=None, steps=False)
+"""What `SaveAt(dense=True)` alone saves besides the interpolation (diffrax's `subs` is `None`)."""
 
 
 def _value(x, name: str) -> float:
@@ -175,19 +182,44 @@ def _step_of(grid, s, steps: int):
     return xp.clip(xp.searchsorted(direction * grid, direction * s, side="left") - 1, 0, steps - 1)
 
 
+def _dense_info(system, solver, k, y, y_next, theta) -> dict:
+    """What the solver's dense interpolant of step `k` reads (diffrax's `dense_info`): `y_k`, `y_{k+1}`
+    and, unless the interpolant is linear, the stage increments `k_i = h K_i` of the project's step."""
+    if solver.interpolation_cls is diffrax.LocalLinearInterpolation:
+        return {"y0": y, "y1": y_next}
+    _, slopes = system.stages(k, y, theta)
+    return {"y0": y, "y1": y_next, "k": (system.ts[k + 1] - system.ts[k]) * slopes}
+
+
 def _interpolant(system, solver, k, y, y_next, theta, s):
     """The solver's dense output at time `s` in step `k` (from `y = y_k`, `y_next = y_{k+1}`): diffrax's
-    interpolation class for `solver` on the project's stage values (`k_i = h K_i`)."""
-    t0, t1 = system.ts[k], system.ts[k + 1]
-    if solver.interpolation_cls is diffrax.LocalLinearInterpolation:
-        return diffrax.LocalLinearInterpolation(t0=t0, t1=t1, y0=y, y1=y_next).evaluate(s)
-    _, slopes = system.stages(k, y, theta)
-    interp = solver.interpolation_cls(t0=t0, t1=t1, y0=y, y1=y_next, k=(t1 - t0) * slopes)
-    return interp.evaluate(s)
+    interpolation class for `solver` on the project's stage values."""
+    info = _dense_info(system, solver, k, y, y_next, theta)
+    return solver.interpolation_cls(t0=system.ts[k], t1=system.ts[k + 1], **info).evaluate(s)
 
 
-def _saved(system, solver, theta, y0, memory, subs, ts, grid, steps, max_steps, throw):
-    """`(times, ys)` as diffrax's `SaveAt(t0, ts, steps, t1)` orders them, with `ys` flattened.
+def _dense(system, solver, theta, states, ts, y0, raveling: Raveling) -> diffrax.DenseInterpolation:
+    """`SaveAt(dense=True)`: diffrax's `DenseInterpolation` over every step, its infos from the grid
+    states `states` (all of them, from `solve`) and the stages of each step, unraveled to the
+    pytree of `y0`. Its gradient is that of the interpolant of each step (one step's stages,
+    `jax.vjp` of `f` only), entering the conjugate field through the grid states. As diffrax does,
+    times are stored multiplied by the direction of integration; padding steps of zero length
+    (a traced adaptive grid) lie past `ts_size`."""
+    k = jnp.arange(states.shape[0] - 1)
+    infos = jax.vmap(lambda k_, y, y1: _dense_info(system, solver, k_, y, y1, theta))(k, states[:-1], states[1:])
+    infos = {name: raveling.unravel_stacked(v) if v.ndim == 2 else jax.vmap(raveling.unravel_stacked)(v)
+             for name, v in infos.items()}
+    direction = jnp.where(ts[-1] >= ts[0], 1, -1).astype(ts.dtype)
+    return diffrax.DenseInterpolation(
+        ts=direction * ts, ts_size=1 + jnp.sum(ts[1:] != ts[:-1]), infos=infos,
+        interpolation_cls=solver.interpolation_cls, direction=direction,
+        t0_if_trivial=direction * ts[0], y0_if_trivial=y0,
+    )
+
+
+def _saved(system, solver, theta, y0, memory, subs, ts, grid, steps, max_steps, throw, dense=False):
+    """`(times, ys, states)` as diffrax's `SaveAt(t0, ts, steps, t1)` orders them, with `ys` flattened,
+    and, with `dense`, every grid state `y_0 .. y_N` (else `None`).
 
     Grid states come from `solve` (`saveat` takes their layer indices), so memory stays that
     of the strategy. A time of `SaveAt(ts=...)` is read from the solver's dense interpolant in
@@ -208,6 +240,8 @@ def _saved(system, solver, theta, y0, memory, subs, ts, grid, steps, max_steps, 
         wanted.update(range(1, steps + 1))
     if subs.t1:
         wanted.add(steps)
+    if dense:
+        wanted = set(range(steps + 1))
     indices = tuple(sorted(wanted))
     states = solve(system, theta, y0, memory=memory, saveat=indices, throw=throw) if indices else None
     position = {k: i for i, k in enumerate(indices)}
@@ -223,9 +257,9 @@ def _saved(system, solver, theta, y0, memory, subs, ts, grid, steps, max_steps, 
         else:
             k_ts = _step_of(ts, save_ts, steps)
             y_k, y_next = states[k_ts], states[k_ts + 1]
-        dense = jax.vmap(lambda k, y, y1, s: _interpolant(system, solver, k, y, y1, theta, s))
+        interpolate = jax.vmap(lambda k, y, y1, s: _interpolant(system, solver, k, y, y1, theta, s))
         times.append(save_ts)
-        ys.append(dense(k_ts, y_k, y_next, save_ts))
+        ys.append(interpolate(k_ts, y_k, y_next, save_ts))
     if subs.steps:                      # diffrax pads the saved steps to max_steps with inf
         pad = (max_steps or steps) - steps
         rows = jnp.asarray([position[k] for k in range(1, steps + 1)], dtype=int)
@@ -234,9 +268,10 @@ def _saved(system, solver, theta, y0, memory, subs, ts, grid, steps, max_steps, 
     if subs.t1:
         times.append(ts[-1:])
         ys.append(states[position[steps]][None])
+    every = states if dense else None
     if not times:
-        return None, None
-    return jnp.concatenate(times).astype(y0.dtype), jnp.concatenate(ys)
+        return None, None, every
+    return jnp.concatenate(times).astype(y0.dtype), jnp.concatenate(ys), every
 
 
 def _result(ts, ys):
@@ -295,9 +330,11 @@ def diffeqsolve(
 
     ts, grid, steps = _grid(t0, t1, dt0, stepsize_controller, max_steps, refine)
     system = discretise(field, ts.astype(y0_flat.dtype), SOLVERS[type(solver)])
-    ts_out, ys = _saved(system, solver, theta, y0_flat, adjoint.memory, saveat.subs, ts, grid, steps, max_steps, throw)
+    ts_out, ys, every = _saved(system, solver, theta, y0_flat, adjoint.memory, saveat.subs or _NOTHING, ts, grid, steps,
+                               max_steps, throw, dense=saveat.dense)
+    interpolation = None if every is None else _dense(system, solver, theta, every, ts, y0, raveling)
     return diffrax.Solution(
-        t0=t0, t1=t1, ts=ts_out, ys=None if ys is None else raveling.unravel_stacked(ys), interpolation=None,
+        t0=t0, t1=t1, ts=ts_out, ys=None if ys is None else raveling.unravel_stacked(ys), interpolation=interpolation,
         stats={"num_steps": steps, "num_accepted_steps": steps, "num_rejected_steps": 0, "max_steps": max_steps},
         result=_result(ts_out, ys), solver_state=None, controller_state=None, made_jump=None,
         event_mask=None,
