@@ -54,6 +54,7 @@ from .tableau import (
     RALSTON,
     RK4,
     RK38,
+    SEMI_IMPLICIT_EULER,
     SPLITTINGS,
     SYMPLECTIC_EULER,
     TABLEAUX,
@@ -66,7 +67,7 @@ from .tableau import (
 
 __all__ = [
     "BOSH3", "DOPRI5", "DOPRI8", "IMPLICIT_EULER", "KVAERNO3", "KVAERNO4", "KVAERNO5", "EULER", "GAUSS1", "GAUSS2", "GAUSS3", "HEUN", "KUTTA3", "LEAPFROG",
-    "LOBATTO_IIIA", "LOBATTO_IIIB", "MIDPOINT", "RALSTON", "REVERSIBLE", "RK4", "RK38", "SPLITTINGS",
+    "LOBATTO_IIIA", "LOBATTO_IIIB", "MIDPOINT", "RALSTON", "REVERSIBLE", "RK4", "RK38", "SEMI_IMPLICIT_EULER", "SPLITTINGS",
     "SYMPLECTIC_EULER", "TABLEAUX", "TSIT5", "YOSHIDA4", "AdaptiveGrid", "LeastAction", "SOLVERS", "diffeqsolve", "AsynchronousLeapfrog", "ButcherTableau",
     "Checkpoint", "Cost", "Discretisation", "MEMORIES", "Memory", "Reversible", "ReversibleHeun",
     "ReversibleRungeKutta", "RaveledField", "Raveling", "RungeKutta", "CoupledPullback", "reversible_name",

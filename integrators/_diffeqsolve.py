@@ -26,6 +26,7 @@ stops their gradient); the gradient is exact for the accepted steps, as diffrax'
 
 import math
 import types
+from typing import ClassVar
 
 import diffrax
 import equinox as eqx
@@ -41,7 +42,7 @@ from .memory import Memory, StoreAll
 from .raveled import RaveledField, Raveling
 from .schemes import discretise
 from .tableau import (
-    BOSH3, DOPRI5, DOPRI8, EULER, HEUN, IMPLICIT_EULER, KVAERNO3, KVAERNO4, KVAERNO5, MIDPOINT, RALSTON, TSIT5,
+    BOSH3, DOPRI5, DOPRI8, EULER, HEUN, IMPLICIT_EULER, KVAERNO3, KVAERNO4, KVAERNO5, MIDPOINT, RALSTON, SEMI_IMPLICIT_EULER, TSIT5,
 )
 
 SOLVERS = {
@@ -49,6 +50,7 @@ SOLVERS = {
     diffrax.Bosh3: BOSH3, diffrax.Tsit5: TSIT5, diffrax.Dopri5: DOPRI5, diffrax.Dopri8: DOPRI8,
     diffrax.ImplicitEuler: IMPLICIT_EULER, diffrax.Kvaerno3: KVAERNO3, diffrax.Kvaerno4: KVAERNO4,
     diffrax.Kvaerno5: KVAERNO5, diffrax.ReversibleHeun: "reversible-heun",
+    diffrax.SemiImplicitEuler: SEMI_IMPLICIT_EULER,
 }
 """The diffrax solvers `diffeqsolve` accepts, and the project's scheme for each."""
 
@@ -86,8 +88,24 @@ class _TermField(VectorField):
         return eqx.combine(arrays, self.term).vf(t, y, args)
 
 
+class _TermPair(_TermField):
+    """diffrax's `(term_1, term_2)` of `SemiImplicitEuler` on the state `y = (y_1, y_2)`: the separable
+    field `f(t, y) = (term_1.vf(t, y_2, args), term_2.vf(t, y_1, args))`."""
+
+    separable: ClassVar[bool] = True
+
+    def __call__(self, t, y, theta):
+        arrays, args = theta
+        term_1, term_2 = eqx.combine(arrays, self.term)
+        return term_1.vf(t, y[1], args), term_2.vf(t, y[0], args)
+
+
 def _refuse_unsupported(terms, solver, saveat, event, stepsize_controller):
-    if not isinstance(terms, diffrax.ODETerm):
+    if isinstance(solver, diffrax.SemiImplicitEuler):
+        if not (isinstance(terms, tuple) and len(terms) == 2 and all(isinstance(t, diffrax.ODETerm) for t in terms)):
+            raise TypeError("diffrax.SemiImplicitEuler takes terms = (ODETerm, ODETerm): dy_1/dt = f_1(t, y_2), "
+                            "dy_2/dt = f_2(t, y_1)")
+    elif not isinstance(terms, diffrax.ODETerm):
         raise TypeError(f"integrators.diffeqsolve solves ODEs: terms must be a diffrax.ODETerm; got "
                         f"{type(terms).__name__} (SDE terms, MultiTerm and control terms are not supported)")
     if type(solver) not in SOLVERS:
@@ -317,7 +335,15 @@ def diffeqsolve(
     raveling = Raveling.of(y0, name="y0")
     y0_flat = raveling.ravel(y0)
     arrays, static = eqx.partition(terms, eqx.is_array)
-    field = RaveledField(field=_TermField(term=static, state_dim=raveling.size), raveling=raveling)
+    if isinstance(solver, diffrax.SemiImplicitEuler):
+        halves = [Raveling.of(part, name="y0[i]").size for part in y0] if isinstance(y0, tuple) and len(y0) == 2 else []
+        if len(halves) != 2 or halves[0] != halves[1]:
+            raise ValueError("diffrax.SemiImplicitEuler needs y0 = (y0_1, y0_2), two parts of equal size, for the "
+                             "project's splitting step")
+        term_field = _TermPair(term=static, state_dim=raveling.size)
+    else:
+        term_field = _TermField(term=static, state_dim=raveling.size)
+    field = RaveledField(field=term_field, raveling=raveling)
     theta = (arrays, args)
 
     def refine():

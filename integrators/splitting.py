@@ -45,14 +45,17 @@ class Splitting(Discretisation):
         t, h = self.time(k, x.dtype)
         n = x.shape[0] // 2
         q, v = x[:n], x[n:]
-        tq = t  # the time carried by the drifts
-        for kind, coeff in self.tableau.steps:
-            if kind == "kick":
-                v = v + (coeff * h) * self.field(tq, jnp.concatenate([q, v]), theta)[n:]
-            else:
-                q = q + (coeff * h) * self.field(tq, jnp.concatenate([q, v]), theta)[:n]
-                tq = tq + coeff * h
+        for (kind, coeff), tau in zip(self.tableau.steps, self.tableau.fractions):
+            q, v = self._shear(kind, coeff * h, t + tau * h, q, v, theta)
         return jnp.concatenate([q, v])
+
+    def _shear(self, kind: str, dh, t, q, v, theta):
+        """One sub-step of size `dh` reading the field at `t`: a kick `v += dh f_v(t, q)` or a
+        drift `q += dh f_q(t, v)` (`dh < 0` undoes it)."""
+        n = q.shape[0]
+        if kind == "kick":
+            return q, v + dh * self.field(t, jnp.concatenate([q, v]), theta)[n:]
+        return q + dh * self.field(t, jnp.concatenate([q, v]), theta)[:n], v
 
     invertible = True
     """Every splitting step is undone shear by shear (`inverse`)."""
@@ -64,14 +67,6 @@ class Splitting(Discretisation):
         t, h = self.time(k, x_next.dtype)
         n = x_next.shape[0] // 2
         q, v = x_next[:n], x_next[n:]
-        times, tq = [], t
-        for kind, coeff in self.tableau.steps:
-            times.append(tq)
-            if kind == "drift":
-                tq = tq + coeff * h
-        for (kind, coeff), tq in zip(reversed(self.tableau.steps), reversed(times)):
-            if kind == "kick":
-                v = v - (coeff * h) * self.field(tq, jnp.concatenate([q, v]), theta)[n:]
-            else:
-                q = q - (coeff * h) * self.field(tq, jnp.concatenate([q, v]), theta)[:n]
+        for (kind, coeff), tau in zip(reversed(self.tableau.steps), reversed(self.tableau.fractions)):
+            q, v = self._shear(kind, -coeff * h, t + tau * h, q, v, theta)
         return jnp.concatenate([q, v])

@@ -231,6 +231,10 @@ class SplittingTableau:
     `("kick", c)` (`v += c h f_v(q)`) and `("drift", d)` (`q += d h f_q(v)`)
     sub-steps whose drift and kick coefficients each sum to one.
 
+    `times`, when given, holds the fraction `tau_j` of the step at which sub-step `j`
+    evaluates the field, `t_k + tau_j h`; by default each sub-step reads the time the
+    drifts before it have reached (`tau_j = sum of the earlier drift coefficients`).
+
     Example:
         >>> integrators.LEAPFROG.steps                       # kick-drift-kick (Stormer-Verlet)
         (('kick', 0.5), ('drift', 1.0), ('kick', 0.5))
@@ -240,6 +244,7 @@ class SplittingTableau:
     steps: tuple[tuple[str, float], ...]
     order: int
     aliases: tuple[str, ...] = field(default=())
+    times: tuple[float, ...] | None = None
 
     def __post_init__(self):
         kinds = {kind for kind, _ in self.steps}
@@ -249,6 +254,20 @@ class SplittingTableau:
             total = sum(c for k, c in self.steps if k == kind)
             if abs(total - 1.0) > 1e-12:
                 raise ValueError(f"splitting {self.name!r}: {kind} coefficients sum to {total!r}, not 1")
+        if self.times is not None and len(self.times) != len(self.steps):
+            raise ValueError(f"splitting {self.name!r}: {len(self.times)} times for {len(self.steps)} sub-steps")
+
+    @property
+    def fractions(self) -> tuple[float, ...]:
+        """`tau_j`: sub-step `j` evaluates the field at `t_k + tau_j h`."""
+        if self.times is not None:
+            return self.times
+        reached, fractions = 0.0, []
+        for kind, coeff in self.steps:
+            fractions.append(reached)
+            if kind == "drift":
+                reached += coeff
+        return tuple(fractions)
 
 
 def _compose_leapfrog(name, weights, order, aliases=()):
@@ -270,12 +289,16 @@ LEAPFROG = _compose_leapfrog("leapfrog", [1.0], 2, ("stormer-verlet", "velocity-
 SYMPLECTIC_EULER = SplittingTableau("symplectic-euler", (("kick", 1.0), ("drift", 1.0)), 1)
 """Symplectic Euler (kick then drift), order 1."""
 
+SEMI_IMPLICIT_EULER = SplittingTableau("semi-implicit-euler", (("drift", 1.0), ("kick", 1.0)), 1, times=(0.0, 0.0))
+"""Semi-implicit Euler as diffrax's `SemiImplicitEuler` steps it: drift then kick, both reading
+the field at `t_k` (`q_{k+1} = q_k + h f_q(t_k, v_k)`, `v_{k+1} = v_k + h f_v(t_k, q_{k+1})`), order 1."""
+
 _W1 = 1.0 / (2.0 - 2.0 ** (1 / 3))
 YOSHIDA4 = _compose_leapfrog("yoshida4", [_W1, 1.0 - 2.0 * _W1, _W1], 4, ("forest-ruth",))
 """Yoshida's fourth-order triple-jump composition of leapfrog, symplectic."""
 
-SPLITTINGS: dict[str, SplittingTableau] = {t.name: t for t in (LEAPFROG, SYMPLECTIC_EULER, YOSHIDA4)}
-"""Every registered splitting method by name (`leapfrog`, `symplectic-euler`, `yoshida4`)."""
+SPLITTINGS: dict[str, SplittingTableau] = {t.name: t for t in (LEAPFROG, SYMPLECTIC_EULER, SEMI_IMPLICIT_EULER, YOSHIDA4)}
+"""Every registered splitting method by name (`leapfrog`, `symplectic-euler`, `semi-implicit-euler`, `yoshida4`)."""
 
 
 def tableau(name: str) -> ButcherTableau | SplittingTableau:

@@ -43,3 +43,15 @@ def test_bad_grids():
         I.uniform_grid(0.0, 10)
     with pytest.raises(ValueError, match="t0 != t_final"):
         I.uniform_grid(float("nan"), 10)
+
+
+def test_splitting_times_default_to_the_time_the_drifts_reached():
+    assert I.LEAPFROG.fractions == (0.0, 0.0, 1.0)                   # kick at t_k, drift, kick at t_{k+1}
+    assert I.SYMPLECTIC_EULER.fractions == (0.0, 0.0)
+    assert I.SEMI_IMPLICIT_EULER.steps == (("drift", 1.0), ("kick", 1.0))
+    assert I.SEMI_IMPLICIT_EULER.fractions == (0.0, 0.0)             # diffrax's: both read t_k
+    assert I.tableau("semi-implicit-euler") is I.SEMI_IMPLICIT_EULER
+    with pytest.raises(ValueError, match="1 times for 2 sub-steps"):
+        I.SplittingTableau("bad", (("kick", 1.0), ("drift", 1.0)), 1, times=(0.0,))
+    with pytest.raises(ValueError, match="kick coefficients sum to 0.5"):
+        I.SplittingTableau("bad", (("kick", 0.5), ("drift", 1.0)), 1)
