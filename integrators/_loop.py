@@ -19,7 +19,7 @@ from typing import NamedTuple
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, PyTree, Scalar
+from jaxtyping import Array, Int, PyTree, Scalar
 
 from lagrangian import LayerMaps
 
@@ -75,6 +75,19 @@ def first_nonfinite(system: LayerMaps, theta: PyTree, z0):
     start = jnp.where(finite(z0), -1, 0)
     (_, _, first), _ = scan(system, body, (z0, 0, start), length=system.depth)
     return first
+
+
+class Jumps(eqx.Module):
+    """The cotangents `c_k` of the saved states `z_k` (`k < N`), at their sorted, distinct indices:
+    `jumps[k]` is `c_k`, or zero where no state is saved. Found by binary search, so the memory is
+    that of the saved states, not O(N) (which `Reversible()` memory would otherwise lose)."""
+
+    indices: Int[Array, " m"]
+    values: Array
+
+    def __getitem__(self, k):
+        slot = jnp.minimum(jnp.searchsorted(self.indices, k), self.indices.shape[0] - 1)
+        return jnp.where(self.indices[slot] == k, self.values[slot], jnp.zeros_like(self.values[0]))
 
 
 class Carry(NamedTuple):

@@ -30,7 +30,7 @@ from jaxtyping import Array, PyTree
 
 from lagrangian import LayerMaps, batched
 
-from ._loop import finite, first_nonfinite, pull_back_embed
+from ._loop import Jumps, finite, first_nonfinite, pull_back_embed
 from .discretisation import Discretisation
 from .memory import Memory, StoreAll
 from .raveled import ravel_state
@@ -184,10 +184,8 @@ def _solve_bwd(residuals, cotangent, perturbed, params, system, memory, saveat, 
         p_final = at.pop(system.depth, jnp.zeros_like(z_final))
         if system.layout == "unrolled":
             jumps = tuple(at.get(k, 0.0) for k in range(system.depth))
-        else:
-            jumps = jnp.zeros((system.depth + 1,) + z_final.shape, z_final.dtype)
-            for k, c in at.items():
-                jumps = jumps.at[k].add(c)
+        elif at:
+            jumps = Jumps(jnp.asarray(sorted(at)), jnp.stack([at[k] for k in sorted(at)]))
     grid = ts is not None and perturbed[2]
     back = memory.backward(system, theta, z0, z_final, kept, p_final, jumps, grid=grid)
     grad_x0, grads, grad_ts = pull_back_embed(system, theta, x0, back)

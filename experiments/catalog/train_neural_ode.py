@@ -22,10 +22,19 @@ trainers start from the same `theta_0` and run the same optax update:
   `AbstractERK`) on the same grid (`StepTo`), differentiated by
   `diffrax.RecursiveCheckpointAdjoint`: an independent implementation.
 
-The claim checked: the least-action and autodiff loss curves agree at every
-step to 1e-9 relative (float64), and the diffrax peer reaches the same final
-loss (same discrete map, so to rounding). Time per step of each trainer is
-reported side by side (timings: not compared by `verify`).
+For a McCallum-Foster scheme ``"reversible-<tableau>"`` (e.g. `reversible-dopri5`)
+three more trainers run on the plain `<tableau>` map, whose memory the reversible
+scheme is meant to save: `least-action (<tableau>)` (`StoreStages()`), `autodiff
+(<tableau>)` (`jax.grad` through its scan) and `diffrax (<tableau>)` (diffrax's own
+solver, e.g. `diffrax.Dopri5`, with `RecursiveCheckpointAdjoint`).
+
+The claim checked: on each discrete map, the loss curves of its trainers agree with
+its `autodiff` curve at every step to 1e-9 relative (float64); the two maps differ by
+the coupling (`map_difference`, reported). Time per step of each trainer is reported
+side by side (timings: not compared by `verify`), and the XLA temporary memory of each
+trainer's compiled `value_and_grad` at `N = steps` and at each of `memory_steps`
+(`tables/memory.md`): O(N) for `jax.grad` through the scan, O(1) in `N` for
+`Reversible()`.
 """
 
 from __future__ import annotations
@@ -41,6 +50,8 @@ import integrators
 import lagrangian
 
 from .. import plots
+from ..config import numbers
+from ..harness.metrics import compile_lowered
 from ..harness.peers import diffrax_solver
 from ..runner import Experiment, Progress, RunFolder
 from ..tables import Table
@@ -66,6 +77,8 @@ class TrainNeuralODEConfig:
     memory: the least-action memory strategy: `store-all`, `checkpoint`, `checkpoint-log` or `reversible`.
     learning_rate: Adam step size.
     train_steps: optax updates per trainer.
+    memory_steps: comma-separated `N` at which the XLA temporary memory of every trainer's
+        gradient is also measured (compiled, not run; each a multiple of `observations`).
     """
 
     seed: int = 0
@@ -78,6 +91,7 @@ class TrainNeuralODEConfig:
     memory: str = "reversible"
     learning_rate: float = 0.02
     train_steps: int = 100
+    memory_steps: str = "1000,10000"
 
     def __post_init__(self):
         if self.steps < 1 or self.observations < 1 or self.steps % self.observations:
@@ -97,12 +111,16 @@ class TrainNeuralODEConfig:
             integrators.memory_named(self.memory)
         except ValueError as error:
             raise ValueError(f"config key 'memory': {error}") from None
+        bad = [n for n in numbers("memory_steps", self.memory_steps) if n < 1 or n % self.observations]
+        if bad:
+            raise ValueError(f"config key 'memory_steps': each N must be a positive multiple of 'observations' "
+                             f"({self.observations}); got {bad}")
         if self.memory == "reversible" and self.method not in integrators.REVERSIBLE:
             raise ValueError(f"config key 'memory': reversible memory needs a reversible method "
                              f"({sorted(integrators.REVERSIBLE)}); got method {self.method!r}")
 
 
-QUICK = dict(steps=40, observations=8, hidden=16, train_steps=30)
+QUICK = dict(steps=40, observations=8, hidden=16, train_steps=30, memory_steps="400")
 """Overrides of the `quick` preset."""
 
 
@@ -127,38 +145,48 @@ def observed_trajectory(config: TrainNeuralODEConfig) -> tuple[np.ndarray, np.nd
     return np.asarray(fine.ts[every::every]), np.asarray(ys[every::every])
 
 
+COUPLED = {integrators.reversible_name(t): t for t in integrators.TABLEAUX.values() if t.explicit}
+"""The McCallum-Foster schemes by name, and the explicit tableau each couples."""
+
+
 def _diffrax_solver(method: str):
+    """diffrax's own solver for `method` (e.g. `diffrax.Dopri5`), else an `AbstractERK` with the
+    same tableau, else `None`."""
     import diffrax
 
     if method == "reversible-heun":
         return diffrax.ReversibleHeun()
-    if method in integrators.TABLEAUX:
-        return diffrax_solver(integrators.tableau(method))
-    return None
+    if method not in integrators.TABLEAUX:
+        return None
+    tab = integrators.tableau(method)
+    own = [cls for cls, scheme in integrators.SOLVERS.items() if scheme is tab]
+    return own[0]() if own else diffrax_solver(tab)
 
 
-def trainers(config: TrainNeuralODEConfig, field, ts, targets):
-    """The three `theta -> (loss, grad)` functions (diffrax: `None` if no matching solver)."""
+def _map_trainers(config: TrainNeuralODEConfig, method: str, memory: str, field, ts, targets, suffix: str = ""):
+    """The trainers of one discrete map (`method` on `ts`): least-action with `memory`, autodiff
+    through the scan, and diffrax when it has a solver for `method`."""
     import diffrax
 
-    system = integrators.discretise(field, ts, config.method)
-    every = config.steps // config.observations
-    saveat = tuple(range(every, config.steps + 1, every))
+    system = integrators.discretise(field, ts, method)
+    steps = ts.shape[0] - 1
+    every = steps // config.observations
+    saveat = tuple(range(every, steps + 1, every))
     x0, targets = jnp.asarray(Y0), jnp.asarray(targets)
-    memory = integrators.memory_named(config.memory)
+    strategy = integrators.memory_named(memory)
 
     def misfit(xs):
         return 0.5 * jnp.mean(jnp.sum((xs - targets) ** 2, axis=-1))
 
     def least_action(theta):
-        return misfit(integrators.solve(system, theta, x0, memory=memory, saveat=saveat))
+        return misfit(integrators.solve(system, theta, x0, memory=strategy, saveat=saveat))
 
     def autodiff(theta):
         zs = integrators.forward(system, theta, x0)
         return misfit(jax.vmap(system.project)(zs[jnp.asarray(saveat)]))
 
     found = {"least-action": jax.value_and_grad(least_action), "autodiff": jax.value_and_grad(autodiff)}
-    solver = _diffrax_solver(config.method)
+    solver = _diffrax_solver(method)
     if solver is not None:
         term = diffrax.ODETerm(lambda t, y, theta: field(t, y, theta))
 
@@ -166,16 +194,43 @@ def trainers(config: TrainNeuralODEConfig, field, ts, targets):
             solution = diffrax.diffeqsolve(
                 term, solver, ts[0], ts[-1], None, x0, args=theta,
                 stepsize_controller=diffrax.StepTo(ts), saveat=diffrax.SaveAt(ts=ts[jnp.asarray(saveat)]),
-                adjoint=diffrax.RecursiveCheckpointAdjoint(), max_steps=config.steps,
+                adjoint=diffrax.RecursiveCheckpointAdjoint(), max_steps=steps,
             )
             return misfit(solution.ys)
 
         found["diffrax"] = jax.value_and_grad(peer)
+    return {name + suffix: value_and_grad for name, value_and_grad in found.items()}
+
+
+def trainers(config: TrainNeuralODEConfig, field, ts, targets):
+    """The `theta -> (loss, grad)` functions of every trainer: those of `config.method` (diffrax only
+    where it has a matching solver) and, for a McCallum-Foster scheme, those of its plain tableau
+    (named with the suffix `" (<tableau>)"`, least-action with `StoreStages()`)."""
+    found = _map_trainers(config, config.method, config.memory, field, ts, targets)
+    if config.method in COUPLED:
+        base = COUPLED[config.method].name
+        found |= _map_trainers(config, base, "store-stages", field, ts, targets, suffix=f" ({base})")
     return found
 
 
+def reference_of(name: str) -> str:
+    """The trainer whose curve `name` is compared with: autodiff through the same map."""
+    return "autodiff" + name[name.index(" "):] if " " in name else "autodiff"
+
+
+def temp_memory(config: TrainNeuralODEConfig, field, theta0, targets) -> dict[str, dict[int, int | None]]:
+    """XLA temporary bytes of every trainer's compiled `value_and_grad`, at `N = steps` and at each
+    of `memory_steps` (`{trainer: {N: bytes}}`; compiled, not run)."""
+    out: dict[str, dict[int, int | None]] = {}
+    for n in sorted({config.steps, *numbers("memory_steps", config.memory_steps)}):
+        ts = integrators.uniform_grid(config.t_final, n)
+        for name, value_and_grad in trainers(config, field, ts, targets).items():
+            out.setdefault(name, {})[n] = compile_lowered(jax.jit(value_and_grad).lower(theta0))[2]
+    return out
+
+
 def run(config: TrainNeuralODEConfig, folder: RunFolder, progress: Progress) -> dict:
-    """Train the three trainers from the same seed; curves, differences, time per step."""
+    """Train every trainer from the same seed; curves, differences per map, time per step, memory."""
     if config.quick:
         config = TrainNeuralODEConfig(**{**config.__dict__, **QUICK})
     obs_times, targets = observed_trajectory(config)
@@ -183,7 +238,7 @@ def run(config: TrainNeuralODEConfig, folder: RunFolder, progress: Progress) -> 
     theta0 = field.init(jax.random.key(config.seed))
     ts = integrators.uniform_grid(config.t_final, config.steps)
     found = trainers(config, field, ts, targets)
-    total = len(found) + 1
+    total = len(found) + 2
     folder.log(f"{config.method} on {config.steps} steps to T = {config.t_final}, {config.observations} "
                f"observations, MLP field with {config.hidden} hidden units, Adam lr {config.learning_rate}")
 
@@ -194,28 +249,34 @@ def run(config: TrainNeuralODEConfig, folder: RunFolder, progress: Progress) -> 
         folder.log(f"{name}: loss {curves[name].losses[0]:.6e} -> {curves[name].losses[-1]:.6e}, "
                    f"{1e3 * curves[name].seconds_per_step:.2f} ms/step")
 
-    reference = curves["autodiff"].losses
+    progress(len(found), total, f"XLA memory of every gradient at N = {config.steps}, {config.memory_steps}")
+    memory = temp_memory(config, field, theta0, targets)
     results = {
         "config": {"method": config.method, "memory": config.memory, "steps": config.steps,
                    "observations": config.observations, "train_steps": config.train_steps},
         "losses": {name: curve.losses.tolist() for name, curve in curves.items()},
         "final_loss": {name: float(curve.losses[-1]) for name, curve in curves.items()},
         "max_relative_curve_difference": {
-            name: max_relative_difference(curve.losses, reference) for name, curve in curves.items()
-            if name != "autodiff"
+            name: max_relative_difference(curve.losses, curves[reference_of(name)].losses)
+            for name, curve in curves.items() if not name.startswith("autodiff")
         },
         "seconds_per_step": {name: curve.seconds_per_step for name, curve in curves.items()},
         "time_ratio_to_autodiff": {
-            name: curve.seconds_per_step / curves["autodiff"].seconds_per_step for name, curve in curves.items()
+            name: curve.seconds_per_step / curves[reference_of(name)].seconds_per_step for name, curve in curves.items()
         },
+        "temp_bytes": {name: {str(n): b for n, b in by_n.items()} for name, by_n in memory.items()},
     }
-    folder.log("max relative loss-curve difference vs autodiff: " + ", ".join(
+    if config.method in COUPLED:
+        base = f"autodiff ({COUPLED[config.method].name})"
+        results["map_difference"] = max_relative_difference(curves["autodiff"].losses, curves[base].losses)
+    folder.log("max relative loss-curve difference vs autodiff of the same map: " + ", ".join(
         f"{k} {v:.2e}" for k, v in results["max_relative_curve_difference"].items()))
 
-    progress(total - 1, total, "figure and table")
-    learnt = {name: _trajectory(field, curve.params, config) for name, curve in curves.items()}
+    progress(total - 1, total, "figure and tables")
+    learnt = {name: _trajectory(field, curve.params, config) for name, curve in curves.items() if " " not in name}
     folder.save_figure(training_figure(curves, obs_times, targets, learnt), "training")
     folder.save_table(training_table(results, config), "training")
+    folder.save_table(memory_table(memory, config), "memory")
     progress(total, total, "done")
     return results
 
@@ -231,7 +292,10 @@ def training_figure(curves, obs_times, targets, learnt):
     fig, (left, right) = plots.figure(ncols=2)
     styles = {"autodiff": dict(lw=3.0, alpha=0.45), "least-action": dict(ls="--"), "diffrax": dict(ls=":")}
     for name, curve in curves.items():
-        left.semilogy(np.arange(curve.losses.shape[0]), curve.losses, label=name, **styles.get(name, {}))
+        style = styles.get(name.split(" ")[0], {})
+        if " " in name:                                   # the plain tableau's map: thinner, in grey
+            style = {**style, "lw": 1.2, "alpha": 0.9, "color": plots.OKABE_ITO["black"]}
+        left.semilogy(np.arange(curve.losses.shape[0]), curve.losses, label=name, **style)
     left.set_xlabel("optax step")
     left.set_ylabel(r"loss $l(\theta_t)$")
     left.set_title("training curves (same seed)")
@@ -246,8 +310,22 @@ def training_figure(curves, obs_times, targets, learnt):
     return fig
 
 
+def memory_table(memory: dict[str, dict[int, int | None]], config) -> Table:
+    """XLA temporary memory (MB) of every trainer's gradient at each `N`."""
+    sizes = sorted(next(iter(memory.values())))
+    rows = [[name, *[(memory[name][n] or 0) / 1e6 for n in sizes]] for name in memory]
+    return Table(
+        columns=["gradient", *[f"N = {n}" for n in sizes]],
+        rows=rows,
+        caption=(f"XLA temporary memory (MB) of one gradient of the neural-ODE loss ({config.method}, "
+                 f"{config.hidden} hidden units, {config.observations} observations), by number of steps N; "
+                 f"least-action memory {config.memory}" + (" (store-stages on the plain tableau)" if config.method in COUPLED else "")),
+        label="tab:train-neural-ode-memory",
+    )
+
+
 def training_table(results, config) -> Table:
-    """Final loss, curve agreement with autodiff, and time per step of each trainer."""
+    """Final loss, curve agreement with autodiff of the same map, and time per step of each trainer."""
     rows = [
         [name, results["final_loss"][name], results["max_relative_curve_difference"].get(name, 0.0),
          1e3 * results["seconds_per_step"][name], results["time_ratio_to_autodiff"][name]]

@@ -273,22 +273,26 @@ def test_other_system_arrays_are_constants():
 
 def test_reversible_memory_inside_jax_grad_is_flat_in_the_steps():
     """XLA's temporary-buffer size of the compiled `jax.grad` program (deterministic, no
-    timing): reversible memory is the same at N = 1000 and 100 000 (within 10%), while
-    store-all grows with N (more than 50x over the 100x range)."""
+    timing): reversible memory is the same at N = 1000 and 100 000 (within 10%), also with
+    eight saved states (their cotangents are kept at the saved indices only), while store-all
+    grows with N (more than 50x over the 100x range)."""
     from experiments.harness.metrics import compile_lowered
 
     field = L.NeuralODE(state_dim=8)
     theta = field.init(jax.random.key(0))
     x0 = jnp.ones((4, 8))
 
-    def temp_bytes(steps, memory):
+    def temp_bytes(steps, memory, saves=None):
         system = I.discretise(field, I.uniform_grid(1.0, steps), "reversible-heun")
-        grad = jax.grad(lambda th: jnp.sum(I.solve(system, th, x0, memory=memory) ** 2))
+        saveat = None if saves is None else tuple(range(0, steps + 1, steps // saves))
+        grad = jax.grad(lambda th: jnp.sum(I.solve(system, th, x0, memory=memory, saveat=saveat) ** 2))
         return compile_lowered(jax.jit(grad).lower(theta))[2]
 
     reversible = [temp_bytes(n, I.Reversible()) for n in (1000, 100_000)]
+    saving = [temp_bytes(n, I.Reversible(), saves=8) for n in (1000, 100_000)]
     store_all = [temp_bytes(n, I.StoreAll()) for n in (1000, 100_000)]
     assert reversible[1] <= 1.1 * reversible[0]
+    assert saving[1] <= 1.1 * saving[0]
     assert store_all[1] >= 50 * store_all[0]
 
 
