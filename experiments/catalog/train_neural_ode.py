@@ -347,9 +347,10 @@ EXPERIMENT = Experiment(
     run=run,
     headline=(
         "max_relative_curve_difference.least-action",
-        "max_relative_curve_difference.diffrax",
         "final_loss.least-action",
         "time_ratio_to_autodiff.least-action",
     ),
     figures={"train_neural_ode_training": "training"},
+    figures_config={"method": "reversible-dopri5"},
+    readme_tables={"train-neural-ode-memory": "memory"},
 )
