@@ -137,3 +137,19 @@ def test_the_readme_performance_table_is_the_benchmark_s_table():
     assert block.startswith("**Gradient time / jax.grad through lax.scan of the same discrete map")
     assert "| d | N | state | dtype | jax.grad CPU ms | " + " | ".join(
         row.label for row in ROWS if row.family != "reference") + " |" in block
+
+
+def test_every_readme_table_block_is_filled_from_a_run():
+    """Every block an experiment declares (`readme_tables`) is in the README, once, and holds a
+    Markdown table with the caption the experiment's table writer gives (not typed by hand)."""
+    from experiments import CATALOG
+
+    text = (ROOT / "README.md").read_text()
+    declared = {name: experiment for experiment in CATALOG.values() for name in experiment.readme_tables}
+    assert "train-neural-ode-memory" in declared
+    for name in declared:
+        assert text.count(f"<!-- {name} -->\n") == 1 and text.count(f"<!-- /{name} -->") == 1, name
+        block = text.split(f"<!-- {name} -->\n")[1].split(f"<!-- /{name} -->")[0]
+        assert block.startswith("**") and ("\n|:---|" in block or "\n|---:|" in block), name
+    memory = text.split("<!-- train-neural-ode-memory -->\n")[1].split("<!-- /train-neural-ode-memory -->")[0]
+    assert memory.startswith("**XLA temporary memory (MB) of one gradient of the neural-ODE loss (reversible-dopri5")
