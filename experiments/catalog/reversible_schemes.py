@@ -341,4 +341,6 @@ EXPERIMENT = Experiment(
     headline=("schemes.reversible-rk4.max_gradient_error", "schemes.reversible-dopri5.max_gradient_error",
               "schemes.gauss-legendre-2.max_gradient_error", "schemes.leapfrog.max_gradient_error"),
     volatile=("time_ratio",),
+    figures={"reversible_schemes_memory": "memory_vs_steps", "reversible_schemes_stability": "coupling_stability"},
+    figures_config={"steps": "1000,100000", "run_max_steps": 1000, "couplings": "0.9,0.99,0.999,0.9999,1.0"},
 )
