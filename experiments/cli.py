@@ -409,8 +409,10 @@ def figures(
     console = _console()
     if list_:
         table = Table(title="README figures", title_justify="left")
-        for column in ("figures/ file", "experiment", "run figure", "config"):
-            table.add_column(column, overflow="fold")
+        table.add_column("figures/ file", overflow="fold", ratio=1)
+        table.add_column("experiment", no_wrap=True)        # the name to pass to --only, whole
+        table.add_column("run figure", overflow="fold", ratio=1)
+        table.add_column("config", overflow="fold", ratio=1)
         for s in sources:
             table.add_row(f"{s.target}.png|pdf", s.experiment, f"figures/{s.stem}",
                           " ".join(f"{k}={v!r}" for k, v in s.overrides.items()) or "(defaults)")
