@@ -66,3 +66,18 @@ def pytest_collection_modifyitems(config, items):
     stale = [n for n in SMOKE_INTEGRATORS if n.split("::", 1)[0] in files and n not in found]
     if stale:
         raise pytest.UsageError(f"tests/conftest.py SMOKE_INTEGRATORS names tests that do not exist: {stale}")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The wall time of every quick-preset run (`tests/experiments/test_catalogue.py` records them
+    as the test's `quick_preset_seconds` property; shown for the record, judged by no test). Here
+    in the root conftest, so that the pytest-xdist controller, which reports, has the hook."""
+    times = []
+    for report in terminalreporter.stats.get("passed", []) + terminalreporter.stats.get("failed", []):
+        for key, value in getattr(report, "user_properties", []):
+            if key == "quick_preset_seconds" and report.when == "call":
+                times.append((report.nodeid.rsplit("[", 1)[-1].rstrip("]"), value))
+    if times:
+        terminalreporter.section("quick-preset wall times (run only, without verify)")
+        for name, seconds in sorted(times):
+            terminalreporter.write_line(f"{name:24s} {seconds:7.1f} s")

@@ -49,16 +49,3 @@ def assert_results_close(a, b, where="results", tol=1e-12):
     else:
         assert a == b, where
 
-
-def pytest_terminal_summary(terminalreporter):
-    """The wall time of every quick-preset run (`test_catalogue.py` records them as the test's
-    `quick_preset_seconds` property; shown for the record, judged by no test)."""
-    times = []
-    for report in terminalreporter.stats.get("passed", []) + terminalreporter.stats.get("failed", []):
-        for key, value in getattr(report, "user_properties", []):
-            if key == "quick_preset_seconds" and report.when == "call":
-                times.append((report.nodeid.rsplit("[", 1)[-1].rstrip("]"), value))
-    if times:
-        terminalreporter.section("quick-preset wall times (run only, without verify)")
-        for name, seconds in sorted(times):
-            terminalreporter.write_line(f"{name:24s} {seconds:7.1f} s")

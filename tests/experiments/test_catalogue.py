@@ -1,6 +1,6 @@
 """Every catalogue entry runs its quick preset and `verify` passes on the folder it wrote;
 each entry's numbers are checked against what the mathematics says they must be. The wall
-time of each quick run is printed at the end of the session (`tests/experiments/conftest.py`);
+time of each quick run is printed at the end of the session (`tests/conftest.py`);
 no test depends on it.
 
 Default suite: galley-tension (about 10 s of CPU per run). The other entries take
