@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -36,6 +38,11 @@ def test_every_python_block_is_tested():
     assert found == text.count("```python") == 4
 
 
+# Each example runs in a fresh interpreter that compiles everything anew (10-15 s on one core): the
+# default suite runs the library examples; the optax and echo examples run with `pytest -m slow`.
+
+
+@pytest.mark.slow
 def test_optax_training_example_trains(tmp_path):
     """The optax example: 200 Adam steps through `integrators.diffeqsolve` lower the loss at
     least tenfold (it starts near 1 and a quarter turn is learnable by the field)."""
@@ -63,6 +70,7 @@ print(error)
     assert float(_run("".join(blocks) + check, tmp_path)) < 1e-12
 
 
+@pytest.mark.slow
 def test_hamiltonian_echo_example_runs(tmp_path):
     (block,) = _python_blocks("## Hamiltonian echo learning")
     _run(block + "\nprint(len(curve))\n", tmp_path)

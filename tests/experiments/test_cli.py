@@ -68,6 +68,8 @@ def test_run_summary_names_folder_and_gradient_error(quickstart_run):
     assert "quickstart finished in" in output
 
 
+@pytest.mark.slow  # one more quickstart run (about 7 s on one core, most of it drawing the figures);
+# `--quiet` output is checked in the default suite through `reproduce --quiet` (test_reproduce.py)
 def test_quiet_prints_only_the_folder(cli, tmp_path):
     out = tmp_path / "quiet"
     result = cli.invoke(app, ["run", "quickstart", "--out", str(out), "--quiet", *SMALL])
@@ -132,6 +134,7 @@ def test_existing_folder_without_force_is_untouched(cli, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["existing"]
 
 
+@pytest.mark.slow  # one more quickstart run (about 7 s on one core)
 def test_force_replaces_existing_folder_with_a_rerun_from_its_config(quickstart_run, cli, tmp_path):
     """Re-running with the values of `config.toml` (through `--set`) reproduces
     results.json; with `--force` the run replaces a folder that already exists."""
@@ -215,6 +218,8 @@ def test_shape_mismatch_is_one_line_and_debug_shows_the_traceback(cli, tmp_path,
     assert not (tmp_path / "b").exists()
 
 
+@pytest.mark.slow  # a fresh interpreter that imports and compiles quickstart before XLA fails (about
+# 10 s on one core); the one-line error of a failing run is checked in the default suite above
 def test_out_of_memory_is_one_line(tmp_path):
     """A real out-of-memory failure: quickstart with 10^8 steps in a process limited to 6 GB of
     address space (XLA asks for 25.6 GB and fails); one line, exit 1, no folder."""

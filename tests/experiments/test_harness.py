@@ -3,6 +3,9 @@
 The full default comparison (every method on every problem) is the job of
 `leastaction compare`; here one reduced comparison (two problems, the methods
 that apply to them) runs through the CLI and is shared by the read-only tests.
+It compiles every method on both problems (about 25 s on one core), so those tests
+are `slow`; the default suite runs `compare` through the CLI on one problem in
+`test_wrong_method_makes_compare_exit_nonzero` (and tests/experiments/test_cli.py).
 """
 
 from __future__ import annotations
@@ -73,6 +76,8 @@ def test_default_registries_hold_every_problem_and_method():
     assert kinds == {"reference", "peer", "project"}
 
 
+@pytest.mark.slow  # builds every default problem, whose weight draws compile a program per shape (about
+# 20 s on one core); applicability and its reasons are checked on single problems in the default suite
 def test_every_default_pair_is_applicable_or_has_a_reason():
     """The default comparison covers every pair: each is either computed or n/a with a reason,
     and every method applies to at least one default problem."""
@@ -123,7 +128,7 @@ def test_problems_are_deterministic_and_rediscretisations_share_weights():
 # --- continuous references -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["linear-rk4", "harmonic-rk4"])
+@pytest.mark.parametrize("name", ["linear-rk4", pytest.param("harmonic-rk4", marks=pytest.mark.slow)])  # 2 s each
 def test_closed_form_is_the_limit_of_the_discrete_gradient(name):
     """The Van Loan closed form is the h -> 0 limit of jax.grad of RK4: the error falls
     by 2^4 when the step halves."""
@@ -144,6 +149,7 @@ def test_closed_form_is_the_limit_of_the_discrete_gradient(name):
 # --- the reduced comparison through the CLI --------------------------------------------------
 
 
+@pytest.mark.slow  # reads the reduced comparison
 def test_reduced_compare_writes_a_complete_folder(reduced):
     out, results, output = reduced
     for path in ["results.json", "config.toml", "manifest.json", "log.txt", "figures/heatmap.png",
@@ -157,6 +163,7 @@ def test_reduced_compare_writes_a_complete_folder(reduced):
     assert f"folder: {out}" in output
 
 
+@pytest.mark.slow  # reads the reduced comparison
 def test_project_methods_pass_and_references_agree(reduced):
     _, results, _ = reduced
     for c in results["cells"]:
@@ -176,6 +183,7 @@ def test_project_methods_pass_and_references_agree(reduced):
         assert 0 <= reversible["aux"]["reconstruction_error"] < 1e-12
 
 
+@pytest.mark.slow  # reads the reduced comparison
 def test_inapplicable_pairs_are_marked_not_dropped(reduced):
     _, results, _ = reduced
     diffrax_resnet = _cell(results, "diffrax-checkpoint", "resnet")
@@ -185,6 +193,7 @@ def test_inapplicable_pairs_are_marked_not_dropped(reduced):
     assert heun["status"] == "pass" and heun["target"] == "node-d2-heun"
 
 
+@pytest.mark.slow  # reads the reduced comparison
 def test_backsolve_is_reported_next_to_the_continuous_reference(reduced):
     """BacksolveAdjoint is judged by no tolerance; its error against the continuous gradient
     is of the order of the exact methods' discretisation error, not of rounding."""
@@ -356,7 +365,7 @@ def test_interleaved_timer_reports_medians_of_wall_and_process_cpu_time():
 
 
 @pytest.mark.skipif(peers.torchdiffeq_missing() is not None, reason=str(peers.torchdiffeq_missing()))
-@pytest.mark.parametrize("batch", [None, 3])
+@pytest.mark.parametrize("batch", [None, pytest.param(3, marks=pytest.mark.slow)])  # a second torch and jax program
 def test_torchdiffeq_is_the_gradient_of_the_rk38_map(batch):
     """torchdiffeq's rk4 (the 3/8 rule) with autograd equals jax.grad through the project's rk38
     map to rounding (float64: <= 1e-12 relative L2; measured ~5e-16), for one state and a batch."""
@@ -372,6 +381,8 @@ def test_torchdiffeq_is_the_gradient_of_the_rk38_map(batch):
     assert method.applies(harness.problem_named("pendulum-rk4")) is not None
 
 
+@pytest.mark.slow  # about 4 s on one core; diffrax's ReversibleHeun gradient equals autodiff through the
+# project's map in the default suite in tests/experiments/test_train_neural_ode.py
 def test_diffrax_reversible_heun_is_the_gradient_of_the_project_map():
     """`diffrax.ReversibleHeun` steps the project's reversible-Heun map: its gradient by
     `RecursiveCheckpointAdjoint` equals jax.grad through that map to rounding (float64 <= 1e-12)."""
@@ -418,6 +429,8 @@ def test_list_shows_methods_and_problems(cli):
 # --- float32, user-defined systems --------------------------------------------------------------
 
 
+@pytest.mark.slow  # compiles four methods on two problems in float32 (about 7 s on one core); float32
+# gradients are checked against jax.grad in the default suite by tests/integrators/test_sweep.py
 def test_float32_comparison_passes_at_float32_tolerance():
     methods = ["jax-grad", "least-action", "tension", "least-action-euler"]
     comparison = harness.compare(problems=["resnet", "linear-rk4"], methods=methods, dtype="float32",

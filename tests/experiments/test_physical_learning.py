@@ -1,5 +1,6 @@
-"""The physical-learning experiment: the quick run (about 30 s on one idle core; kept
-under a minute in the test suite) and its pieces."""
+"""The physical-learning experiment: the quick run (about 30 s on one idle core, 100 s in a loaded
+suite on 2 cores) and its pieces. The tests that read the quick run are `slow`; the default suite
+checks the pieces (the depth sweep on two layers, the config and the slope fit)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ from experiments.runner import run
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
+    """The quick preset through the runner; only `slow` tests read it."""
     out = tmp_path_factory.mktemp("runs") / "physical"
     record = run(pl.EXPERIMENT, {"quick": True}, out=out)
     return out, record.results
 
 
+@pytest.mark.slow  # reads the quick run (about 30 s on one core)
 def test_quick_run_meets_the_acceptance_numbers(results):
     _, r = results
     acceptance = r["acceptance"]
@@ -35,6 +38,7 @@ def test_quick_run_meets_the_acceptance_numbers(results):
     assert abs(slopes["DP, alpha = 1/2"] - 2.0) <= 0.2 and abs(slopes["DP-top, alpha = 0"] - 1.0) <= 0.1
 
 
+@pytest.mark.slow  # reads the quick run
 def test_quick_run_records_the_inference_residual_beside_each_estimate(results):
     """EP's and PC's equilibria: residual and convergence per nudge; symmetric EP has no error where
     its phases did not converge (beta = 1), and the cost rows carry the residual of their solve."""
@@ -58,6 +62,7 @@ def test_quick_run_records_the_inference_residual_beside_each_estimate(results):
     assert rows["least action: sweep"]["inference"] is None
 
 
+@pytest.mark.slow  # reads the quick run
 def test_quick_run_writes_figures_tables_and_curves(results):
     folder, r = results
     for stem in ("error_vs_nudge", "iterations_and_depth", "dyads_vs_copies", "digits_training"):

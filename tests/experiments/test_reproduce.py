@@ -1,4 +1,9 @@
-"""`leastaction reproduce` and `leastaction verify` on quickstart folders, and run determinism."""
+"""`leastaction reproduce` and `leastaction verify` on quickstart folders, and run determinism.
+
+Every `verify` and `reproduce` re-runs quickstart (about 7 s on one core, most of it drawing the
+figures). The default suite keeps verify passing and agreeing to 1e-12 with its re-run, verify's
+file and value mismatches, a folder without a manifest, and reproduce from a copied folder; the
+other re-runs are `slow`."""
 
 from __future__ import annotations
 
@@ -90,7 +95,7 @@ def test_verify_checks_every_file_against_the_manifest(quickstart_folder, cli, t
     assert "Traceback" not in result.output
 
 
-@pytest.mark.parametrize("damage", ["no manifest", "manifest without files"])
+@pytest.mark.parametrize("damage", ["no manifest", pytest.param("manifest without files", marks=pytest.mark.slow)])
 def test_verify_without_a_usable_manifest_fails(quickstart_folder, cli, tmp_path, damage):
     folder = tmp_path / "bare"
     shutil.copytree(quickstart_folder, folder)
@@ -103,6 +108,7 @@ def test_verify_without_a_usable_manifest_fails(quickstart_folder, cli, tmp_path
     assert "manifest.json" in result.output and ("no manifest.json" in result.output or "no `files`" in result.output)
 
 
+@pytest.mark.slow  # two verify re-runs
 def test_verify_compares_figures_and_tables_with_the_re_run(quickstart_folder, tmp_path):
     """quickstart's numbers re-run bit for bit, so its figures and tables are compared byte for byte:
     a figure whose manifest records its altered bytes (so the hash check passes) still fails."""
@@ -135,6 +141,7 @@ def test_verify_on_an_edited_results_file_fails_with_a_diff(quickstart_folder, c
     assert "Traceback" not in result.output
 
 
+@pytest.mark.slow  # a verify re-run
 def test_verify_uses_the_tolerances_stored_in_the_folder(quickstart_folder, cli, tmp_path):
     """Loosening rtol in the folder's [verify] table makes a small edit pass."""
     edited = tmp_path / "loose"
@@ -167,6 +174,7 @@ def test_config_with_a_bad_key_is_refused_before_any_work(quickstart_folder, cli
     assert not (tmp_path / "never").exists()
 
 
+@pytest.mark.slow  # a quickstart run
 def test_run_from_a_config_file_with_set_on_top(quickstart_folder, cli, tmp_path):
     out = tmp_path / "from-file"
     result = cli.invoke(app, ["run", "quickstart", "--config", str(quickstart_folder / "config.toml"),
@@ -177,6 +185,7 @@ def test_run_from_a_config_file_with_set_on_top(quickstart_folder, cli, tmp_path
     assert config["steps"] == 6 and config["batch"] == 4 and config["seed"] == 1
 
 
+@pytest.mark.slow  # a quickstart run
 def test_quick_on_an_experiment_whose_defaults_are_small_runs_them(cli, tmp_path):
     """quickstart has no separate quick preset: --quick is accepted (a loop over every experiment
     with --quick works), says so, and runs the config it would run without it."""

@@ -83,6 +83,8 @@ def test_manifest_records_provenance_and_hashes(quickstart_folder):
     assert source["version"] and source["files"] > 50 and len(source["sha256"]) == 64
 
 
+@pytest.mark.slow  # copies the packages and imports them in a fresh interpreter (about 7 s on one core);
+# the recorded version and source fingerprint are checked in the default suite by the manifest test
 def test_source_state_identifies_the_code_without_git(tmp_path):
     """Copied out of the checkout (as `pip install .` copies it into site-packages), the code
     has no git commit, but its version and source fingerprint are recorded, equal to the
@@ -170,6 +172,8 @@ def test_log_records_the_steps(quickstart_folder):
     assert "step 1/6" in log and "finished in" in log
 
 
+@pytest.mark.slow  # one more quickstart run (about 7 s on one core); the Python API `run` with
+# overrides runs in the default suite in test_catalogue.py
 def test_api_run_takes_typed_overrides_from_config_toml(quickstart_folder, tmp_path):
     folder = quickstart_folder
     _, values = read_config(folder)

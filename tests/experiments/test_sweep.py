@@ -100,6 +100,8 @@ def test_sweep_on_an_existing_scheduler_by_address(cli, tmp_path):
     assert [p["status"] for p in summary["points"]] == ["ok", "ok"]
 
 
+@pytest.mark.slow  # starts a local Dask cluster whose worker compiles quickstart anew (about 25 s on one
+# core, 55 s in a loaded suite); the default suite checks the grid, its points and its errors above
 def test_sweep_shows_its_dashboard_and_progress_within_points_and_cleans_up(tmp_path, monkeypatch):
     """The local cluster serves the dashboard (its link announced), every step of a running point
     reaches the progress callback, and the workers' scratch folder is deleted: the temporary root
@@ -127,7 +129,7 @@ def test_sweep_shows_its_dashboard_and_progress_within_points_and_cleans_up(tmp_
     assert os.listdir(root) == [] and not default.exists()
 
 
-@pytest.mark.slow  # a third local cluster (about 30 s); run_sweep's announced link is checked above
+@pytest.mark.slow  # a third local cluster (about 30 s); run_sweep's announced link is checked by the test above
 def test_sweep_cli_prints_the_dashboard_link(cli, tmp_path):
     result = cli.invoke(app, ["sweep", "quickstart", "--grid", "seed=0", "--set", "steps=6", "--set", "batch=4",
                               "--set", "t_final=1.5", "--workers", "1", "--out", str(tmp_path / "s")])

@@ -40,7 +40,10 @@ PROBLEMS = {
 }
 
 
-@pytest.fixture(scope="module", params=list(PROBLEMS))
+# The ResNet's copies and references compile their own programs (about 4 s on one core): its cases
+# run with `pytest -m slow`, the MLP's in the default suite.
+@pytest.fixture(scope="module", params=[pytest.param(name, marks=pytest.mark.slow if name == "resnet-16" else ())
+                                        for name in PROBLEMS])
 def problem(request):
     system, iterations = PROBLEMS[request.param]
     key = jax.random.key(7)

@@ -42,6 +42,13 @@ CASES = [
     ("asynchronous-leapfrog", I.Reversible()),
 ]
 
+FAST = {("rk4", "StoreAll"), ("rk4", "StoreStages"), ("reversible-heun", "Reversible")}
+"""The cases of `test_grad_through_solve_is_exact` in the default suite: RK4 with the stored
+trajectory and with stored stages, and reversible memory. The others compile a program per
+scheme and strategy (3-6 s each on one core, the implicit tableau the most) and are `slow`;
+every strategy and every scheme is checked through the sweep by `test_memory.py`,
+`test_methods.py` and `test_reversible.py`."""
+
 
 def _setup(method, seed=0, dtype=jnp.float64, batch=5):
     key = jax.random.key(seed)
@@ -73,13 +80,19 @@ def _grads(fn, theta, x0):
 IDS = [f"{m}-{type(s).__name__}" for m, s in CASES]
 
 
-@pytest.mark.parametrize("method,memory", CASES, ids=IDS)
+@pytest.mark.parametrize("method,memory", [
+    pytest.param(m, s, id=i, marks=() if (m, type(s).__name__) in FAST else pytest.mark.slow)
+    for (m, s), i in zip(CASES, IDS)
+])
 def test_grad_through_solve_is_exact(method, memory):
     """Saved states at 0, 4 (twice) and N: jumps at the start, inside, repeated and at the end."""
     _check_solve(method, memory, (0, 4, 4, 16))
 
 
-@pytest.mark.parametrize("method,memory", CASES[:2], ids=IDS[:2])
+@pytest.mark.parametrize("method,memory", [
+    pytest.param(*CASES[0], id=IDS[0]),
+    pytest.param(*CASES[1], id=IDS[1], marks=pytest.mark.slow),  # StoreStages: covered with saved states above
+])
 def test_grad_of_final_state(method, memory):
     _check_solve(method, memory, None)
 
@@ -114,6 +127,8 @@ def test_grad_through_solve_for_every_scheme(method):
         _check_solve(method, memory, (3, 16))
 
 
+@pytest.mark.slow  # three examples, each compiling both gradients anew (about 15 s on one core);
+# the equinox-module field is checked by test_grad_through_solve_is_exact in the default suite
 @settings(max_examples=3, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), batch=st.integers(1, 6))
 def test_random_equinox_fields(seed, batch):
@@ -122,6 +137,8 @@ def test_random_equinox_fields(seed, batch):
     assert rel_l2(_grads(through_solve, theta, x0), _grads(through_scan, theta, x0)) <= 1e-12
 
 
+@pytest.mark.slow  # compiles both gradients in float32 (about 5 s on one core); float32 sweeps are
+# checked against jax.grad by test_sweep.py's default case
 def test_float32():
     system, theta, x0 = _setup("rk4", dtype=jnp.float32)
     through_solve, through_scan = _losses(system, I.Checkpoint(), (5, 16))
@@ -131,6 +148,8 @@ def test_float32():
 
 
 def test_vmap_over_initial_conditions_and_parameters():
+    """`jax.vmap` of `jax.grad` through `solve`, each side compiled whole by `jax.jit` (run op by
+    op, the four vmapped gradients took twice as long, 20 s on one core)."""
     system, theta, x0 = _setup("rk4", batch=32)
 
     def one(x):
@@ -139,18 +158,19 @@ def test_vmap_over_initial_conditions_and_parameters():
     def one_ref(x):
         return jnp.sum(I.output(system, theta, x) ** 2)
 
-    assert rel_l2(jax.vmap(jax.grad(one))(x0), jax.vmap(jax.grad(one_ref))(x0)) <= 1e-12
+    assert rel_l2(jax.jit(jax.vmap(jax.grad(one)))(x0), jax.jit(jax.vmap(jax.grad(one_ref)))(x0)) <= 1e-12
     # vmap over a batch of parameter sets
     field = L.NeuralODE(3)
     thetas = jax.vmap(field.init)(jax.random.split(jax.random.key(3), 4))
     ode = I.discretise(field, I.uniform_grid(1.0, 10), "heun")
     xs = jnp.ones((2, 3))
-    got = jax.vmap(jax.grad(lambda th: jnp.sum(I.solve(ode, th, xs, memory=I.Checkpoint()) ** 2)))(thetas)
-    ref = jax.vmap(jax.grad(lambda th: jnp.sum(I.output(ode, th, xs) ** 2)))(thetas)
+    got = jax.jit(jax.vmap(jax.grad(lambda th: jnp.sum(I.solve(ode, th, xs, memory=I.Checkpoint()) ** 2))))(thetas)
+    ref = jax.jit(jax.vmap(jax.grad(lambda th: jnp.sum(I.output(ode, th, xs) ** 2))))(thetas)
     assert rel_l2(got, ref) <= 1e-12
 
 
 def test_layered_network_under_jax_grad():
+    """Both gradients are compiled whole by `jax.jit` (op by op they took twice as long)."""
     mlp = L.MLP((3, 6, 4, 2))
     theta = mlp.init(jax.random.key(0))
     x0 = jax.random.normal(jax.random.key(1), (7, 3))
@@ -163,7 +183,7 @@ def test_layered_network_under_jax_grad():
         zs = I.forward(mlp, th, x0)
         return jnp.sum(zs[3] ** 2) + 0.1 * jnp.sum(zs[1] ** 3)
 
-    assert rel_l2(jax.grad(loss)(theta), jax.grad(loss_ref)(theta)) <= 1e-12
+    assert rel_l2(jax.jit(jax.grad(loss))(theta), jax.jit(jax.grad(loss_ref))(theta)) <= 1e-12
 
 
 def test_forward_mode_is_refused_clearly():
@@ -207,7 +227,8 @@ GRID_CASES = [
     ("rk4", I.Checkpoint(levels=2)),
     pytest.param("gauss-legendre-2", I.StoreAll(), marks=pytest.mark.slow),
     pytest.param("yoshida4", I.StoreAll(), marks=pytest.mark.slow),
-    ("reversible-heun", I.Reversible()),
+    # reversible memory on the time grid: 6 s on one core; the grid gradient is checked with RK4 above
+    pytest.param("reversible-heun", I.Reversible(), marks=pytest.mark.slow),
     pytest.param("asynchronous-leapfrog", I.Reversible(), marks=pytest.mark.slow),
 ]
 GRID_IDS = ["euler", "rk4-Checkpoint", "gauss-legendre-2", "yoshida4", "reversible-heun-Reversible",
@@ -238,13 +259,16 @@ def test_grad_reaches_the_time_grid(method, memory):
         zs = I.forward(system, theta, x0)
         return jnp.sum(jnp.sin(jnp.stack([jax.vmap(system.project)(zs[i]) for i in (5, 12)])))
 
-    got = jax.grad(through_solve, argnums=(0, 1, 2))(ts, theta, x0)
-    want = jax.grad(through_scan, argnums=(0, 1, 2))(ts, theta, x0)
+    # compiled whole by jax.jit: op by op, the two gradients took twice as long
+    got = jax.jit(jax.grad(through_solve, argnums=(0, 1, 2)))(ts, theta, x0)
+    want = jax.jit(jax.grad(through_scan, argnums=(0, 1, 2)))(ts, theta, x0)
     tol = 1e-10 if method == "gauss-legendre-2" else 1e-12
     assert rel_l2(got[0], want[0]) <= tol
     assert rel_l2(got, want) <= tol
 
 
+@pytest.mark.slow  # nine solves and a gradient, compiled op by op (about 4 s on one core); the grid
+# gradient is checked against jax.grad through the scan by test_grad_reaches_the_time_grid
 def test_time_grid_gradient_against_finite_differences():
     """Independent of autodiff: central differences in four grid times (step 1e-6,
     error O(1e-12) / 1e-6 rounding + O(1e-12) truncation; tolerance 1e-7 relative)."""
@@ -271,6 +295,8 @@ def test_other_system_arrays_are_constants():
         jax.grad(loss)(jnp.ones((4, 2)))
 
 
+@pytest.mark.slow  # compiles four gradient programs (about 8 s on one core); the same flat memory at
+# N = 1e3 and 1e5 is checked in the default suite by test_reversible.py (reversible-rk4)
 def test_reversible_memory_inside_jax_grad_is_flat_in_the_steps():
     """XLA's temporary-buffer size of the compiled `jax.grad` program (deterministic, no
     timing): reversible memory is the same at N = 1000 and 100 000 (within 10%), also with
@@ -296,7 +322,12 @@ def test_reversible_memory_inside_jax_grad_is_flat_in_the_steps():
     assert store_all[1] >= 50 * store_all[0]
 
 
-@pytest.mark.parametrize("scheme", ["rk4", "gauss-legendre-2", "reversible-heun"])
+@pytest.mark.parametrize("scheme", [
+    "rk4",
+    # the implicit tableau and the reversible scheme compile their own sweeps (4-9 s each on one core)
+    pytest.param("gauss-legendre-2", marks=pytest.mark.slow),
+    pytest.param("reversible-heun", marks=pytest.mark.slow),
+])
 def test_a_decreasing_grid_integrates_backward_in_time(scheme, key):
     """`uniform_grid(t_final, steps, t0)` with `t_final < t0` steps backward (`h < 0`): on
     `dx/dt = A x` from `t = 1` to `t = 0` the final state is `exp(-A) x(1)` (scipy) to the

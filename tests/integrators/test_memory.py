@@ -29,9 +29,16 @@ STRATEGIES = {
 CASES = [(name, strategy) for name in sorted(SYSTEMS) for strategy in ("store-stages", "checkpoint-2")] + [
     ("resnet-37", "checkpoint-1"), ("recurrent-10", "checkpoint-3"), ("neural-ode-rk4-50", "checkpoint-log")
 ]
+SLOW = {("resnet-37", "store-stages"), ("neural-ode-rk4-50", "store-stages"), ("neural-ode-rk4-50", "checkpoint-2"),
+        ("recurrent-10", "checkpoint-3")}
+"""Cases run with `pytest -m slow`: each compiles its own sweep (1-5 s on one core, stored stages
+of the deep ResNet and of RK4 the most); the default suite keeps every strategy (stored stages on
+the recurrent network) and every system."""
 
 
-@pytest.mark.parametrize("name,strategy", CASES)
+@pytest.mark.parametrize("name,strategy", [
+    pytest.param(*case, id="-".join(case), marks=pytest.mark.slow if case in SLOW else ()) for case in CASES
+])
 def test_checkpointing_is_exact(name, strategy, key):
     system = SYSTEMS[name]
     theta = system.init(key)

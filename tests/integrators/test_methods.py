@@ -46,9 +46,15 @@ def _reference(system, theta, x0, loss):
 
 REPRESENTATIVE = ["euler", "midpoint", "rk4", "dopri5", "gauss-legendre-2", "lobatto-iiia", "leapfrog",
                   "yoshida4", "reversible-heun", "asynchronous-leapfrog"]
+FAST = ["rk4", "leapfrog", "reversible-heun", "asynchronous-leapfrog"]
+"""The kinds in the default suite: an explicit tableau, a splitting and both reversible schemes.
+Each method compiles its own sweep and reference (2-7 s on one core, the implicit tableaux the
+most), so the others are `slow`; an implicit tableau's gradient is exact in the default suite
+through test_reversible.py (Gauss-Legendre) and its stage pullback through test_runge_kutta.py."""
 
 
-@pytest.mark.parametrize("method", REPRESENTATIVE)
+@pytest.mark.parametrize("method", [pytest.param(m, marks=() if m in FAST else pytest.mark.slow)
+                                    for m in REPRESENTATIVE])
 def test_every_kind_of_method_is_exact(method):
     _check_exact(method)
 
@@ -98,8 +104,8 @@ class Driven(L.VectorField):
         return jnp.tanh(theta["W"] @ x + theta["b"] * jnp.sin(3.0 * t))
 
 
-@pytest.mark.parametrize(
-    "method", ["rk4", "reversible-heun", *(pytest.param(m, marks=pytest.mark.slow) for m in ("dopri5", "gauss-legendre-2"))]
+@pytest.mark.parametrize(  # each method: 2-3 s on one core; the reversible scheme is on a user grid in test_reversible.py
+    "method", ["rk4", *(pytest.param(m, marks=pytest.mark.slow) for m in ("reversible-heun", "dopri5", "gauss-legendre-2"))]
 )
 def test_time_dependent_field_on_a_user_grid(method, key):
     field = Driven()
@@ -164,8 +170,9 @@ def _fitted_slopes(method):
     return fit(x_err), fit(g_err), x_err, g_err
 
 
-@pytest.mark.parametrize(
-    "method", ["euler", "rk4", "leapfrog", "reversible-heun", pytest.param("gauss-legendre-2", marks=pytest.mark.slow)]
+@pytest.mark.parametrize(  # three sweeps per method (1-3 s on one core): the default suite fits Euler's order
+    "method", ["euler", *(pytest.param(m, marks=pytest.mark.slow) for m in ("rk4", "leapfrog", "reversible-heun",
+                                                                           "gauss-legendre-2"))]
 )
 def test_convergence_order(method):
     x_slope, g_slope, x_err, g_err = _fitted_slopes(method)
@@ -182,8 +189,10 @@ def test_convergence_order_of_every_method(method):
     assert -below <= g_slope - _order(method) <= above, (g_slope, g_err)
 
 
-@pytest.mark.parametrize("method", ["reversible-heun", "asynchronous-leapfrog"])
-@pytest.mark.parametrize("dim", [2, 16])
+@pytest.mark.parametrize("method,dim", [
+    pytest.param(method, dim, id=f"{dim}-{method}", marks=() if dim == 2 else pytest.mark.slow)
+    for dim in (2, 16) for method in ("reversible-heun", "asynchronous-leapfrog")
+])  # each case compiles three sweeps of 200 steps (3-5 s on one core): the wider state is `slow`
 def test_reversible_memory_is_exact_and_reports_reconstruction(method, dim, key):
     """The gradient of the scheme's own map, with states reconstructed backward
     (<= 1e-10: reconstruction round-off enters the stage points)."""

@@ -45,7 +45,10 @@ def test_bad_settings_are_named():
         I.newton_root(lambda k: k, jnp.zeros(2), 1e-14, 1e-14, 0)
 
 
-@pytest.mark.parametrize("name", sorted(n for n, t in I.TABLEAUX.items() if not t.explicit))
+@pytest.mark.parametrize("name", [  # each tableau compiles its own vmapped Newton solve (2-7 s on one core)
+    pytest.param(n, marks=() if n == "implicit-euler" else pytest.mark.slow)
+    for n in sorted(n for n, t in I.TABLEAUX.items() if not t.explicit)
+])
 def test_batched_stages_solve_each_state_alone(name):
     """A batch of states (`Batched`, one vmap) gives the step of each state solved on its own."""
     import lagrangian as L

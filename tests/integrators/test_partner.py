@@ -69,7 +69,11 @@ MORE_STEP_METHODS = sorted(set(I.scheme_names()) - set(STEP_METHODS) - {"reversi
 doubled step has no inverse conjugate matrix; it is exact on its trajectories (test_methods)."""
 
 
-@pytest.mark.parametrize("method", STEP_METHODS)
+@pytest.mark.parametrize("method", [  # the implicit tableau and the asynchronous splitting compile larger
+    # step Jacobians (5-7 s each on one core): `slow`; leapfrog stands for the splittings
+    pytest.param(m, marks=pytest.mark.slow if m in ("gauss-legendre-2", "asynchronous-leapfrog") else ())
+    for m in STEP_METHODS
+])
 def test_step_map_is_symplectic_and_preserves_p_dot_v(method, key):
     _check_step_map(method, key)
 

@@ -18,12 +18,12 @@ from tests.helpers import reference_grad, rel_l2
 @pytest.mark.parametrize(
     "system,iterations",
     [
-        (L.MLP((5, 8, 8)), 300),
-        (L.MLP((5,) + (8,) * 8), 300),
-        (L.MLP((5,) + (8,) * 32), 1000),
-        (L.ResNet(dim=4, depth=64), 2000),
+        pytest.param(L.MLP((5, 8, 8)), 300, id="mlp-2"),
+        # the deeper networks compile larger relaxations (3-7 s each on one core): `slow`
+        pytest.param(L.MLP((5,) + (8,) * 8), 300, id="mlp-8", marks=pytest.mark.slow),
+        pytest.param(L.MLP((5,) + (8,) * 32), 1000, id="mlp-32", marks=pytest.mark.slow),
+        pytest.param(L.ResNet(dim=4, depth=64), 2000, id="resnet-64", marks=pytest.mark.slow),
     ],
-    ids=["mlp-2", "mlp-8", "mlp-32", "resnet-64"],
 )
 def test_relaxation_reaches_the_exact_gradient(system, iterations, key):
     theta = system.init(key)
@@ -60,7 +60,7 @@ def test_relaxation_is_local(key):
         assert changed and all(abs(j - k) <= 1 for k in changed), (j, changed)
 
 
-@pytest.mark.parametrize("steps", [1000, 10000])
+@pytest.mark.parametrize("steps", [1000, pytest.param(10000, marks=pytest.mark.slow)])  # 10 000: 7 s on one core
 def test_newton_in_time_matches_the_sequential_sweep(steps, key):
     """1e-12 relative L2 for the states, the conjugate field and the gradient (without
     the refinement step the scanned conjugate field is 3e-12 off at N = 10 000)."""
@@ -112,7 +112,13 @@ def _unconverged_runs(key):
     }
 
 
-@pytest.mark.parametrize("solver", ["relax", "saddle_flow", "newton_in_time"])
+@pytest.mark.parametrize("solver", [
+    "relax",
+    # each solver compiles its warning, raising and silent programs (2-9 s on one core); the default
+    # suite checks the policy on the Jacobi relaxation, which shares `on_unconverged` with the others
+    pytest.param("saddle_flow", marks=pytest.mark.slow),
+    pytest.param("newton_in_time", marks=pytest.mark.slow),
+])
 def test_a_solver_stopped_short_of_its_tolerance_warns_raises_or_records(solver, key):
     """Stopped after too few iterations, a solver warns (default) naming its residual, raises when
     asked (`on_unconverged="raise"`), or only records `converged = False` and the residual
@@ -185,6 +191,7 @@ def test_augmented_lagrangian_flow_is_exact_on_linear_networks(depth, iterations
     assert bool(result.converged) and float(result.residual) <= 1e-10
 
 
+@pytest.mark.slow  # 9000 steps of the depth-32 flow compiled again without the penalty (about 2 s on one core)
 def test_arrow_hurwicz_without_penalty_does_not_converge(key):
     """rho = 0 is the plain saddle flow: S_d is linear in p and flat in x but for the
     loss, so the flow rotates; after the budget that makes the penalised flow exact it is
@@ -197,6 +204,7 @@ def test_arrow_hurwicz_without_penalty_does_not_converge(key):
     assert not bool(result.converged) and float(result.residual) > 1e-3
 
 
+@pytest.mark.slow  # about 4 s on one core; the flow's exactness is checked on the linear network above
 def test_saddle_flow_on_a_nonlinear_network(key):
     """tanh layers: local convergence; the gradient error after 20 000 steps on a depth-8
     tanh ResNet is below 1e-10 (the error history is monotone over the recorded blocks

@@ -27,6 +27,9 @@ from tests.helpers import rel_l2
 EXPLICIT = [t for t in I.TABLEAUX.values() if t.explicit]
 COUPLED = [I.reversible_name(t) for t in EXPLICIT]
 COUPLED_FAST = ["reversible-euler", "reversible-midpoint", "reversible-rk4", "reversible-dopri5"]
+COUPLED_DEFAULT = ["reversible-euler", "reversible-rk4"]
+"""Of `COUPLED_FAST`, the schemes in the default suite; each compiles its own pair of sweeps
+(2-5 s on one core), so midpoint and Dormand-Prince run with `pytest -m slow`."""
 SYMMETRIC_IMPLICIT = sorted(n for n, t in I.TABLEAUX.items() if not t.explicit and t.symmetric)
 SPLITTINGS = sorted(I.SPLITTINGS)
 
@@ -77,7 +80,8 @@ def _check_coupled(name, coupling=0.999):
     assert 0.0 <= reconstruction <= 1e-12
 
 
-@pytest.mark.parametrize("name", COUPLED_FAST)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=() if n in COUPLED_DEFAULT else pytest.mark.slow)
+                                  for n in COUPLED_FAST])
 def test_reversible_version_of_explicit_tableau_is_exact(name):
     _check_coupled(name)
 
@@ -157,6 +161,8 @@ def test_padding_steps_are_identities():
     np.testing.assert_array_equal(system.inverse(1, z, theta), z)
 
 
+@pytest.mark.slow  # about 9 s on one core; the default suite checks reversible memory through `solve` in
+# test_differentiable.py and the time grid's gradient there with RK4
 def test_grad_through_solve_with_saved_states_and_the_time_grid():
     """`jax.grad` through `integrators.solve` (saved states inside and at the end, non-uniform
     grid, `dl/dts` too) with `Reversible()` memory against `jax.grad` through the plain scan."""
@@ -197,7 +203,8 @@ def test_which_tableaux_are_symmetric():
         "gauss-legendre-1", "gauss-legendre-2", "gauss-legendre-3", "lobatto-iiia", "lobatto-iiib"}
 
 
-@pytest.mark.parametrize("name", ["leapfrog", "yoshida4", "gauss-legendre-2", "lobatto-iiia"])
+@pytest.mark.parametrize("name", ["leapfrog", "yoshida4", "gauss-legendre-2",
+                                  pytest.param("lobatto-iiia", marks=pytest.mark.slow)])  # a second Newton inverse
 def test_inverse_of_a_symmetric_scheme_is_its_step_with_minus_h(name):
     """The inverse (shear by shear for a splitting, `Phi_{-h}` for a tableau) against the layer
     on the reversed one-step grid `(t_{k+1}, t_k)`: the same map, to rounding (1e-14)."""
@@ -216,7 +223,13 @@ def _check_symmetric(name, field, steps, h=0.01):
     return _exactness(system, theta, jnp.array([1.0, 0.5]), L.SquaredError(target=0.25))
 
 
-@pytest.mark.parametrize("name", SPLITTINGS + ["gauss-legendre-2", "lobatto-iiia", "lobatto-iiib"])
+@pytest.mark.parametrize("name", [
+    *(pytest.param(n, marks=pytest.mark.slow if n == "yoshida4" else ()) for n in SPLITTINGS),
+    "gauss-legendre-2",
+    # the Lobatto pair and Yoshida's composition compile their own 300-step sweeps (2-4 s each on one core)
+    pytest.param("lobatto-iiia", marks=pytest.mark.slow),
+    pytest.param("lobatto-iiib", marks=pytest.mark.slow),
+])
 def test_symmetric_scheme_with_reversible_memory_is_exact(name):
     """300 steps of h = 0.01 on the pendulum: gradient 1e-12 (1e-10 implicit), reconstruction 1e-13."""
     implicit = name in SYMMETRIC_IMPLICIT
@@ -240,6 +253,8 @@ def test_symmetric_schemes_over_ten_thousand_steps(name, field):
     assert max(grad_error, x0_error) <= (1e-8 if implicit else 1e-10)
 
 
+@pytest.mark.slow  # vmapped Newton inverse of a 20-step sweep: about 8 s on one core (batched implicit
+# stages are checked by test_newton.py in the default suite)
 def test_a_batch_of_states_on_an_implicit_symmetric_scheme():
     """`Reversible()` on a batch (`lagrangian.Batched` vmaps the Newton-solved inverse)."""
     field = L.MLPField(3, hidden=6)
@@ -296,7 +311,8 @@ def _check_flat_memory(name):
     assert _temp_bytes(name, 100_000, I.StoreAll()) >= 50 * reversible[1]
 
 
-@pytest.mark.parametrize("name", ["reversible-rk4", "gauss-legendre-2"])
+@pytest.mark.parametrize("name", ["reversible-rk4",
+                                  pytest.param("gauss-legendre-2", marks=pytest.mark.slow)])  # 7 s on one core
 def test_reversible_memory_is_the_same_at_a_thousand_and_a_hundred_thousand_steps(name):
     """The acceptance of the issue: equal XLA temporary memory at N = 1e3 and 1e5 (store-all
     at 1e5 holds 50x more)."""

@@ -15,7 +15,14 @@ import lagrangian as L
 from tests.helpers import rel_l2
 
 
-@pytest.mark.parametrize("name", sorted(I.TABLEAUX))
+SLOW_IMPLICIT = {"gauss-legendre-1", "gauss-legendre-2", "gauss-legendre-3", "kvaerno3", "kvaerno4", "kvaerno5"}
+"""Implicit tableaux whose case runs with `pytest -m slow`: each compiles a Newton-solved step and
+its stage system (5-9 s on one core). The default suite keeps every explicit tableau, implicit
+Euler, and the Lobatto IIIA/IIIB pair (an explicit first stage, a zero last column)."""
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow if n in SLOW_IMPLICIT else ())
+                                  for n in sorted(I.TABLEAUX)])
 def test_stage_pullback_equals_the_vjp_of_one_step(name, key):
     field = L.MLPField(3, hidden=5)
     theta = field.init(key)

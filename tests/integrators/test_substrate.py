@@ -49,6 +49,8 @@ def test_gradient_error_grows_linearly_with_the_mismatch(problem):
     np.testing.assert_allclose(copy_errors, errors, rtol=1e-6)   # the copies feel the same coupling
 
 
+@pytest.mark.slow  # twelve noisy runs of 1500 iterations (about 8 s on one core); the noise-free and the
+# mismatched substrate stay in the default suite, and EP's sqrt(T) law in test_reciprocity.py
 def test_gradient_error_grows_like_the_square_root_of_the_temperature(problem):
     system, theta, x0, loss, grad = problem
     temps = np.array([1e-12, 1e-10, 1e-8, 1e-6])

@@ -47,9 +47,20 @@ CASES += [(name, 32, jnp.float32) for name in FLOAT32]
 EVERY = [(name, batch, dtype) for name in sorted(SYSTEMS) for batch in (None, 32) for dtype in (jnp.float64, jnp.float32)]
 MORE = [case for case in EVERY if case not in CASES]
 
+FAST = {("mlp-funnel-relu", None, jnp.float64), ("resnet-10", None, jnp.float64), ("recurrent", None, jnp.float64),
+        ("neural-ode-2", None, jnp.float64), ("neural-ode-16", 32, jnp.float32)}
+"""The cases of `test_gradient_equals_backprop` in the default suite: one of each kind of system
+(MLP, ResNet, recurrent, neural ODE), and a batch in float32. Each case compiles the sweep and
+its reference anew (3-9 s on one core), so the other cases of `CASES` are `slow`."""
+
 
 def _ids(cases):
     return [f"{n}-{b}-{jnp.dtype(d).name}" for n, b, d in cases]
+
+
+def _params(cases):
+    return [pytest.param(*case, id=i, marks=() if case in FAST else pytest.mark.slow)
+            for case, i in zip(cases, _ids(cases))]
 
 
 @pytest.mark.slow
@@ -58,7 +69,7 @@ def test_gradient_equals_backprop_every_case(name, batch, dtype, key):
     test_gradient_equals_backprop(name, batch, dtype, key)
 
 
-@pytest.mark.parametrize("name,batch,dtype", CASES, ids=_ids(CASES))
+@pytest.mark.parametrize("name,batch,dtype", _params(CASES))
 def test_gradient_equals_backprop(name, batch, dtype, key):
     system = SYSTEMS[name]
     k_theta, k_x, k_y = jax.random.split(key, 3)
@@ -77,6 +88,8 @@ def test_gradient_equals_backprop(name, batch, dtype, key):
         assert rel_l2(solution.grad_x0, ref_x0) <= TOL[dtype]
 
 
+@pytest.mark.slow  # about 6 s on one core. A loss enters the sweep only as p_N = dl/dx_N; the default
+# suite starts exact fields from a cross-entropy p_N in test_relax.py's learning test
 def test_cross_entropy_loss_on_classifier(key):
     system = L.MLP((6, 7, 4), readout=True)
     theta = system.init(key)
@@ -85,6 +98,9 @@ def test_cross_entropy_loss_on_classifier(key):
     assert rel_l2(I.sweep(system, theta, x0, loss).grad, reference_grad(system, theta, x0, loss)) <= 1e-12
 
 
+# The random systems below compile a program per example (3-5 s each on one core): `slow`; the
+# default suite checks each kind of system in test_gradient_equals_backprop.
+@pytest.mark.slow
 @settings(max_examples=4, deadline=None)
 @given(
     widths=st.lists(st.integers(1, 9), min_size=2, max_size=6),
@@ -98,6 +114,7 @@ def test_random_mlps(widths, activation, seed, scale, batch):
     _check_random(system, seed, batch)
 
 
+@pytest.mark.slow
 @settings(max_examples=3, deadline=None)
 @given(
     depth=st.integers(1, 40),
@@ -111,6 +128,7 @@ def test_random_resnets(depth, dim, seed, scale, h, batch):
     _check_random(L.ResNet(dim=dim, depth=depth, h=h, scale=scale), seed, batch)
 
 
+@pytest.mark.slow
 @settings(max_examples=4, deadline=None)
 @given(
     steps=st.integers(1, 30),

@@ -25,7 +25,14 @@ def _solve(system, key, batch):
     return theta, x0, loss, I.sweep(system, theta, x0, loss)
 
 
-@pytest.mark.parametrize("name", sorted(SYSTEMS))
+def _systems():
+    """Each system compiles its sweep and residuals anew (3-8 s on one core): the default suite
+    keeps the MLP, the other systems run with `pytest -m slow` (their sweeps are checked against
+    jax.grad by test_sweep.py in the default suite)."""
+    return [pytest.param(name, marks=() if name == "mlp" else pytest.mark.slow) for name in sorted(SYSTEMS)]
+
+
+@pytest.mark.parametrize("name", _systems())
 def test_stationarity_residuals_vanish(name, key, batch=8):
     """Every residual <= 1e-12 relative to the size of the field it balances."""
     system = SYSTEMS[name]
@@ -37,7 +44,7 @@ def test_stationarity_residuals_vanish(name, key, batch=8):
     assert max(float(jnp.max(jnp.abs(r))) for r in res["conjugate"]) <= 1e-12 * p_scale
 
 
-@pytest.mark.parametrize("name", sorted(SYSTEMS))
+@pytest.mark.parametrize("name", _systems())
 def test_action_is_stationary_and_enveloping(name, key):
     """Independent check with `jax.grad` of `S_d` itself (a reference, in the test):
     dS_d/dx_k = dS_d/dp_k = 0 at the sweep's solution, and dS_d/dtheta = dl/dtheta

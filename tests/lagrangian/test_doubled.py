@@ -16,7 +16,9 @@ SYSTEMS = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(SYSTEMS))
+@pytest.mark.parametrize("name", [  # each system compiles its own tension solve (2-4 s on one core)
+    pytest.param(name, marks=() if name == "mlp" else pytest.mark.slow) for name in sorted(SYSTEMS)
+])
 def test_tension_is_beta_times_conjugate_field(name, key):
     system = SYSTEMS[name]
     theta = system.init(key)
@@ -42,7 +44,9 @@ def test_tension_is_beta_times_conjugate_field(name, key):
         assert rel_l2(diff / beta, flat(sol.ps)) <= 1e-12
 
 
-@pytest.mark.parametrize("beta", [1e-3, 1.0, 10.0])
+@pytest.mark.parametrize("beta", [  # 3-4 s each on one core; every beta is checked by the tension test above
+    1e-3, pytest.param(1.0, marks=pytest.mark.slow), pytest.param(10.0, marks=pytest.mark.slow)
+])
 def test_doubled_action_is_stationary_at_the_tension_solution(beta, key):
     """Independent check with `jax.grad` of `S_beta` (reference, in the test): its
     derivatives in x+ and x- vanish at the solution, for every beta."""

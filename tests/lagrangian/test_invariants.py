@@ -15,8 +15,15 @@ SYSTEMS = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(SYSTEMS))
-@pytest.mark.parametrize("batch", [None, 6])
+SLOW = {(None, "resnet"), (6, "resnet"), (6, "neural-ode-heun")}
+"""Cases run with `pytest -m slow` (2-4 s each on one core): the default suite keeps the MLP with
+and without a batch, and the neural ODE on one state."""
+
+
+@pytest.mark.parametrize("name,batch", [
+    pytest.param(name, batch, id=f"{batch}-{name}", marks=pytest.mark.slow if (batch, name) in SLOW else ())
+    for batch in (None, 6) for name in sorted(SYSTEMS)
+])
 def test_bilinear_invariant_is_constant_and_is_the_jvp(name, batch, key):
     """`p_k . v_k` is the same at every k (1e-12 relative) and equals the JVP of
     the loss along `v_0`, computed by `jax.jvp` through the whole forward map."""

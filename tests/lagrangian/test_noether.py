@@ -64,6 +64,8 @@ def test_translation_charges(key):
     assert abs(float(N.momentum_charge(N.translation(1), theta, momentum)) - float(np.sum(momentum[1]["b"]))) <= 1e-12
 
 
+@pytest.mark.slow  # compiles a vmapped charge per layer and kind (about 6 s on one core); automatic
+# charges equal their closed forms in the default suite for rescaling and translation
 def test_linear_group_charges_are_the_balance_and_angular_momentum_matrices(key):
     net, theta, _, _ = _linear_problem(key)
     momentum = jax.tree.map(lambda a: jax.random.normal(jax.random.key(5), a.shape), theta)
@@ -133,6 +135,8 @@ def _relative_drift(values, scale):
     return float(np.max(np.abs(values - values[0]), axis=0).max() / scale)
 
 
+@pytest.mark.slow  # 400 RK4 steps of the gradient flow and the charges along them (about 5 s on one
+# core); conservation under the flow is checked in the default suite on the balance matrix
 def test_gradient_flow_conserves_rescaling_and_translation_charges(key):
     """A linear network with a softmax readout: per-unit rescaling and the logit
     translation are symmetries, and the field is smooth, so RK4 keeps both charges

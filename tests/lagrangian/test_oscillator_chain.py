@@ -43,6 +43,8 @@ def test_time_reversal_and_exchange(setup):
     np.testing.assert_array_equal(L.momentum_flip(L.momentum_flip(x0)), x0)
 
 
+@pytest.mark.slow  # about 3 s on one core; leapfrog's bounded energy error is checked by
+# tests/integrators/test_energy.py in the default suite
 def test_leapfrog_conserves_energy_to_second_order(setup):
     """max_k |H(x_k) - H(x_0)| / |H(x_0)| is O(h^2): about 4 times smaller at h/2."""
     _, theta, x0, _ = setup

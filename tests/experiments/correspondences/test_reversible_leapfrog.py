@@ -24,7 +24,9 @@ def test_symplectic_euler_is_the_spec_step():
                                rtol=0, atol=1e-15)  # same arithmetic, different order of rounding at most
 
 
-@pytest.mark.parametrize("method", ["symplectic-euler", "leapfrog", "yoshida4"])
+@pytest.mark.parametrize("method", [  # each splitting compiles its own inverse sweep (3-6 s on one core)
+    pytest.param("symplectic-euler", marks=pytest.mark.slow), "leapfrog", pytest.param("yoshida4", marks=pytest.mark.slow)
+])
 def test_inverse_rebuilds_the_forward_pass_and_the_gradient_is_exact(method):
     numbers, per_step = rl.measure(500, dim=4, t_final=5.0, method=method)
     # each inverse step undoes shears exactly in real arithmetic; in float64 a few ulps per step at most
@@ -34,6 +36,7 @@ def test_inverse_rebuilds_the_forward_pass_and_the_gradient_is_exact(method):
     assert numbers.gradient_relative_error <= 1e-12  # Reversible() sweep vs jax.grad of the forward map
 
 
+@pytest.mark.slow  # about 5 s on one core; leapfrog's exact inverse is checked in the default suite above
 def test_naive_euler_back_step_is_first_order():
     coarse, _ = rl.measure(50, t_final=5.0)
     fine, _ = rl.measure(500, t_final=5.0)

@@ -118,6 +118,12 @@ def hopfield():
     return theta, x, y, jax.jit(_implicit_gradient)(theta, x, y)  # jitted: eager vmap of hessians takes 14 s
 
 
+# The Hopfield network's reference is a vmapped implicit-function gradient built from jax's Hessians
+# (compiled, about 6 s on one core); its two tests run with `pytest -m slow`, the layered EP above
+# in the default suite.
+
+
+@pytest.mark.slow
 def test_hopfield_free_state_is_a_fixed_point(hopfield):
     theta, x, y, _ = hopfield
     h, o = ep.hopfield_equilibrium(theta, x[0], y[0], 0.0, 6)
@@ -128,6 +134,7 @@ def test_hopfield_free_state_is_a_fixed_point(hopfield):
     assert float(jnp.max(jnp.abs(h - h_fix))) <= 1e-14 and float(jnp.max(jnp.abs(o - o_fix))) <= 1e-14
 
 
+@pytest.mark.slow
 def test_hopfield_ep_matches_implicit_differentiation(hopfield):
     theta, x, y, ref = hopfield
     estimate = jax.jit(ep.hopfield_ep, static_argnames="symmetric")
@@ -137,6 +144,8 @@ def test_hopfield_ep_matches_implicit_differentiation(hopfield):
     assert one[1] <= 1e-3 and 7 <= one[0] / one[1] <= 13  # O(beta): x10 per decade (1.6e-4 measured)
 
 
+@pytest.mark.slow  # four Newton solves compiled with and without jit (about 15 s on one core); the
+# warning of an unconverged equilibrium is checked in the default suite on the sweeps solver below
 def test_unconverged_equilibrium_warns_raises_or_is_recorded(acceptance):
     """Symmetric EP at beta = 0.1 on the acceptance network: the -beta phase stops after the
     default 40 Newton iterations short of its tolerance. The estimate comes with a warning

@@ -16,13 +16,15 @@ from experiments.learning_rules import predictive_coding as pc
 from tests.helpers import flat, reference_grad, rel_l2
 
 
-@pytest.mark.parametrize("name", ["mlp", "mlp-deep"])
+@pytest.mark.parametrize("name", [pytest.param("mlp", marks=pytest.mark.slow), "mlp-deep"])  # 4 s each on one core
 def test_fixed_prediction_equals_backprop(name):
     p = problems.problem_named(name)
     ref = reference_grad(p.system, p.theta, p.x0, p.loss)
     assert rel_l2(jax.jit(lambda th: pc.fixed_prediction(p.system, th, p.x0, p.loss))(p.theta), ref) <= 1e-12
 
 
+@pytest.mark.slow  # the Jacobi curve and a damped relaxation of 60 steps (about 7 s on one core);
+# the fixed-prediction gradient is exact in the default suite above
 def test_fixed_prediction_is_exact_after_n_minus_one_jacobi_steps_not_before(acceptance):
     net, theta, x0, loss, ref = acceptance
     errors = [rel_l2(g, ref) for g in pc.fixed_prediction_curve(net, theta, x0, loss, net.depth)]
@@ -33,6 +35,8 @@ def test_fixed_prediction_is_exact_after_n_minus_one_jacobi_steps_not_before(acc
     assert damped <= 1e-9
 
 
+@pytest.mark.slow  # three solvers at five precisions (about 8 s on one core); the clamped network is
+# checked in the default suite by the envelope test below
 def test_weak_precision_pc_is_one_sided_ep_at_beta_gamma_over_one_minus_gamma(acceptance):
     net, theta, x0, loss, ref = acceptance
     # jitted with the precision traced: one compilation per solver instead of eager dispatch

@@ -22,6 +22,8 @@ def problem():
     return system, theta, x0, loss, reference_grad(system, theta, x0, loss)
 
 
+@pytest.mark.slow  # compiles both substrate rules and both plain rules (about 20 s on one core); the
+# perfect substrate is exact in the default suite in tests/integrators/test_substrate.py
 def test_perfect_substrate_is_the_plain_rule(problem):
     system, theta, x0, loss, grad = problem
     dp = reciprocity.dp_substrate(system, theta, x0, loss, 1e-3)
@@ -34,6 +36,8 @@ def test_perfect_substrate_is_the_plain_rule(problem):
     assert 80 <= errors[1] / errors[0] <= 120
 
 
+@pytest.mark.slow  # three rules at two mismatches (about 9 s on one core); the relaxation's linear
+# mismatch error is checked in the default suite in tests/integrators/test_substrate.py
 def test_mismatch_error_is_linear_for_every_rule(problem):
     system, theta, x0, loss, grad = problem
     for delta in (1e-2, 1e-1):
