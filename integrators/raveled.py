@@ -74,7 +74,19 @@ class Raveling(eqx.Module):
 class RaveledField(VectorField):
     """`f_flat(t, x, theta) = ravel(f(t, unravel(x), theta))`: a field on pytree states as a
     field on the flat state (separable when `f` is, with `(q, v)` the two halves of the flat
-    state)."""
+    state).
+
+    Example:
+        >>> class Rotation(lagrangian.VectorField):                # f on the state {"q": q, "v": v}
+        ...     state_dim: int = 2
+        ...     def init(self, key, dtype=jnp.float64):
+        ...         return {}
+        ...     def __call__(self, t, x, theta):
+        ...         return {"q": x["v"], "v": -x["q"]}
+        >>> raveling = integrators.Raveling.of({"q": jnp.zeros(1), "v": jnp.zeros(1)})
+        >>> integrators.RaveledField(field=Rotation(), raveling=raveling)(0.0, jnp.array([1.0, 2.0]), {})
+        Array([ 2., -1.], dtype=float64)
+    """
 
     field: VectorField
     raveling: Raveling
